@@ -1,0 +1,43 @@
+"""werk_trio: a Postgres-backed background job queue for Trio programs.
+
+This module is the whole public API; everything else is internal.
+"""
+
+from .app import Werk as Werk
+from .config import WerkConfig as WerkConfig
+from .db import Connection as Connection
+from .errors import ConfigError as ConfigError
+from .errors import DependencyFailed as DependencyFailed
+from .errors import JobError as JobError
+from .errors import JobNotFound as JobNotFound
+from .errors import JobTimeout as JobTimeout
+from .errors import PayloadTooLarge as PayloadTooLarge
+from .errors import PoolTimeout as PoolTimeout
+from .errors import SerializationError as SerializationError
+from .errors import UnknownTask as UnknownTask
+from .errors import WerkError as WerkError
+from .errors import WorkerShutdown as WorkerShutdown
+from .jobs import Callback as Callback
+from .jobs import Context as Context
+from .jobs import Dependency as Dependency
+from .jobs import DequeueStrategy as DequeueStrategy
+from .jobs import EnqueueParams as EnqueueParams
+from .jobs import ExecutionStatus as ExecutionStatus
+from .jobs import Job as Job
+from .jobs import JobExecution as JobExecution
+from .jobs import JobStatus as JobStatus
+from .jobs import Repeat as Repeat
+from .jobs import Retry as Retry
+from .serializers import JSONSerializer as JSONSerializer
+from .serializers import PickleSerializer as PickleSerializer
+from .serializers import Serializer as Serializer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
+    "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "JSONSerializer", "Job", "JobError",
+    "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
+    "PickleSerializer", "PoolTimeout", "Repeat", "Retry", "SerializationError", "Serializer",
+    "UnknownTask", "Werk", "WerkConfig", "WerkError", "WorkerShutdown",
+]  # fmt: skip

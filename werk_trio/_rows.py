@@ -1,0 +1,280 @@
+"""Turning enqueue arguments into job rows, and rows back into Jobs.
+
+Validation happens here, before anything touches the database: a bad option
+raises ConfigError (or SerializationError / PayloadTooLarge) and nothing is
+inserted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from ._ids import uuid7
+from .errors import ConfigError, PayloadTooLarge
+from .jobs import (
+    ENQUEUE_OPTIONS,
+    Callback,
+    Dependency,
+    EnqueueParams,
+    ExecutionStatus,
+    Job,
+    JobExecution,
+    JobStatus,
+    Repeat,
+    Retry,
+    _seconds,
+    as_job_id,
+)
+from .serializers import Serializer, decode, encode
+from .tasks import function_path
+
+_STATUS = {s.value: s for s in JobStatus}
+_EXEC_STATUS = {s.value: s for s in ExecutionStatus}
+
+
+def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``enqueue`` keywords into (options without ``_``, payload kwargs)."""
+    options: dict[str, Any] = {}
+    payload: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name.startswith("_"):
+            option = name[1:]
+            if option not in ENQUEUE_OPTIONS:
+                valid = ", ".join("_" + o for o in ENQUEUE_OPTIONS + ("conn",))
+                raise ConfigError(f"unknown enqueue option {name!r}; valid options: {valid}")
+            options[option] = value
+        else:
+            payload[name] = value
+    return options, payload
+
+
+def _text(name: str, value: Any, *, allow_none: bool = True) -> str | None:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 1000:
+        raise ConfigError(f"{name} must be a non-empty string (at most 1000 characters), got {value!r}")
+    return value
+
+
+def _callback(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    cb = value if isinstance(value, Callback) else Callback(value)
+    return json.dumps({"func": function_path(cb.func), "timeout": cb.timeout})
+
+
+def dependencies(value: Any) -> list[Dependency]:
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    deps = []
+    for item in items:
+        dep = item if isinstance(item, Dependency) else Dependency(item)
+        as_job_id(dep.job)  # validates
+        if not isinstance(dep.allow_failure, bool):
+            raise ConfigError(f"Dependency allow_failure must be a bool, got {dep.allow_failure!r}")
+        deps.append(dep)
+    return deps
+
+
+_DEFAULT_RETRY = Retry(1)
+_INT32 = 2**31
+
+
+class RowBuilder:
+    """Collects validated rows for INSERT_JOBS (a JSON array of short-keyed objects;
+    an absent key means the column default)."""
+
+    def __init__(self, serializer: Serializer, max_payload_bytes: int) -> None:
+        self.serializer = serializer
+        self.max_payload_bytes = max_payload_bytes
+        self.rows: list[dict[str, Any]] = []
+        self.jobs: list[Job] = []
+        #: (job id, parent id, allow_failure) for every dependency.
+        self.deps: list[tuple[uuid.UUID, uuid.UUID, bool]] = []
+        self._paths: dict[Any, str] = {}
+
+    def rows_json(self) -> str:
+        return json.dumps(self.rows, separators=(",", ":"), default=str)
+
+    def add(self, p: EnqueueParams, cron_name: str | None = None) -> None:
+        func = p.func
+        try:
+            path = self._paths[func]
+        except (KeyError, TypeError):
+            path = function_path(func)
+            with contextlib.suppress(TypeError):
+                self._paths[func] = path
+        row: dict[str, Any] = {"f": path}
+        queue = p.queue
+        if queue != "default":
+            _text("_queue", queue, allow_none=False)
+            row["q"] = queue
+        priority = p.priority
+        if priority != 0 or type(priority) is not int:
+            if isinstance(priority, bool) or not isinstance(priority, int) or not -_INT32 <= priority < _INT32:
+                raise ConfigError(f"_priority must be an int (32-bit), got {priority!r}")
+            row["p"] = priority
+        delay, at = p.delay, p.at
+        if delay is not None:
+            if at is not None:
+                raise ConfigError("pass at most one of _delay (seconds from now) and _at (a datetime)")
+            delay = _seconds("_delay", delay, allow_zero=True)
+            row["d"] = delay
+        if at is not None:
+            if not isinstance(at, datetime):
+                raise ConfigError(f"_at must be a timezone-aware datetime, got {at!r}")
+            if at.tzinfo is None or at.tzinfo.utcoffset(at) is None:
+                raise ConfigError(
+                    f"_at={at!r} is a naive datetime: pass an aware one, e.g. "
+                    "datetime.now(timezone.utc) + timedelta(minutes=5)"
+                )
+            row["at"] = at.isoformat()
+        retry = p.retry
+        if retry is None:
+            retry_obj = _DEFAULT_RETRY
+        elif isinstance(retry, Retry):
+            retry_obj = retry
+        elif isinstance(retry, int) and not isinstance(retry, bool):
+            retry_obj = Retry(retry)
+        else:
+            raise ConfigError(f"_retry must be an int (total attempts) or Retry(...), got {retry!r}")
+        intervals: list[float] | None = None
+        if retry_obj.max > 1:
+            row["ma"] = retry_obj.max
+            intervals = list(retry_obj.intervals)  # type: ignore[arg-type]
+            row["ri"] = intervals
+        timeout_secs = heartbeat_secs = ttl = result_ttl = failure_ttl = None
+        if p.timeout is not None:
+            timeout_secs = row["to_"] = _seconds("_timeout", p.timeout)
+        if p.heartbeat is not None:
+            heartbeat_secs = row["hb"] = _seconds("_heartbeat", p.heartbeat)
+        if p.key is not None:
+            row["k"] = _text("_key", p.key)
+        if p.group is not None:
+            row["g"] = _text("_group", p.group)
+        meta = p.meta
+        if meta is not None:
+            if not isinstance(meta, dict):
+                raise ConfigError(f"_meta must be a dict, got {type(meta).__name__}")
+            row["m"] = encode(self.serializer, meta, f"_meta of {path}")
+        if p.ttl is not None:
+            ttl = row["ttl"] = _seconds("_ttl", p.ttl)
+        if p.result_ttl is not None:
+            result_ttl = row["rttl"] = _seconds("_result_ttl", p.result_ttl, allow_zero=True)
+        if p.failure_ttl is not None:
+            failure_ttl = row["fttl"] = _seconds("_failure_ttl", p.failure_ttl, allow_zero=True)
+        if p.failure_mode != "hold":
+            if p.failure_mode != "delete":
+                raise ConfigError(f"_failure_mode must be 'hold' or 'delete', got {p.failure_mode!r}")
+            row["fm"] = "delete"
+        callbacks = []
+        for short, name, value in (
+            ("on_s", "_on_success", p.on_success),
+            ("on_f", "_on_failure", p.on_failure),
+            ("on_x", "_on_stopped", p.on_stopped),
+        ):
+            cb = None
+            if value is not None:
+                cb = value if isinstance(value, Callback) else Callback(value)
+                cb = Callback(function_path(cb.func), cb.timeout)
+                row[short] = {"func": cb.func, "timeout": cb.timeout}
+            callbacks.append(cb)
+        repeat = p.repeat
+        rep_iv: list[float] | None = None
+        if repeat is not None:
+            if not isinstance(repeat, Repeat):
+                raise ConfigError(
+                    f"_repeat must be Repeat(times, interval=... | intervals=[...]), got {repeat!r}"
+                )
+            row["rr"] = repeat.times
+            if repeat.interval is not None:
+                row["rs"] = repeat.interval
+            else:
+                rep_iv = row["rv"] = list(repeat.intervals or ())
+        if cron_name is not None:
+            row["cron"] = cron_name
+        args, kwargs = p.args, p.kwargs
+        if not isinstance(args, list | tuple):
+            raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")
+        if not isinstance(kwargs, dict):
+            raise ConfigError(f"kwargs must be a dict, got {type(kwargs).__name__}")
+        deps = dependencies(p.depends_on) if p.depends_on is not None else ()
+
+        payload_obj = {"args": list(args), "kwargs": kwargs}
+        payload = encode(self.serializer, payload_obj, f"payload of {path}")
+        size = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+        if size > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"the payload of {path} is {size} bytes encoded, over max_payload_bytes "
+                f"({self.max_payload_bytes}); store large data elsewhere and pass a reference, "
+                "or raise Werk(max_payload_bytes=...)"
+            )
+        row["pl"] = payload
+
+        job_id = uuid7()
+        row["id"] = str(job_id)
+        if deps:
+            status = JobStatus.WAITING
+            row["s"] = "waiting"
+        elif delay or at is not None:
+            status = JobStatus.SCHEDULED
+            row["s"] = "scheduled"
+        else:
+            status = JobStatus.QUEUED
+        self.rows.append(row)
+        for dep in deps:
+            self.deps.append((job_id, dep.job_id, dep.allow_failure))
+        self.jobs.append(
+            Job(
+                job_id, path, queue, status, priority, 0, retry_obj.max, at, None,  # type: ignore[arg-type]
+                key=p.key, group_key=p.group, payload=payload_obj, timeout_secs=timeout_secs,
+                heartbeat_secs=heartbeat_secs, meta=dict(meta) if meta else {}, ttl=ttl,
+                result_ttl=result_ttl, failure_ttl=failure_ttl, on_success=callbacks[0],
+                on_failure=callbacks[1], on_stopped=callbacks[2], retry_intervals=intervals,
+                repeat_remaining=repeat.times if repeat else 0,
+                repeat_interval_secs=repeat.interval if repeat else None,
+                repeat_intervals=rep_iv, cron_name=cron_name, failure_mode=p.failure_mode,
+            )
+        )
+
+
+def _decode_callback(value: Any) -> Callback | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = json.loads(value)
+    return Callback(value["func"], value["timeout"])
+
+
+def job_from_row(row: Sequence[Any], serializer: Serializer) -> Job:
+    """A Job from a row in JOB_COLUMNS order."""
+    (id_, function, queue, status, priority, attempts, max_attempts, scheduled_at, enqueued_at,
+     started_at, completed_at, touched_at, expires_at, key, group_key, payload, result, error,
+     timeout_secs, heartbeat_secs, worker_id, meta, ttl, result_ttl, failure_ttl, on_success,
+     on_failure, on_stopped, retry_intervals, repeat_remaining, repeat_interval_secs,
+     repeat_intervals, cron_name, failure_mode) = row[:34]  # fmt: skip
+    return Job(
+        id=id_, function=function, queue=queue, status=_STATUS[status], priority=priority,
+        attempts=attempts, max_attempts=max_attempts, scheduled_at=scheduled_at,
+        enqueued_at=enqueued_at, started_at=started_at, completed_at=completed_at,
+        touched_at=touched_at, expires_at=expires_at, key=key, group_key=group_key,
+        payload=decode(serializer, payload, "payload"), result=decode(serializer, result, "result"),
+        error=error, timeout_secs=timeout_secs, heartbeat_secs=heartbeat_secs, worker_id=worker_id,
+        meta=decode(serializer, meta, "meta") or {}, ttl=ttl, result_ttl=result_ttl,
+        failure_ttl=failure_ttl, on_success=_decode_callback(on_success),
+        on_failure=_decode_callback(on_failure), on_stopped=_decode_callback(on_stopped),
+        retry_intervals=retry_intervals, repeat_remaining=repeat_remaining,
+        repeat_interval_secs=repeat_interval_secs, repeat_intervals=repeat_intervals,
+        cron_name=cron_name, failure_mode=failure_mode,
+    )  # fmt: skip
+
+
+def execution_from_row(row: Sequence[Any]) -> JobExecution:
+    job_id, attempt, worker_id, status, started_at, finished_at, error = row
+    return JobExecution(job_id, attempt, worker_id, _EXEC_STATUS[status], started_at, finished_at, error)

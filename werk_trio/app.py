@@ -1,0 +1,530 @@
+"""The Werk app: lifecycle, enqueueing, and job management.
+
+All database access goes through the app's pool of Trio-native connections;
+every statement is a named one from :mod:`werk_trio.sql`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+
+from . import sql as sqlmod
+from ._logging import setup_logging
+from ._rows import RowBuilder, execution_from_row, job_from_row, split_options
+from .config import WerkConfig, describe_dsn, mask_dsn, resolve_dsn, with_params
+from .db import Connection, Pool
+from .embedded import embedded_dsn
+from .errors import ConfigError, JobNotFound, WerkError
+from .jobs import (
+    TERMINAL_STATUSES,
+    EnqueueParams,
+    Job,
+    JobExecution,
+    JobStatus,
+    as_job_id,
+)
+from .serializers import JSONSerializer, Serializer, check_serializer
+from .tasks import TaskRegistry, caller_package
+
+__all__ = ["Werk"]
+
+logger = logging.getLogger("werk_trio")
+
+F = TypeVar("F", bound=Callable[..., Any])
+Hook = Callable[[], Any]
+
+_STATUSES = tuple(s.value for s in JobStatus)
+
+
+class Werk:
+    """A job queue on one Postgres database.
+
+    ``Werk(dsn=None, *, config=None, **settings)``: settings are the fields of
+    :class:`WerkConfig` (keywords win over ``config``). With no DSN, ``WERK_DSN``,
+    then ``DATABASE_URL``, then an embedded Postgres is used.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        config: WerkConfig | dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> None:
+        self.config = WerkConfig.build(config, dsn=dsn, **settings)
+        self.serializer: Serializer = check_serializer(self.config.serializer or JSONSerializer())
+        self.sql = sqlmod.Statements(self.config.schema, self.config.prefix)
+        self.tasks = TaskRegistry(self.config.task_modules, caller_package())
+        setup_logging(self.config.log_level, self.config.log_format)
+        self._pool: Pool | None = None
+        self._dsn: str | None = None
+        self._where = "not connected"
+        self._lock: trio.Lock | None = None
+        self._on_startup: list[Hook] = []
+        self._on_shutdown: list[Hook] = []
+        self._before_enqueue: list[Callable[[EnqueueParams], Any]] = []
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        where = self._where if self._pool is not None else "not connected"
+        schema = f" schema={self.config.schema}" if self.config.schema else ""
+        return f"<Werk {where}{schema} prefix={self.config.prefix}>"
+
+    @property
+    def connected(self) -> bool:
+        return self._pool is not None
+
+    @property
+    def dsn(self) -> str:
+        """The conninfo in use (contains the password: never log it)."""
+        if self._dsn is None:
+            raise WerkError("the app is not connected: call `await app.connect()` first")
+        return self._dsn
+
+    def on_startup(self, func: F) -> F:
+        """Decorator: run ``func()`` (sync or async) once, at the end of connect()."""
+        self._on_startup.append(func)
+        return func
+
+    def on_shutdown(self, func: F) -> F:
+        """Decorator: run ``func()`` (sync or async) once, at the start of disconnect()."""
+        self._on_shutdown.append(func)
+        return func
+
+    async def connect(self) -> None:
+        """Open the pool and apply migrations (``auto_migrate``). Idempotent.
+
+        Cancellation: a cancel while connecting closes what was opened.
+        """
+        if self._lock is None:
+            self._lock = trio.Lock()
+        async with self._lock:
+            if self._pool is not None:
+                return
+            dsn, source = resolve_dsn(self.config.dsn)
+            if source == "embedded":
+                dsn = await trio.to_thread.run_sync(embedded_dsn, self.config.embedded_dir)
+            full = with_params(
+                dsn,
+                connect_timeout=max(2, int(self.config.connect_timeout)),
+                application_name="werk_trio",
+            )
+            self._where = describe_dsn(full)
+            logger.info("werk_trio using %s (from %s)", self._where, source)
+            pool = Pool(
+                full,
+                min_size=self.config.min_pool_size,
+                max_size=self.config.max_pool_size,
+                timeout=self.config.pool_timeout,
+                prepare_threshold=self.config.prepare_threshold,
+            )
+            try:
+                await pool.open()
+            except psycopg.Error as ex:
+                raise ConfigError(
+                    f"cannot connect to {self._where}: {mask_dsn(str(ex)).strip()}"
+                ) from None
+            self._pool, self._dsn = pool, full
+            try:
+                if self.config.auto_migrate:
+                    await self.migrate()
+                for hook in self._on_startup:
+                    await _call(hook)
+            except BaseException:
+                self._pool, self._dsn = None, None
+                with trio.CancelScope(shield=True):
+                    await pool.close()
+                raise
+
+    async def disconnect(self) -> None:
+        """Run on_shutdown hooks and close the pool. Idempotent. Cancellation:
+        the close itself is shielded."""
+        if self._lock is None:
+            self._lock = trio.Lock()
+        async with self._lock:
+            pool = self._pool
+            if pool is None:
+                return
+            try:
+                for hook in self._on_shutdown:
+                    await _call(hook)
+            finally:
+                self._pool, self._dsn = None, None
+                with trio.CancelScope(shield=True):
+                    await pool.close()
+
+    async def __aenter__(self) -> Werk:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+
+    @property
+    def pool(self) -> Pool:
+        if self._pool is None:
+            raise WerkError("the app is not connected: use `async with app:` or `await app.connect()`")
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[Connection[Any]]:
+        """A pooled connection (autocommit; use ``conn.transaction()``), returned
+        on exit. Pass it as ``_conn=`` to enqueue inside your own transaction."""
+        async with self.pool.connection(timeout) as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _use(self, conn: Connection[Any] | None) -> AsyncIterator[Connection[Any]]:
+        if conn is None:
+            async with self.pool.connection() as own:
+                yield own
+        else:
+            if not isinstance(conn, Connection):
+                raise ConfigError(
+                    f"_conn must be a connection from app.connection(), got {type(conn).__name__}"
+                )
+            if conn.broken:
+                raise ConfigError("_conn is closed or broken: use an open connection")
+            yield conn
+
+    async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            return await cur.fetchall()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations under an advisory lock; return the versions applied."""
+        applied_now: list[int] = []
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute(self.sql.MIGRATE_LOCK, {"key": self.sql.lock_key})
+            if self.config.schema:
+                await conn.execute(self.sql.CREATE_SCHEMA)
+            await conn.execute(self.sql.CREATE_MIGRATIONS)
+            cur = await conn.execute(self.sql.APPLIED_MIGRATIONS)
+            done = {row[0] for row in await cur.fetchall()}
+            for migration in sqlmod.migrations():
+                if migration.version in done:
+                    continue
+                await conn.execute(self.sql.render(migration.template))
+                await conn.execute(
+                    self.sql.RECORD_MIGRATION, {"version": migration.version, "name": migration.name}
+                )
+                applied_now.append(migration.version)
+        if applied_now:
+            logger.info("applied migrations %s", applied_now)
+        return applied_now
+
+    # --- tasks ----------------------------------------------------------------
+
+    def task(self, func: F | None = None, *, name: str | None = None) -> Any:
+        """Decorator registering a function workers may run (``@app.task`` or
+        ``@app.task(name="pkg.mod.fn")``)."""
+
+        def deco(f: F) -> F:
+            self.tasks.register(f, name)
+            return f
+
+        return deco(func) if func is not None else deco
+
+    def register(self, func: F, *, name: str | None = None) -> F:
+        """Register ``func`` as a function workers may run; returns it."""
+        self.tasks.register(func, name)
+        return func
+
+    # --- enqueueing -----------------------------------------------------------
+
+    def register_before_enqueue(self, callback: Callable[[EnqueueParams], Any]) -> None:
+        """``callback(params)`` (sync or async) runs before each job is validated and
+        inserted; it may change ``params`` or raise to refuse the job."""
+        if not callable(callback):
+            raise ConfigError(f"before-enqueue callback must be callable, got {callback!r}")
+        self._before_enqueue.append(callback)
+
+    def unregister_before_enqueue(self, callback: Callable[[EnqueueParams], Any]) -> None:
+        try:
+            self._before_enqueue.remove(callback)
+        except ValueError:
+            raise ConfigError(f"{callback!r} is not a registered before-enqueue callback") from None
+
+    async def enqueue(self, func: Callable[..., Any] | str, *args: Any, **kwargs: Any) -> Job | None:
+        """Insert one job; return it, or None when its ``_key`` is already taken.
+
+        Keywords starting with ``_`` are options (SPEC §2); the rest are the
+        payload. ``_conn=`` joins the caller's transaction. Nothing is inserted
+        when validation fails. Cancellation: the insert either committed or not;
+        with ``_conn`` it is part of the caller's transaction.
+        """
+        conn = kwargs.pop("_conn", None)
+        options, payload = split_options(kwargs)
+        params = EnqueueParams(func, args, payload, **options)
+        return (await self._enqueue([params], conn))[0]
+
+    async def enqueue_many(
+        self, jobs: Iterable[EnqueueParams], _conn: Connection[Any] | None = None
+    ) -> list[Job | None]:
+        """Insert many jobs in one statement; ``None`` at the positions whose key was taken."""
+        items = list(jobs)
+        for item in items:
+            if not isinstance(item, EnqueueParams):
+                raise ConfigError(f"enqueue_many takes EnqueueParams objects, got {type(item).__name__}")
+        if not items:
+            return []
+        return await self._enqueue(items, _conn)
+
+    async def _enqueue(self, items: list[EnqueueParams], conn: Connection[Any] | None) -> list[Job | None]:
+        for callback in self._before_enqueue:
+            for item in items:
+                await _call(callback, item)
+        builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
+        for item in items:
+            builder.add(item)
+        params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel}
+        async with self._use(conn) as c:
+            if builder.deps:
+                async with c.transaction():
+                    rows = await self._insert_with_deps(c, builder, params)
+            else:
+                cur = await c.execute(self.sql.INSERT_JOBS, params)
+                rows = await cur.fetchall()
+        by_id = {row[0]: row for row in rows}
+        out: list[Job | None] = []
+        for job in builder.jobs:
+            row = by_id.get(job.id)
+            if row is None:
+                out.append(None)
+                continue
+            job.scheduled_at, job.enqueued_at, job.expires_at = row[1], row[2], row[3]
+            out.append(job)
+        return out
+
+    async def _insert_with_deps(
+        self, conn: Connection[Any], builder: RowBuilder, params: dict[str, Any]
+    ) -> list[Any]:
+        parents = sorted({p for _, p, _ in builder.deps})
+        cur = await conn.execute(self.sql.LOCK_PARENTS, {"ids": parents})
+        found = {row[0] for row in await cur.fetchall()}
+        missing = [str(p) for p in parents if p not in found]
+        if missing:
+            raise ConfigError(
+                f"cannot depend on job(s) {', '.join(missing)}: no such job (never enqueued, "
+                "or already deleted)"
+            )
+        cur = await conn.execute(self.sql.INSERT_JOBS, params)
+        rows = await cur.fetchall()
+        inserted = [row[0] for row in rows]
+        await conn.execute(
+            self.sql.INSERT_DEPS,
+            {
+                "job_id": [d[0] for d in builder.deps],
+                "depends_on": [d[1] for d in builder.deps],
+                "allow_failure": [d[2] for d in builder.deps],
+                "inserted": inserted,
+            },
+        )
+        cur = await conn.execute(
+            self.sql.RESOLVE_WAITING, {"ids": inserted, "channel": self.sql.jobs_channel}
+        )
+        resolved = {row[0]: row[1] for row in await cur.fetchall()}
+        for job in builder.jobs:
+            if job.id in resolved:
+                job.status = JobStatus(resolved[job.id])
+        return rows
+
+    # --- inspecting -----------------------------------------------------------
+
+    async def get_job(self, job_id: Any) -> Job:
+        """The job with this id; JobNotFound if there is none."""
+        jid = as_job_id(job_id)
+        rows = await self._fetch(self.sql.GET_JOB, {"id": jid})
+        if not rows:
+            raise JobNotFound(jid)
+        return job_from_row(rows[0], self.serializer)
+
+    async def get_jobs(self, job_ids: Sequence[Any]) -> dict[uuid.UUID, Job]:
+        """The jobs with these ids that exist, by id."""
+        ids = [as_job_id(j) for j in job_ids]
+        rows = await self._fetch(self.sql.GET_JOBS, {"ids": ids})
+        return {row[0]: job_from_row(row, self.serializer) for row in rows}
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        status: str | JobStatus | Sequence[str | JobStatus] | None = None,
+        worker_id: Any = None,
+        search: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        function: str | None = None,
+    ) -> list[Job]:
+        """Jobs, newest first, filtered by queue, status(es), worker, function or a
+        search text (matched against function, key, id and payload)."""
+        statuses = _statuses(status)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
+        if search is not None and not isinstance(search, str):
+            raise ConfigError(f"search must be a string, got {search!r}")
+        rows = await self._fetch(
+            self.sql.LIST_JOBS,
+            {
+                "queue": queue,
+                "status": statuses,
+                "worker_id": None if worker_id is None else _uuid("worker_id", worker_id),
+                "function": function,
+                "search": None if search is None else f"%{_escape_like(search)}%",
+                "limit": limit,
+                "offset": offset,
+            },
+        )
+        return [job_from_row(row, self.serializer) for row in rows]
+
+    async def get_executions(self, job_id: Any) -> list[JobExecution]:
+        """One row per attempt of the job, oldest first."""
+        rows = await self._fetch(self.sql.GET_EXECUTIONS, {"id": as_job_id(job_id)})
+        return [execution_from_row(row) for row in rows]
+
+    async def get_job_dependencies(self, job_id: Any) -> list[dict[str, Any]]:
+        """The jobs this one depends on: ``{"job_id", "allow_failure", "status"}``
+        (status None when the dependency row outlived its job)."""
+        rows = await self._fetch(self.sql.GET_DEPENDENCIES, {"id": as_job_id(job_id)})
+        return [
+            {"job_id": r[0], "allow_failure": r[1], "status": None if r[2] is None else JobStatus(r[2])}
+            for r in rows
+        ]
+
+    async def counts(self) -> dict[str, dict[str, int]]:
+        """``{queue: {status: count}}`` for every queue with jobs."""
+        out: dict[str, dict[str, int]] = {}
+        for queue, status, n in await self._fetch(self.sql.COUNT_BY_STATUS):
+            out.setdefault(queue, {})[status] = n
+        return out
+
+    # --- managing -------------------------------------------------------------
+
+    async def _change(self, query: str, job_id: Any, action: str, allowed: str) -> Job:
+        jid = as_job_id(job_id)
+        rows = await self._fetch(query, {"id": jid, "channel": self.sql.jobs_channel})
+        if rows:
+            return job_from_row(rows[0], self.serializer)
+        exists = await self._fetch(self.sql.EXISTS_JOB, {"id": jid})
+        if not exists:
+            raise JobNotFound(jid)
+        raise ConfigError(f"cannot {action} job {jid}: it is {exists[0][0]}; only {allowed} jobs can be")
+
+    async def cancel_job(self, job_id: Any) -> Job:
+        """A queued, scheduled or waiting job becomes ``aborted`` and never starts."""
+        return await self._change(self.sql.CANCEL_JOB, job_id, "cancel", "queued, scheduled or waiting")
+
+    async def abort_job(self, job_id: Any) -> Job:
+        """An active job becomes ``aborting``: its worker stops it within
+        ``abort_interval`` and marks it aborted (no retry). A job that has not
+        started is aborted at once."""
+        return await self._change(
+            self.sql.ABORT_JOB, job_id, "abort", "active, queued, scheduled or waiting"
+        )
+
+    async def requeue_job(self, job_id: Any) -> Job:
+        """Queue a finished (or queued/scheduled) job again now, with a fresh attempt budget."""
+        return await self._change(
+            self.sql.REQUEUE_JOB, job_id, "requeue", "complete, failed, aborted, queued or scheduled"
+        )
+
+    async def delete_job(self, job_id: Any) -> None:
+        """Delete the job row (and its executions and dependency rows)."""
+        jid = as_job_id(job_id)
+        if not await self._fetch(self.sql.DELETE_JOB, {"id": jid}):
+            raise JobNotFound(jid)
+
+    async def touch_job(self, job_id: Any) -> None:
+        """Mark a running job as alive now (the sweep leaves it alone for ``max_active_secs``)."""
+        jid = as_job_id(job_id)
+        if not await self._fetch(self.sql.TOUCH_JOB, {"id": jid}):
+            exists = await self._fetch(self.sql.EXISTS_JOB, {"id": jid})
+            if not exists:
+                raise JobNotFound(jid)
+            raise ConfigError(f"cannot touch job {jid}: it is {exists[0][0]}, not active")
+
+    async def bulk_requeue_jobs(self, queue: str | None = None, function_name: str | None = None) -> int:
+        """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count."""
+        rows = await self._fetch(
+            self.sql.BULK_REQUEUE,
+            {"queue": queue, "function": function_name, "channel": self.sql.jobs_channel},
+        )
+        return int(rows[0][0])
+
+    async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
+        """Cancel every queued, scheduled or waiting job (of ``queue``); return the count."""
+        rows = await self._fetch(self.sql.BULK_CANCEL, {"queue": queue})
+        return int(rows[0][0])
+
+    async def purge_jobs(
+        self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0
+    ) -> int:
+        """Delete jobs in ``statuses`` (default: the terminal ones) that ended
+        more than ``older_than_days`` ago; return the count."""
+        chosen = _statuses(statuses) or list(TERMINAL_STATUSES)
+        bad = [s for s in chosen if s in ("active", "aborting")]
+        if bad:
+            raise ConfigError("cannot purge running jobs (active/aborting): abort them first")
+        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or older_than_days < 0:
+            raise ConfigError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
+        rows = await self._fetch(
+            self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": float(older_than_days) * 86400}
+        )
+        return int(rows[0][0])
+
+    async def vacuum(self) -> None:
+        """VACUUM ANALYZE the werk tables."""
+        async with self.pool.connection() as conn:
+            await conn.execute(self.sql.VACUUM)
+
+    async def truncate(self) -> None:
+        """Delete every job, execution, dependency and worker row. For tests and resets."""
+        async with self.pool.connection() as conn:
+            await conn.execute(self.sql.TRUNCATE)
+
+
+def _statuses(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str | JobStatus) else list(value)
+    out = []
+    for item in items:
+        text = item.value if isinstance(item, JobStatus) else item
+        if text not in _STATUSES:
+            raise ConfigError(f"unknown job status {item!r}; statuses: {', '.join(_STATUSES)}")
+        out.append(text)
+    return out
+
+
+def _uuid(name: str, value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise ConfigError(f"{name} must be a UUID, got {value!r}") from None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _call(func: Callable[..., Any], *args: Any) -> Any:
+    """Call a sync or async callable."""
+    result = func(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+

@@ -1,0 +1,287 @@
+"""A psycopg connection that runs on Trio.
+
+psycopg's ``AsyncConnection`` is written for asyncio, but every network wait it
+does goes through one method, :meth:`AsyncConnection.wait`, which consumes a
+generator from :mod:`psycopg.generators` yielding :class:`psycopg.waiting.Wait`
+states. :class:`Connection` replaces exactly the asyncio touch points:
+
+* ``wait`` -- drives the generator with :func:`trio.lowlevel.wait_readable` /
+  :func:`trio.lowlevel.wait_writable` on the libpq socket;
+* ``connect`` -- drives the connection generator the same way (its socket may
+  change between steps), with ``connect_timeout`` as a Trio deadline;
+* ``lock`` -- a :class:`trio.Lock` instead of an :class:`asyncio.Lock`;
+* cancellation -- see below.
+
+Cancellation: when a Trio cancel arrives while a query is in flight, the
+connection is mid-protocol. :meth:`Connection.wait` then, shielded and bounded
+by :data:`CANCEL_TIMEOUT`, sends a cancel request to the server and drains the
+query's result, so the connection is usable again; if that does not finish in
+time the connection is closed. Either way the ``trio.Cancelled`` propagates,
+and a connection is never left "another command is already in progress".
+
+This module leans on psycopg internals, which is why ``pyproject.toml`` pins
+psycopg to a minor range and ``tests/integration/test_db.py`` tests the layer
+directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+from collections.abc import Generator
+from typing import Any, TypeVar
+
+import psycopg
+import trio
+from psycopg import errors as pg_errors
+from psycopg import pq
+from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conninfo
+from psycopg.rows import Row
+from psycopg.waiting import Ready, Wait
+
+__all__ = ["CANCEL_TIMEOUT", "Connection", "connect"]
+
+logger = logging.getLogger("werk_trio.db")
+
+RV = TypeVar("RV")
+
+#: Seconds a cancelled query may take to acknowledge the server-side cancel
+#: before its connection is closed instead.
+CANCEL_TIMEOUT = 5.0
+
+_ACTIVE = pq.TransactionStatus.ACTIVE
+_WAIT_R = Wait.R
+_WAIT_W = Wait.W
+_READY_R = Ready.R
+_READY_W = Ready.W
+_POLLIN = select.POLLIN | select.POLLERR | select.POLLHUP
+_POLLOUT = select.POLLOUT | select.POLLERR | select.POLLHUP
+
+
+def _ready_now(fd: int, state: int) -> int:
+    """The readiness of ``fd`` for ``state`` right now, without waiting."""
+    poller = select.poll()
+    mask = 0
+    if state & _WAIT_R:
+        mask |= select.POLLIN
+    if state & _WAIT_W:
+        mask |= select.POLLOUT
+    poller.register(fd, mask)
+    ready = 0
+    for _, ev in poller.poll(0):
+        if ev & _POLLIN and state & _WAIT_R:
+            ready |= _READY_R
+        if ev & _POLLOUT and state & _WAIT_W:
+            ready |= _READY_W
+    return ready
+
+
+async def _wait_fd(fd: int, state: int) -> int:
+    """Wait until ``fd`` is ready for ``state`` (R, W or RW); return the readiness."""
+    if state == _WAIT_R:
+        await trio.lowlevel.wait_readable(fd)
+        return _READY_R
+    if state == _WAIT_W:
+        # A socket asked for writing is nearly always writable: a zero-timeout
+        # poll is much cheaper than a trip through the scheduler.
+        if _ready_now(fd, state):
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return _READY_W
+        await trio.lowlevel.wait_writable(fd)
+        return _READY_W
+    # RW: libpq is flushing a large send and may need to read to make room.
+    ready = _ready_now(fd, state)
+    if ready:
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return ready
+
+    async def _race(waiter: Any, value: int, cancel: trio.CancelScope) -> None:
+        nonlocal ready
+        await waiter(fd)
+        ready |= value
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_race, trio.lowlevel.wait_readable, _READY_R, nursery.cancel_scope)
+        nursery.start_soon(_race, trio.lowlevel.wait_writable, _READY_W, nursery.cancel_scope)
+    return ready or _ready_now(fd, state)
+
+
+class _Driver:
+    """Drives one psycopg generator; remembers where it stopped if interrupted."""
+
+    __slots__ = ("gen", "state")
+
+    def __init__(self, gen: Generator[Any, Any, Any]) -> None:
+        self.gen = gen
+        self.state: Any = None
+
+    async def run_fd(self, fd: int) -> Any:
+        """Drive a PQGen (yields Wait states on a fixed socket) to completion."""
+        gen = self.gen
+        try:
+            if self.state is None:
+                self.state = next(gen)
+            while True:
+                ready = await _wait_fd(fd, self.state)
+                self.state = gen.send(ready)
+        except StopIteration as ex:
+            return ex.value
+        except OSError as ex:
+            raise pg_errors.OperationalError("connection socket closed") from ex
+
+    async def run_conn(self) -> Any:
+        """Drive a PQGenConn (yields (fd, Wait) pairs; the fd may change)."""
+        gen = self.gen
+        try:
+            fd, state = next(gen)
+            while True:
+                ready = await _wait_fd(fd, state)
+                fd, state = gen.send(ready)
+        except StopIteration as ex:
+            return ex.value
+        except OSError as ex:
+            raise pg_errors.OperationalError("connection socket closed") from ex
+
+
+class Connection(psycopg.AsyncConnection[Row]):
+    """A psycopg ``AsyncConnection`` whose waits, lock and cancellation are Trio's.
+
+    Use it exactly like an ``AsyncConnection`` (``execute``, ``cursor``,
+    ``transaction``, ``notifies``...), from Trio code. One connection serves one
+    task at a time (its ``trio.Lock`` queues the others).
+    """
+
+    def __init__(self, pgconn: Any, row_factory: Any = None) -> None:
+        if row_factory is None:
+            super().__init__(pgconn)
+        else:
+            super().__init__(pgconn, row_factory)
+        self.lock = trio.Lock()  # type: ignore[assignment]
+
+    @classmethod
+    async def connect(  # type: ignore[override]
+        cls,
+        conninfo: str = "",
+        *,
+        autocommit: bool = False,
+        prepare_threshold: int | None = 5,
+        row_factory: Any = None,
+        **kwargs: Any,
+    ) -> Connection[Any]:
+        """Open a connection. ``connect_timeout`` (seconds, in the conninfo or as a
+        keyword) bounds each attempt. Cancellation: a cancel closes the half-open
+        connection and propagates."""
+        params = conninfo_to_dict(conninfo, **kwargs)
+        timeout = timeout_from_conninfo(params)
+        attempts = await _attempts(params)
+        errors: list[Exception] = []
+        rv: Connection[Any] | None = None
+        for attempt in attempts:
+            driver = _Driver(cls._connect_gen(make_conninfo("", **attempt)))
+            try:
+                with trio.move_on_after(timeout) as scope:
+                    rv = await driver.run_conn()
+                if scope.cancelled_caught:
+                    driver.gen.close()
+                    errors.append(psycopg.errors.ConnectionTimeout("connection timeout expired"))
+                    continue
+            except psycopg.Error as ex:
+                errors.append(ex)
+                continue
+            except BaseException:
+                driver.gen.close()
+                raise
+            break
+        if rv is None:
+            last = errors[-1] if errors else psycopg.OperationalError("no host to connect to")
+            raise last.with_traceback(None)
+        rv._autocommit = bool(autocommit)
+        if row_factory is not None:
+            rv.row_factory = row_factory
+        rv.prepare_threshold = prepare_threshold
+        return rv
+
+    async def wait(  # type: ignore[override]
+        self,
+        gen: Generator[Any, Any, RV],
+        interval: float | None = None,
+        timeout: float | None = None,
+    ) -> RV:
+        """Run one psycopg generator on this connection's socket.
+
+        Raises ``psycopg.errors._WaitTimeout`` after ``timeout`` seconds (used by
+        ``notifies(timeout=)``). Cancellation: a query in flight is cancelled on
+        the server and drained (or the connection closed) before the
+        ``trio.Cancelled`` propagates.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        driver = _Driver(gen)
+        fd = self.pgconn.socket
+        try:
+            if timeout is None:
+                return await driver.run_fd(fd)  # type: ignore[no-any-return]
+            with trio.move_on_after(timeout):
+                return await driver.run_fd(fd)  # type: ignore[no-any-return]
+            raise pg_errors._WaitTimeout("wait timeout expired")
+        except (trio.Cancelled, KeyboardInterrupt):
+            if self.pgconn.transaction_status == _ACTIVE:
+                with trio.CancelScope(shield=True):
+                    await self._cancel_and_drain(driver, fd)
+            raise
+
+    async def _cancel_and_drain(self, driver: _Driver, fd: int) -> None:
+        """Ask the server to cancel the running query, then read its end."""
+        with trio.move_on_after(CANCEL_TIMEOUT) as scope:
+            try:
+                await _Driver(self._cancel_gen()).run_conn()
+                await driver.run_fd(fd)
+            except pg_errors.QueryCanceled:
+                pass  # expected: the server cancelled the statement
+            except psycopg.Error as ex:
+                logger.warning("connection lost while cancelling a query: %s", ex)
+                self.pgconn.finish()
+                return
+        if scope.cancelled_caught or self.pgconn.transaction_status == _ACTIVE:
+            logger.warning("query not ended %ss after cancel: closing connection", CANCEL_TIMEOUT)
+            self.pgconn.finish()
+
+    async def cancel_safe(self, *, timeout: float = 30.0) -> None:
+        """Cancel the current operation on the server (Trio version)."""
+        if not self._should_cancel():
+            return
+        with trio.move_on_after(timeout) as scope:
+            await _Driver(self._cancel_gen()).run_conn()
+        if scope.cancelled_caught:
+            raise psycopg.errors.CancellationTimeout("cancellation timeout expired")
+
+    @property
+    def broken(self) -> bool:
+        """True when the connection can no longer be used (closed or lost)."""
+        return self.closed or self.pgconn.status != pq.ConnStatus.OK
+
+
+async def _attempts(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """The connection attempts for ``params``; host names resolve in a thread."""
+    from psycopg._conninfo_attempts import conninfo_attempts
+
+    hosts = str(params.get("host") or "")
+    if not hosts or all(h.startswith("/") or _is_ip(h) for h in hosts.split(",")):
+        return conninfo_attempts(params)
+    return await trio.to_thread.run_sync(conninfo_attempts, params, abandon_on_cancel=True)
+
+
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def connect(conninfo: str, **kwargs: Any) -> Connection[Any]:
+    """Open a :class:`Connection` (see :meth:`Connection.connect`)."""
+    return await Connection.connect(conninfo, **kwargs)
+

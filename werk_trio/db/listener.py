@@ -1,0 +1,139 @@
+"""A dedicated LISTEN connection that survives losing its backend.
+
+:meth:`Listener.run` connects, issues ``LISTEN`` for every channel, reports
+readiness through ``task_status``, then forwards each notification to a Trio
+memory channel. When the connection is lost (server restart,
+``pg_terminate_backend``, network cut) it logs, waits with capped exponential
+back-off, reconnects, re-issues every ``LISTEN`` and sends :data:`RECONNECTED`
+on the channel: notifications may have been missed meanwhile, so the receiver
+should poll once.
+
+Cancellation: cancelling ``run`` closes the connection and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import psycopg
+import trio
+from psycopg import sql
+from psycopg.rows import Row
+
+from .connection import Connection
+
+__all__ = ["RECONNECTED", "Listener", "Notification"]
+
+logger = logging.getLogger("werk_trio.db")
+
+
+class _Reconnected:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "RECONNECTED"
+
+
+#: Sent on the channel after a reconnect (missed notifications are possible).
+RECONNECTED: Final = _Reconnected()
+
+Notification = psycopg.Notify
+
+
+class Listener:
+    """LISTEN on ``channels`` and forward notifications to ``send_channel``.
+
+    ``send_channel`` receives :class:`psycopg.Notify` objects and
+    :data:`RECONNECTED`. Use ``send_nowait`` semantics: when the receiver is
+    behind and the buffer is full, the notification is dropped (the receiver
+    is already due to look at the database), so a flood never blocks the
+    connection.
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        channels: Sequence[str],
+        send_channel: trio.MemorySendChannel[Any],
+        *,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        connect_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.conninfo = conninfo
+        self.channels = list(channels)
+        self._send = send_channel
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._connect_kwargs = connect_kwargs or {}
+        #: Times the connection was re-established after a loss.
+        self.reconnects = 0
+        #: The backend pid of the current LISTEN connection (None when down).
+        self.backend_pid: int | None = None
+        self._connected = trio.Event()
+
+    async def wait_connected(self) -> None:
+        """Return once a LISTEN connection is up (after a loss: the next one)."""
+        await self._connected.wait()
+
+    async def _open(self) -> Connection[Row]:
+        conn: Connection[Row] = await Connection.connect(
+            self.conninfo, autocommit=True, **self._connect_kwargs
+        )
+        try:
+            for channel in self.channels:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        except BaseException:
+            await conn.close()
+            raise
+        self.backend_pid = conn.info.backend_pid
+        self._connected.set()
+        return conn
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled. Readiness (``nursery.start``): LISTEN issued."""
+        conn = await self._open()
+        task_status.started()
+        delay = self.backoff_initial
+        try:
+            while True:
+                try:
+                    async for note in conn.notifies():
+                        self._forward(note)
+                except psycopg.OperationalError as ex:
+                    logger.warning("LISTEN connection lost (%s); reconnecting", _first_line(ex))
+                self.backend_pid = None
+                self._connected = trio.Event()
+                with trio.CancelScope(shield=True):
+                    await conn.close()
+                while True:
+                    await trio.sleep(delay)
+                    try:
+                        conn = await self._open()
+                    except psycopg.OperationalError as ex:
+                        delay = min(delay * 2, self.backoff_max)
+                        logger.warning(
+                            "LISTEN reconnect failed (%s); next try in %.1fs", _first_line(ex), delay
+                        )
+                        continue
+                    break
+                delay = self.backoff_initial
+                self.reconnects += 1
+                logger.info("LISTEN connection restored (re-listening on %s)", ", ".join(self.channels))
+                self._forward(RECONNECTED)
+        finally:
+            with trio.CancelScope(shield=True):
+                await conn.close()
+
+    def _forward(self, item: Any) -> None:
+        try:
+            self._send.send_nowait(item)
+        except trio.WouldBlock:
+            pass  # the receiver is already behind: it will look at the database
+
+
+def _first_line(ex: BaseException) -> str:
+    text = str(ex).strip()
+    return text.splitlines()[0] if text else type(ex).__name__

@@ -1,0 +1,332 @@
+"""Jobs and the values that describe them.
+
+:class:`Job` is one row of the jobs table, decoded. :class:`Retry`,
+:class:`Repeat`, :class:`Dependency`, :class:`Callback` and
+:class:`EnqueueParams` are the option values of ``enqueue``; each validates
+itself on construction and raises :class:`~werk_trio.errors.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .app import Werk
+
+__all__ = [
+    "Callback",
+    "Context",
+    "Dependency",
+    "DequeueStrategy",
+    "EnqueueParams",
+    "ExecutionStatus",
+    "Job",
+    "JobExecution",
+    "JobStatus",
+    "Repeat",
+    "Retry",
+]
+
+
+class JobStatus(str, enum.Enum):
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    WAITING = "waiting"
+    ACTIVE = "active"
+    ABORTING = "aborting"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_TERMINAL = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.ABORTED})
+TERMINAL_STATUSES: tuple[str, ...] = ("complete", "failed", "aborted")
+
+
+class ExecutionStatus(str, enum.Enum):
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DequeueStrategy(str, enum.Enum):
+    """How a worker orders its queues when it claims jobs.
+
+    * ``Priority`` -- highest ``priority`` first across all the worker's queues.
+    * ``RoundRobin`` -- the queues take turns: each claim starts with the next one.
+    * ``Random`` -- each claim starts with a queue picked at random.
+    """
+
+    Priority = "priority"
+    RoundRobin = "round_robin"
+    Random = "random"
+
+
+def _seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    value = float(value)
+    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    return value
+
+
+def _intervals(name: str, value: Any) -> list[float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return [_seconds(name, value, allow_zero=True)]
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) > 0:
+        return [_seconds(name, v, allow_zero=True) for v in value]
+    raise ConfigError(f"{name} must be seconds or a non-empty list of seconds, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """``Retry(max, intervals)``: ``max`` total attempts (>= 1); between attempts
+    wait ``intervals`` seconds -- one number, or a list whose last value is
+    reused once the list runs out."""
+
+    max: int
+    intervals: float | Sequence[float] = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < 1:
+            raise ConfigError(
+                f"Retry(max=...) is the total number of attempts and must be an int >= 1, "
+                f"got {self.max!r}"
+            )
+        object.__setattr__(self, "intervals", tuple(_intervals("Retry intervals", self.intervals)))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        seq = tuple(self.intervals)  # type: ignore[arg-type]
+        return seq[min(attempt - 1, len(seq) - 1)]
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """``Repeat(times, interval=... | intervals=[...])``: after each success, run
+    the job again, ``times`` more times, after the given delay."""
+
+    times: int
+    interval: float | None = None
+    intervals: Sequence[float] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
+            raise ConfigError(f"Repeat(times=...) must be an int >= 1, got {self.times!r}")
+        if (self.interval is None) == (self.intervals is None):
+            raise ConfigError("Repeat needs exactly one of interval= (seconds) or intervals= (a list)")
+        if self.interval is not None:
+            object.__setattr__(self, "interval", _seconds("Repeat interval", self.interval, allow_zero=True))
+        else:
+            object.__setattr__(self, "intervals", tuple(_intervals("Repeat intervals", self.intervals)))
+
+
+@dataclass(frozen=True, slots=True)
+class Dependency:
+    """``Dependency(job, allow_failure=False)``: wait for ``job`` (a Job or an id)
+    to end. Without ``allow_failure``, its failure or abort fails this job."""
+
+    job: Any
+    allow_failure: bool = False
+
+    @property
+    def job_id(self) -> uuid.UUID:
+        return as_job_id(self.job)
+
+
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """``Callback(func, timeout=10)``: a callable or dotted path run with a Context
+    after the job's terminal outcome, cut off after ``timeout`` seconds."""
+
+    func: Callable[..., Any] | str
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        _seconds("Callback timeout", self.timeout)
+        if not (callable(self.func) or (isinstance(self.func, str) and self.func)):
+            raise ConfigError(f"Callback func must be a callable or a dotted path, got {self.func!r}")
+
+
+def as_job_id(value: Any) -> uuid.UUID:
+    """A job id from a Job, a UUID or its string form; ConfigError otherwise."""
+    if isinstance(value, Job):
+        return value.id
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            pass
+    raise ConfigError(f"expected a Job or a job id (UUID), got {value!r}")
+
+
+@dataclass(slots=True)
+class EnqueueParams:
+    """One job for ``enqueue_many``; the fields are the ``_`` options of ``enqueue``
+    without the underscore."""
+
+    func: Callable[..., Any] | str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: int = 0
+    delay: float | None = None
+    at: datetime | None = None
+    retry: int | Retry | None = None
+    timeout: float | None = None
+    heartbeat: float | None = None
+    key: str | None = None
+    group: str | None = None
+    meta: dict[str, Any] | None = None
+    ttl: float | None = None
+    result_ttl: float | None = None
+    failure_ttl: float | None = None
+    failure_mode: str = "hold"
+    on_success: Any = None
+    on_failure: Any = None
+    on_stopped: Any = None
+    repeat: Repeat | None = None
+    depends_on: Any = None
+
+
+#: The ``_`` options of ``enqueue`` (besides ``_conn``), in the order of SPEC §2.
+ENQUEUE_OPTIONS: tuple[str, ...] = (
+    "queue", "priority", "delay", "at", "retry", "timeout", "heartbeat", "key", "group",
+    "meta", "ttl", "result_ttl", "failure_ttl", "failure_mode", "on_success", "on_failure",
+    "on_stopped", "repeat", "depends_on",
+)  # fmt: skip
+
+
+@dataclass(slots=True)
+class Job:
+    """One job row, decoded. ``payload`` is ``{"args": [...], "kwargs": {...}}``."""
+
+    id: uuid.UUID
+    function: str
+    queue: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    scheduled_at: datetime
+    enqueued_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    touched_at: datetime | None = None
+    expires_at: datetime | None = None
+    key: str | None = None
+    group_key: str | None = None
+    payload: Any = None
+    result: Any = None
+    error: str | None = None
+    timeout_secs: float | None = None
+    heartbeat_secs: float | None = None
+    worker_id: uuid.UUID | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    ttl: float | None = None
+    result_ttl: float | None = None
+    failure_ttl: float | None = None
+    on_success: Callback | None = None
+    on_failure: Callback | None = None
+    on_stopped: Callback | None = None
+    retry_intervals: list[float] | None = None
+    repeat_remaining: int = 0
+    repeat_interval_secs: float | None = None
+    repeat_intervals: list[float] | None = None
+    cron_name: str | None = None
+    failure_mode: str = "hold"
+
+    @property
+    def args(self) -> list[Any]:
+        return list((self.payload or {}).get("args", []))
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict((self.payload or {}).get("kwargs", {}))
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.terminal
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.function} {self.status.value} queue={self.queue!r}>"
+
+
+@dataclass(frozen=True, slots=True)
+class JobExecution:
+    """One attempt of a job."""
+
+    job_id: uuid.UUID
+    attempt: int
+    worker_id: uuid.UUID | None
+    status: ExecutionStatus
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+
+
+class Context:
+    """What a handler, hook or callback gets when it asks for one.
+
+    ``app`` and ``worker`` are live objects in the worker process and ``None``
+    in process and fork children (which get a snapshot: ``job``,
+    ``worker_id``, ``worker_name``). ``exception`` is set in after-hooks and
+    failure callbacks. ``cancelled`` becomes true when the attempt was given up
+    (timeout, abort, shutdown): a thread handler that cannot be killed should
+    check it and return.
+    """
+
+    __slots__ = ("_cancelled", "app", "exception", "job", "worker", "worker_id", "worker_name")
+
+    def __init__(
+        self,
+        *,
+        job: Job,
+        app: Werk | None = None,
+        worker: Any = None,
+        worker_id: uuid.UUID | None = None,
+        worker_name: str | None = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        self.job = job
+        self.app = app
+        self.worker = worker
+        self.worker_id = worker_id
+        self.worker_name = worker_name
+        self.exception = exception
+        self._cancelled: Any = None
+
+    @property
+    def cancelled(self) -> bool:
+        flag = self._cancelled
+        if flag is None:
+            return False
+        if callable(flag):
+            return bool(flag())
+        return bool(flag.is_set())
+
+    def __repr__(self) -> str:
+        return f"<Context job={self.job.id} worker={self.worker_name!r}>"

@@ -1,0 +1,107 @@
+"""Serializers for payloads, results and meta.
+
+A serializer is any object with ``dumps(obj) -> str`` and
+``loads(data: str | bytes) -> object``. The default is :class:`JSONSerializer`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+import warnings
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import ConfigError, SerializationError
+
+__all__ = ["JSONSerializer", "PickleSerializer", "Serializer", "check_serializer"]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    def dumps(self, obj: Any) -> str: ...
+
+    def loads(self, data: str | bytes) -> Any: ...
+
+
+class JSONSerializer:
+    """JSON (the default): safe with any producer; values must be JSON types."""
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+    def dumps(self, obj: Any) -> str:
+        return self._encoder.encode(obj)
+
+    def loads(self, data: str | bytes) -> Any:
+        return json.loads(data)
+
+    def __repr__(self) -> str:
+        return "JSONSerializer()"
+
+
+class PickleSerializer:
+    """Pickle, base64 in a text column: any picklable Python object.
+
+    UNSAFE with untrusted producers: loading a pickle can run arbitrary code, so
+    anyone who can insert a job row can run code in your workers. Use it only
+    when every producer and the database itself are trusted.
+    """
+
+    def __init__(self, *, protocol: int = pickle.HIGHEST_PROTOCOL, warn: bool = True) -> None:
+        self.protocol = protocol
+        if warn:
+            warnings.warn(
+                "PickleSerializer is unsafe with untrusted producers: unpickling a job row "
+                "can run arbitrary code. Pass warn=False once you have made sure only trusted "
+                "code can write to the jobs table.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def dumps(self, obj: Any) -> str:
+        return base64.b64encode(pickle.dumps(obj, protocol=self.protocol)).decode("ascii")
+
+    def loads(self, data: str | bytes) -> Any:
+        return pickle.loads(base64.b64decode(data))
+
+    def __repr__(self) -> str:
+        return "PickleSerializer()"
+
+
+def check_serializer(serializer: Any) -> Serializer:
+    """Return ``serializer`` if it has callable ``dumps`` and ``loads``, else ConfigError."""
+    if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
+        raise ConfigError(
+            f"serializer {serializer!r} must have dumps(obj) -> str and loads(str | bytes); "
+            "use JSONSerializer(), PickleSerializer() or an object with both methods"
+        )
+    return serializer  # type: ignore[no-any-return]
+
+
+def encode(serializer: Serializer, obj: Any, what: str) -> str:
+    """``serializer.dumps(obj)`` with a SerializationError that names ``what``."""
+    try:
+        data = serializer.dumps(obj)
+    except Exception as ex:
+        raise SerializationError(
+            f"cannot serialize the {what} with {serializer!r}: {type(ex).__name__}: {ex}. "
+            "Pass values the serializer supports (JSON: dict, list, str, int, float, bool, None) "
+            "or choose another serializer."
+        ) from ex
+    if not isinstance(data, str):
+        raise SerializationError(
+            f"{serializer!r}.dumps() returned {type(data).__name__}; it must return str"
+        )
+    return data
+
+
+def decode(serializer: Serializer, data: str | None, what: str) -> Any:
+    if data is None:
+        return None
+    try:
+        return serializer.loads(data)
+    except Exception as ex:
+        raise SerializationError(
+            f"cannot deserialize the {what} with {serializer!r}: {type(ex).__name__}: {ex}"
+        ) from ex

@@ -1,0 +1,146 @@
+"""Which functions a worker may run, and how a dotted path becomes a callable.
+
+A job row names its function by dotted path (``module.qualname``). Anyone who
+can insert a row must not be able to run ``os.system``, so a worker runs a
+function only if it was registered (``@app.task`` / ``app.register``), or lives
+in a module listed in ``task_modules`` (a module or a package prefix), or lives
+in the package of the module that created the ``Werk``. Anything else raises
+:class:`~werk_trio.errors.UnknownTask` *before* anything is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .errors import ConfigError, UnknownTask
+
+__all__ = ["TaskRegistry", "function_path"]
+
+_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+
+
+def function_path(func: Callable[..., Any] | str) -> str:
+    """The dotted path stored for ``func``; ConfigError for what no worker could import."""
+    if isinstance(func, str):
+        if not _PATH_RE.match(func):
+            raise ConfigError(
+                f"function path {func!r} is not a dotted path like 'package.module.function'"
+            )
+        return func
+    if not callable(func):
+        raise ConfigError(f"expected a function or a dotted path, got {func!r}")
+    func = inspect.unwrap(func)
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not module or not qualname:
+        raise ConfigError(
+            f"{func!r} has no importable name (__module__ and __qualname__): pass a module-level "
+            "function or its dotted path"
+        )
+    if qualname == "<lambda>" or "<lambda>" in qualname:
+        raise ConfigError(
+            f"a lambda ({module}.{qualname}) cannot be a job: a worker could not import it. "
+            "Define a module-level function instead."
+        )
+    if "<locals>" in qualname:
+        raise ConfigError(
+            f"{module}.{qualname.replace('.<locals>', '')} is defined inside another function, "
+            "so a worker could not import it. Move it to module level."
+        )
+    if module == "__main__":
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name:
+            module = spec.name
+    return f"{module}.{qualname}"
+
+
+class TaskRegistry:
+    """The functions an app's workers may run."""
+
+    def __init__(self, task_modules: Iterable[str] = (), home_package: str | None = None) -> None:
+        self._registered: dict[str, Callable[..., Any]] = {}
+        self.task_modules = tuple(task_modules)
+        self.home_package = home_package
+        self._cache: dict[str, Callable[..., Any]] = {}
+
+    def register(self, func: Callable[..., Any], name: str | None = None) -> str:
+        path = function_path(func) if name is None else function_path(name)
+        self._registered[path] = func
+        self._cache.pop(path, None)
+        return path
+
+    def registered(self) -> dict[str, Callable[..., Any]]:
+        return dict(self._registered)
+
+    def _module_allowed(self, module: str) -> bool:
+        prefixes = self.task_modules + ((self.home_package,) if self.home_package else ())
+        return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+    def is_allowed(self, path: str) -> bool:
+        if path in self._registered:
+            return True
+        return any(self._module_allowed(module) for module, _ in _splits(path))
+
+    def resolve(self, path: str) -> Callable[..., Any]:
+        """The callable for ``path``; UnknownTask if it may not run or does not exist."""
+        found = self._registered.get(path) or self._cache.get(path)
+        if found is not None:
+            return found
+        if not _PATH_RE.match(path):
+            raise UnknownTask(f"job function {path!r} is not a dotted path")
+        allowed = [(m, q) for m, q in _splits(path) if self._module_allowed(m)]
+        if not allowed:
+            raise UnknownTask(
+                f"{path} is not allowed to run: register it with @app.task or app.register(fn), "
+                "or list its module in Werk(task_modules=[...])"
+            )
+        errors: list[str] = []
+        for module_name, qualname in allowed:
+            try:
+                obj: Any = importlib.import_module(module_name)
+            except ImportError as ex:
+                errors.append(f"cannot import {module_name}: {ex}")
+                continue
+            try:
+                for part in qualname.split("."):
+                    obj = getattr(obj, part)
+            except AttributeError:
+                errors.append(f"{module_name} has no attribute {qualname}")
+                continue
+            if not callable(obj):
+                raise UnknownTask(f"{path} is not callable")
+            self._cache[path] = obj
+            return obj  # type: ignore[no-any-return]
+        raise UnknownTask(f"{path} not found: {'; '.join(errors)}")
+
+
+def _splits(path: str) -> list[tuple[str, str]]:
+    """Candidate (module, qualname) splits of ``path``, longest module first."""
+    parts = path.split(".")
+    return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+def caller_package(depth: int = 2) -> str | None:
+    """The package of the module that called the caller (for the home-package rule)."""
+    frame = sys._getframe(depth)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("werk_trio"):
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return None
+    name = frame.f_globals.get("__name__")
+    if not name:
+        return None
+    if name == "__main__":
+        spec = frame.f_globals.get("__spec__")
+        if spec is not None and getattr(spec, "name", None):
+            name = spec.name
+    package = frame.f_globals.get("__package__")
+    if package:
+        return str(package)
+    return str(name)
