@@ -196,7 +196,10 @@ class RowBuilder:
             if repeat.interval is not None:
                 row["rs"] = repeat.interval
             else:
-                rep_iv = row["rv"] = list(repeat.intervals or ())
+                # one delay per repeat (the last value reused), so the next
+                # delay is always rep_iv[len - remaining]
+                given = list(repeat.intervals or ())
+                rep_iv = row["rv"] = (given + given[-1:] * repeat.times)[: repeat.times]
         if cron_name is not None:
             row["cron"] = cron_name
         args, kwargs = p.args, p.kwargs

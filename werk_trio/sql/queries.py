@@ -216,3 +216,252 @@ SELECT count(*) FROM del
 
 TRUNCATE = "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}"
 VACUUM = "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}"
+
+# --- workers ------------------------------------------------------------------
+
+REGISTER_WORKER = """
+INSERT INTO {workers} (id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval)
+VALUES (%(id)s, %(name)s, %(hostname)s, %(pid)s, %(worker_type)s, %(queues)s, %(concurrency)s,
+        %(heartbeat_interval)s)
+ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running'
+"""
+
+# The worker's heartbeat; no row back means a sweeper took it for dead.
+HEARTBEAT_WORKER = "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s RETURNING 1"
+STOPPING_WORKER = "UPDATE {workers} SET status = 'stopping', last_seen = now() WHERE id = %(id)s"
+DEREGISTER_WORKER = "DELETE FROM {workers} WHERE id = %(id)s"
+LIST_WORKERS = """
+SELECT id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
+    last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age
+FROM {workers} ORDER BY started_at
+"""
+
+# Jobs with _heartbeat that this worker runs: touched so the sweep leaves them.
+TOUCH_JOBS = """
+UPDATE {jobs} SET touched_at = now()
+WHERE id = ANY(%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND status IN ('active', 'aborting')
+"""
+
+# --- claiming -----------------------------------------------------------------
+
+# The tail shared by both claim statements: mark the picked rows active for
+# this worker (spending an attempt) and open their execution rows. An
+# execution row left by a shutdown-interrupted run (same attempt number) is
+# reused.
+_CLAIM_TAIL = """
+ranked AS (
+    SELECT id, group_key,
+        row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
+    FROM picked
+), claimed AS (
+    UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+        worker_id = %(worker_id)s, touched_at = NULL, completed_at = NULL
+    FROM ranked r
+    WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
+    RETURNING """ + ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(",")) + """
+), opened AS (
+    INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at)
+    SELECT id, attempts, worker_id, 'running', started_at FROM claimed
+    ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
+        status = 'running', started_at = excluded.started_at, finished_at = NULL, error = NULL
+)
+SELECT * FROM claimed
+"""
+
+_CLAIMABLE = """status IN ('queued', 'scheduled') AND scheduled_at <= now()
+      AND (expires_at IS NULL OR expires_at > now())
+      AND (group_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM {jobs} a WHERE a.group_key = c.group_key AND a.status IN ('active', 'aborting')))"""
+
+# Priority: highest priority first across all the worker's queues.
+CLAIM_PRIORITY = """
+WITH picked AS (
+    SELECT c.id, c.group_key, row_number() OVER () AS ord FROM (
+        SELECT id, group_key FROM {jobs} c
+        WHERE queue = ANY(%(queues)s::text[]) AND """ + _CLAIMABLE + """
+        ORDER BY priority DESC, scheduled_at, id
+        LIMIT %(n)s
+        FOR UPDATE SKIP LOCKED
+    ) c
+), """ + _CLAIM_TAIL
+
+# RoundRobin / Random: queues interleaved in the given order (the worker
+# rotates or shuffles it each poll): the first job of each queue, then the
+# second of each, ...
+CLAIM_BY_QUEUE = """
+WITH qs AS (
+    SELECT name, pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+), cand AS (
+    SELECT s.id, s.rn, qs.pos FROM qs CROSS JOIN LATERAL (
+        SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.scheduled_at, c.id) AS rn
+        FROM (SELECT id, priority, scheduled_at FROM {jobs} c
+              WHERE queue = qs.name AND """ + _CLAIMABLE + """
+              ORDER BY priority DESC, scheduled_at, id LIMIT %(n)s) c
+    ) s
+), chosen AS (
+    SELECT id, row_number() OVER (ORDER BY rn, pos) AS ord FROM cand ORDER BY rn, pos LIMIT %(n)s
+), picked AS (
+    SELECT j.id, j.group_key, ch.ord FROM {jobs} j JOIN chosen ch ON ch.id = j.id
+    WHERE j.status IN ('queued', 'scheduled')
+    FOR UPDATE OF j SKIP LOCKED
+), """ + _CLAIM_TAIL
+
+# --- completing ---------------------------------------------------------------
+
+# One statement writes a whole batch of outcomes. Each outcome is fenced: it
+# applies only if the job is still active (or aborting) for this worker and
+# this attempt -- a late ack from a worker that lost the job changes nothing.
+# kind: complete | fail (retry if attempts are left) | fail_final | abort |
+# requeue (shutdown: back to queued without spending the attempt). ``delay``
+# (seconds, computed by the runner from the job's retry or repeat intervals)
+# is added to the database clock.
+COMPLETE_BATCH = """
+WITH o AS (
+    SELECT * FROM json_to_recordset(%(outcomes)s::json)
+        AS o(id uuid, attempt integer, kind text, result text, error text, delay float8)
+), cur AS (
+    SELECT j.id, j.attempts, o.kind, o.result, o.error, o.delay,
+        CASE
+            WHEN o.kind = 'requeue' THEN 'queued'
+            WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
+            WHEN o.kind = 'complete' AND j.repeat_remaining > 0 THEN 'scheduled'
+            WHEN o.kind = 'complete' THEN 'complete'
+            WHEN o.kind = 'fail' AND j.attempts < j.max_attempts THEN
+                CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
+            ELSE 'failed'
+        END AS new_status
+    FROM {jobs} j JOIN o ON o.id = j.id
+    WHERE j.worker_id = %(worker_id)s AND j.attempts = o.attempt
+      AND j.status IN ('active', 'aborting')
+    FOR UPDATE OF j
+), upd AS (
+    UPDATE {jobs} j SET
+        status = c.new_status,
+        attempts = CASE WHEN c.kind = 'requeue' THEN j.attempts - 1
+                        WHEN c.kind = 'complete' AND c.new_status = 'scheduled' THEN 0
+                        ELSE j.attempts END,
+        result = CASE WHEN c.kind = 'complete' THEN c.result ELSE j.result END,
+        error = CASE WHEN c.kind = 'complete' THEN NULL WHEN c.kind = 'requeue' THEN j.error
+                     ELSE c.error END,
+        completed_at = CASE WHEN c.new_status IN ('complete', 'failed', 'aborted') THEN now() END,
+        scheduled_at = CASE WHEN c.new_status IN ('queued', 'scheduled')
+                            THEN now() + make_interval(secs => COALESCE(c.delay, 0))
+                            ELSE j.scheduled_at END,
+        repeat_remaining = CASE WHEN c.kind = 'complete' AND c.new_status = 'scheduled'
+                                THEN j.repeat_remaining - 1 ELSE j.repeat_remaining END,
+        worker_id = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.worker_id END,
+        expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.expires_at END
+    FROM cur c WHERE j.id = c.id
+    RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind,
+        EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
+        j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks
+), ex AS (
+    UPDATE {executions} e SET
+        status = CASE WHEN c.kind = 'complete' THEN 'complete'
+                      WHEN c.new_status = 'aborted' OR c.kind = 'requeue' THEN 'aborted'
+                      ELSE 'failed' END,
+        finished_at = now(),
+        error = CASE WHEN c.kind = 'complete' THEN NULL ELSE c.error END
+    FROM cur c WHERE e.job_id = c.id AND e.attempt = c.attempts
+)
+SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
+    (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke
+FROM upd
+"""
+
+DELETE_JOBS = "DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[])"
+NOTIFY_DONE = "SELECT pg_notify(%(channel)s, %(payload)s)"
+
+# Dependents of the given (now terminal) parents, locked: their resolution
+# runs as the next statement of the same transaction, with a fresh snapshot.
+LOCK_DEPENDENTS = """
+SELECT w.id FROM {jobs} w
+WHERE w.status = 'waiting' AND w.id IN (
+    SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))
+ORDER BY w.id
+FOR UPDATE OF w
+"""
+
+# --- abort-watcher -------------------------------------------------------------
+
+ABORTING_JOBS = """
+SELECT id FROM {jobs} WHERE worker_id = %(worker_id)s AND status = 'aborting'
+"""
+
+# --- sweeper -------------------------------------------------------------------
+
+SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 1))"
+
+# Workers silent for three of their heartbeat intervals are dead.
+DEAD_WORKERS = """
+DELETE FROM {workers}
+WHERE last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
+RETURNING id, name
+"""
+
+# Running jobs whose worker is gone (dead, or its row deleted), or untouched
+# for max_active_secs: the attempt is spent; requeue if attempts are left,
+# else fail. The open execution row is closed as failed.
+RESCUE_JOBS = """
+WITH lost AS (
+    SELECT j.id, j.attempts,
+        CASE WHEN w.id IS NULL THEN 'werk_trio.errors.WorkerLost: worker ' || j.worker_id::text
+                                    || ' died (no heartbeat) while running this job'
+             ELSE 'werk_trio.errors.WorkerLost: job stuck: no touch for '
+                  || %(max_active_secs)s::text || 's (max_active_secs)' END AS reason
+    FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id
+    WHERE j.status IN ('active', 'aborting')
+      AND (w.id IS NULL
+           OR COALESCE(j.touched_at, j.started_at) < now() - make_interval(secs => %(max_active_secs)s))
+    FOR UPDATE OF j SKIP LOCKED
+), upd AS (
+    UPDATE {jobs} j SET
+        status = CASE WHEN j.status = 'aborting' THEN 'aborted'
+                      WHEN j.attempts < j.max_attempts THEN 'queued' ELSE 'failed' END,
+        worker_id = CASE WHEN j.status <> 'aborting' AND j.attempts < j.max_attempts THEN NULL
+                         ELSE j.worker_id END,
+        scheduled_at = CASE WHEN j.status <> 'aborting' AND j.attempts < j.max_attempts THEN now()
+                            ELSE j.scheduled_at END,
+        completed_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts THEN now() END,
+        error = l.reason
+    FROM lost l WHERE j.id = l.id
+    RETURNING j.id, j.status, j.queue
+), ex AS (
+    UPDATE {executions} e SET status = 'failed', finished_at = now(), error = l.reason
+    FROM lost l WHERE e.job_id = l.id AND e.attempt = l.attempts AND e.status = 'running'
+)
+SELECT id, status, queue,
+    (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke
+FROM upd
+"""
+
+# Unstarted jobs past their _ttl never run.
+EXPIRE_JOBS = """
+UPDATE {jobs} SET status = 'aborted', completed_at = now(),
+    error = 'expired: not started within its ttl'
+WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
+RETURNING id
+"""
+
+# Finished rows past their result_ttl / failure_ttl.
+DELETE_EXPIRED_RESULTS = """
+WITH del AS (
+    DELETE FROM {jobs}
+    WHERE (status = 'complete' AND result_ttl IS NOT NULL
+           AND completed_at <= now() - make_interval(secs => result_ttl))
+       OR (status IN ('failed', 'aborted') AND failure_ttl IS NOT NULL
+           AND completed_at <= now() - make_interval(secs => failure_ttl))
+    RETURNING 1
+)
+SELECT count(*) FROM del
+"""
+
+# Safety net for dependency resolution: waiting jobs whose parents all ended.
+STALE_WAITING = """
+SELECT w.id FROM {jobs} w WHERE w.status = 'waiting' AND NOT EXISTS (
+    SELECT 1 FROM {job_deps} d JOIN {jobs} p ON p.id = d.depends_on
+    WHERE d.job_id = w.id AND p.status NOT IN ('complete', 'failed', 'aborted'))
+LIMIT 1000
+"""

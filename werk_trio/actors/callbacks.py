@@ -1,0 +1,71 @@
+"""Callbacks: ``_on_success`` / ``_on_failure`` / ``_on_stopped`` after a terminal outcome.
+
+The completer schedules them after its commit, so each runs once per terminal
+outcome. Each runs with a Context, cut off at its ``Callback.timeout``; a
+failing or slow callback is logged and never changes the job's outcome.
+Callbacks resolve through the same allow-list as handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..executors import HandlerKind, JobCall, handler_kind
+from ..jobs import Context
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+    from .completer import Outcome
+
+logger = logging.getLogger("werk_trio.worker")
+
+__all__ = ["Callbacks"]
+
+
+class Callbacks:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._send, self._recv = trio.open_memory_channel[tuple[Any, str]](math.inf)
+        self.ran = 0
+
+    def schedule(self, outcome: Outcome, status: str) -> None:
+        job = outcome.job
+        cb = {"complete": job.on_success, "failed": job.on_failure, "aborted": job.on_stopped}.get(status)
+        if cb is not None:
+            self._send.send_nowait((outcome, status))
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            async for outcome, status in self._recv:
+                nursery.start_soon(self._run_one, outcome, status)
+
+    async def _run_one(self, outcome: Outcome, status: str) -> None:
+        worker = self.worker
+        job = outcome.job
+        cb = {"complete": job.on_success, "failed": job.on_failure, "aborted": job.on_stopped}[status]
+        try:
+            func = worker.app.tasks.resolve(cb.func) if isinstance(cb.func, str) else cb.func
+            ctx = Context(job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name)
+            if outcome.error and status != "complete":
+                from ..errors import WerkError
+
+                ctx.exception = WerkError(outcome.error.strip().splitlines()[-1])
+            call = JobCall(func, (), {}, ctx, handler_kind(func))
+            with trio.move_on_after(cb.timeout) as scope:
+                if call.kind == HandlerKind.SYNC:
+                    from ..executors.inline import run_sync_abandoning
+
+                    await run_sync_abandoning(call, None)
+                else:
+                    await worker.executor_inline.run(call)
+            if scope.cancelled_caught:
+                logger.warning("callback %s of job %s cut off after %ss", cb.func, job.id, cb.timeout)
+            else:
+                self.ran += 1
+        except Exception:
+            logger.exception("callback %s of job %s raised", cb.func, job.id)

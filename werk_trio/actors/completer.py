@@ -1,0 +1,185 @@
+"""Completer: writes job outcomes in batches.
+
+Loop: wait for the first outcome, gather more for up to ``flush_interval``
+seconds or ``batch_size`` outcomes, then write them all in one transaction:
+COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, and
+the execution rows, fenced by worker id and attempt), then -- only when
+needed -- DELETE_JOBS (``failure_mode="delete"``), LOCK_DEPENDENTS +
+RESOLVE_WAITING (dependency promotion, same transaction), NOTIFY_DONE (wakes
+``wait_for``). After the commit it runs the jobs' callbacks.
+
+On a database error the batch is kept and retried with capped back-off:
+outcomes are never dropped. :meth:`Completer.flush_all` (shielded, called when
+the worker stops) writes whatever is left.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+logger = logging.getLogger("werk_trio.worker")
+
+__all__ = ["Completer", "Outcome"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """One attempt's end. ``kind``: complete | fail | fail_final | abort | requeue."""
+
+    job: Any
+    kind: str
+    result: str | None = None
+    error: str | None = None
+    delay: float | None = None
+
+    def as_row(self) -> dict[str, Any]:
+        row: dict[str, Any] = {"id": str(self.job.id), "attempt": self.job.attempts, "kind": self.kind}
+        if self.result is not None:
+            row["result"] = self.result
+        if self.error is not None:
+            row["error"] = self.error
+        if self.delay:
+            row["delay"] = self.delay
+        return row
+
+
+class Completer:
+    def __init__(self, worker: Worker, *, batch_size: int = 200, flush_interval: float = 0.002) -> None:
+        self.worker = worker
+        self.batch_size = batch_size
+        self.flush_interval = flush_interval
+        self._send, self._recv = trio.open_memory_channel[Outcome](math.inf)
+        self._pending: list[Outcome] = []
+        #: Set after every successful write (tests and burst mode wait on it).
+        self.flushed = trio.Event()
+        self.written = 0
+        self.refused = 0
+
+    def submit(self, outcome: Outcome) -> None:
+        """Hand over an outcome (never blocks, never fails)."""
+        self._send.send_nowait(outcome)
+
+    @property
+    def idle(self) -> bool:
+        return not self._pending and self._recv.statistics().current_buffer_used == 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        backoff = 0.05
+        while True:
+            if not self._pending:
+                self._pending.append(await self._recv.receive())
+                with trio.move_on_after(self.flush_interval):
+                    while len(self._pending) < self.batch_size:
+                        self._pending.append(await self._recv.receive())
+            self._drain_nowait()
+            try:
+                await self._write(self._pending[: self.batch_size])
+            except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as ex:
+                logger.warning(
+                    "completer: database unavailable (%s); retrying %d outcomes in %.2fs",
+                    str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__,
+                    len(self._pending), backoff,
+                )
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.05
+            del self._pending[: self.batch_size]
+
+    def _drain_nowait(self) -> None:
+        while True:
+            try:
+                self._pending.append(self._recv.receive_nowait())
+            except trio.WouldBlock:
+                return
+
+    async def flush_all(self, timeout: float = 10.0) -> None:
+        """Write every outcome not yet written (shielded, bounded by ``timeout``)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
+            self._drain_nowait()
+            while self._pending:
+                batch = self._pending[: self.batch_size]
+                try:
+                    await self._write(batch)
+                except psycopg.OperationalError as ex:
+                    logger.warning("completer: final flush failed (%s); retrying", ex)
+                    await trio.sleep(0.2)
+                    continue
+                del self._pending[: len(batch)]
+        if scope.cancelled_caught and self._pending:
+            logger.error(
+                "completer: %d outcomes could not be written before shutdown; the sweeper of a "
+                "live worker will requeue those jobs",
+                len(self._pending),
+            )
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        worker = self.worker
+        sql = worker.app.sql
+        # one outcome per job and attempt (a job is never in two runners)
+        payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
+        async with worker.app.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                sql.COMPLETE_BATCH,
+                {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel},
+            )
+            rows = await cur.fetchall()
+            terminal = [r[0] for r in rows if r[1] in ("complete", "failed", "aborted")]
+            deletes = [r[0] for r in rows if r[1] == "failed" and r[3] == "delete"]
+            parents = [r[0] for r in rows if r[5] and r[1] in ("complete", "failed", "aborted")]
+            if parents:
+                await resolve_dependents(conn, sql, parents)
+            if deletes:
+                await conn.execute(sql.DELETE_JOBS, {"ids": deletes})
+            if terminal:
+                await notify_done(conn, sql, terminal)
+        self.written += len(rows)
+        refused = len(batch) - len(rows)
+        if refused:
+            self.refused += refused
+            logger.info("completer: %d late outcome(s) refused: the job is no longer ours", refused)
+        by_id = {r[0]: r for r in rows}
+        for outcome in batch:
+            row = by_id.get(outcome.job.id)
+            if row is not None and row[6] and row[1] in ("complete", "failed", "aborted"):
+                worker.callbacks.schedule(outcome, row[1])
+        flushed, self.flushed = self.flushed, trio.Event()
+        flushed.set()
+        worker.nudge()
+
+
+async def resolve_dependents(conn: Any, sql: Any, parents: list[Any]) -> None:
+    """Queue (or fail) the waiting dependents of ``parents``, cascading failures.
+
+    Runs inside the caller's transaction: the dependents are locked first, then
+    resolved by a new statement, which sees every committed parent status."""
+    ids = parents
+    while ids:
+        cur = await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
+        dependents = [r[0] for r in await cur.fetchall()]
+        if not dependents:
+            return
+        cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents, "channel": sql.jobs_channel})
+        ids = [r[0] for r in await cur.fetchall() if r[1] == "failed"]
+        if ids:
+            await notify_done(conn, sql, ids)
+
+
+async def notify_done(conn: Any, sql: Any, ids: list[Any]) -> None:
+    """One NOTIFY for a batch of finished jobs: comma-joined ids, or ``*`` when
+    they would not fit in a payload."""
+    text = ",".join(str(i) for i in ids)
+    if len(text) > 7000:
+        text = "*"
+    await conn.execute(sql.NOTIFY_DONE, {"channel": sql.done_channel, "payload": text})

@@ -1,0 +1,118 @@
+"""Poller: claims jobs for the free runner slots, in one statement per claim.
+
+Loop: wait for at least one free slot; then claim up to the number of free
+slots (CLAIM_PRIORITY, or CLAIM_BY_QUEUE with the queues rotated for
+RoundRobin or shuffled for Random); hand the jobs to the runners. When a claim
+finds nothing it waits for a nudge (a NOTIFY from the listener, a finished
+job, a completer flush) or ``poll_interval``, whichever comes first. In burst
+mode it returns once a claim finds nothing while nothing runs and the
+completer has nothing left to write.
+
+On a connection error it logs and retries with capped back-off; a concurrency
+group race (two workers claiming one group) is retried at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+
+from .._rows import job_from_row
+from ..jobs import DequeueStrategy, Job
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+logger = logging.getLogger("werk_trio.worker")
+
+__all__ = ["Poller"]
+
+
+class Poller:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self._turn = 0
+        self.claims = 0
+        self.claimed = 0
+
+    def _queue_order(self) -> list[str]:
+        queues = list(self.worker.queues)
+        strategy = self.worker.dequeue_strategy
+        if strategy is DequeueStrategy.RoundRobin:
+            k = self._turn % len(queues)
+            self._turn += 1
+            return queues[k:] + queues[:k]
+        if strategy is DequeueStrategy.Random:
+            random.shuffle(queues)
+        return queues
+
+    async def claim(self, n: int) -> list[Job]:
+        worker = self.worker
+        sql = worker.app.sql
+        query = sql.CLAIM_PRIORITY if worker.dequeue_strategy is DequeueStrategy.Priority else sql.CLAIM_BY_QUEUE
+        params = {"queues": self._queue_order(), "n": n, "worker_id": worker.id}
+        async with worker.app.pool.connection() as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        self.claims += 1
+        self.claimed += len(rows)
+        serializer = worker.app.serializer
+        return [job_from_row(row, serializer) for row in rows]
+
+    async def run(self, jobs: trio.MemorySendChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        worker = self.worker
+        slots = worker.slots
+        backoff = 0.05
+        task_status.started()
+        async with jobs:
+            while True:
+                await slots.acquire()
+                n = 1
+                while n < worker.claim_batch:
+                    try:
+                        slots.acquire_nowait()
+                    except trio.WouldBlock:
+                        break
+                    n += 1
+                worker.drain_nudges()
+                try:
+                    claimed = await self.claim(n)
+                except psycopg.errors.UniqueViolation:
+                    # two workers raced for one concurrency group: the loser retries
+                    for _ in range(n):
+                        slots.release()
+                    await trio.sleep(0)
+                    continue
+                except psycopg.OperationalError as ex:
+                    for _ in range(n):
+                        slots.release()
+                    logger.warning("poller: claim failed (%s); retrying in %.2fs", _line(ex), backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                except BaseException:
+                    for _ in range(n):
+                        slots.release()
+                    raise
+                backoff = 0.05
+                for _ in range(n - len(claimed)):
+                    slots.release()
+                for job in claimed:
+                    jobs.send_nowait(job)
+                if len(claimed) == n:
+                    continue  # there may be more: claim again as soon as a slot frees
+                if worker.burst and not claimed:
+                    if slots.value == worker.concurrency and worker.completer.idle:
+                        logger.info("burst: nothing left to claim; stopping")
+                        worker.burst_done.set()
+                        return
+                await worker.wait_nudge(worker.poll_interval)
+
+
+def _line(ex: BaseException) -> str:
+    text = str(ex).strip()
+    return text.splitlines()[0] if text else type(ex).__name__

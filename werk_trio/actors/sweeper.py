@@ -1,0 +1,86 @@
+"""Sweeper: maintenance that is safe to run in every worker at once.
+
+Loop every ``sweep_interval`` (and once at start): :func:`sweep_once`, which
+in one transaction, under a try-advisory lock (a sweep already running
+elsewhere is skipped): deletes workers silent for three heartbeat intervals
+(DEAD_WORKERS); rescues running jobs whose worker is gone or that were not
+touched for ``max_active_secs`` (RESCUE_JOBS: the attempt is spent, so a job
+that kills its worker every time ends failed after max_attempts); expires
+unstarted jobs past their ``_ttl`` (EXPIRE_JOBS); deletes finished rows past
+their result/failure TTL; resolves waiting jobs whose parents all ended (a
+safety net for a worker that died between a commit and its resolution).
+On a connection error it logs and tries again next interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import trio
+
+from .completer import notify_done, resolve_dependents
+
+if TYPE_CHECKING:
+    from ..app import Werk
+    from ..worker import Worker
+
+logger = logging.getLogger("werk_trio.worker")
+
+__all__ = ["Sweeper", "sweep_once"]
+
+
+async def sweep_once(app: Werk) -> dict[str, int]:
+    """One maintenance pass; returns what it did (all zeros if another sweep holds the lock)."""
+    sql = app.sql
+    out = {"dead_workers": 0, "rescued": 0, "expired": 0, "deleted": 0, "resolved": 0}
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(sql.SWEEP_LOCK, {"key": sql.lock_key})
+        row = await cur.fetchone()
+        if not row or not row[0]:
+            return out
+        cur = await conn.execute(sql.DEAD_WORKERS)
+        dead = await cur.fetchall()
+        out["dead_workers"] = len(dead)
+        for wid, name in dead:
+            logger.warning("worker %s (%s) is dead: no heartbeat for 3 intervals", name, wid)
+        cur = await conn.execute(
+            sql.RESCUE_JOBS,
+            {"max_active_secs": float(app.config.max_active_secs), "jobs_channel": sql.jobs_channel},
+        )
+        rescued = await cur.fetchall()
+        out["rescued"] = len(rescued)
+        if rescued:
+            logger.warning("rescued %d job(s) from dead workers or stuck runs", len(rescued))
+        cur = await conn.execute(sql.EXPIRE_JOBS)
+        expired = [r[0] for r in await cur.fetchall()]
+        out["expired"] = len(expired)
+        cur = await conn.execute(sql.DELETE_EXPIRED_RESULTS)
+        out["deleted"] = int((await cur.fetchone() or (0,))[0])
+        cur = await conn.execute(sql.STALE_WAITING)
+        stale = [r[0] for r in await cur.fetchall()]
+        finished = [r[0] for r in rescued if r[1] in ("failed", "aborted")] + expired
+        if finished:
+            await notify_done(conn, sql, finished)
+            await resolve_dependents(conn, sql, finished)
+        if stale:
+            cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale, "channel": sql.jobs_channel})
+            out["resolved"] = len(await cur.fetchall())
+    return out
+
+
+class Sweeper:
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.sweeps = 0
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            try:
+                await sweep_once(self.worker.app)
+                self.sweeps += 1
+            except psycopg.OperationalError as ex:
+                logger.warning("sweep failed (%s); next try in %ss", ex, self.worker.sweep_interval)
+            await trio.sleep(self.worker.sweep_interval)

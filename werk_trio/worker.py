@@ -1,0 +1,343 @@
+"""Workers: one Worker runtime, presets per executor.
+
+``await worker.run()`` opens one nursery of actors (see ``werk_trio/actors/``):
+listener, poller, ``concurrency`` runners, completer, callbacks, heartbeater,
+sweeper, abort-watcher and signals. ``await nursery.start(worker.run)``
+returns once the worker row exists and LISTEN is issued.
+
+Stopping:
+
+* :meth:`Worker.stop` (also the first SIGTERM/SIGINT): stop claiming, give
+  running jobs ``shutdown_timeout`` seconds, cancel the rest (requeued
+  without spending an attempt), flush the completer, deregister, return.
+* ``stop(now=True)`` (a second signal) or cancelling the nursery that runs
+  ``run()``: the same without the grace period.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from .actors.abort_watcher import AbortWatcher
+from .actors.callbacks import Callbacks
+from .actors.completer import Completer
+from .actors.heartbeater import Heartbeater
+from .actors.listener import QueueListener
+from .actors.poller import Poller
+from .actors.runner import Runner, RunningJob
+from .actors.signals import SignalHandler
+from .actors.sweeper import Sweeper
+from .app import Werk
+from .config import check_name
+from .errors import ConfigError
+from .executors import Executor
+from .executors.inline import InlineExecutor
+from .jobs import DequeueStrategy, Job
+
+__all__ = ["AsyncWorker", "ThreadWorker", "Worker"]
+
+logger = logging.getLogger("werk_trio.worker")
+
+Hook = Callable[..., Any]
+
+
+def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero) or value != value:
+        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+def _hooks(name: str, hooks: Sequence[Hook] | None) -> list[Hook]:
+    out = list(hooks or [])
+    for hook in out:
+        if not callable(hook):
+            raise ConfigError(f"{name} hooks must be callables, got {hook!r}")
+    return out
+
+
+class Worker:
+    """A worker of one executor. Parameters and defaults as on the workers page;
+    ``None`` means the app's WerkConfig value (the documented default)."""
+
+    worker_type = "async"
+
+    def __init__(
+        self,
+        app: Werk,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 10,
+        heartbeat_interval: float | None = None,
+        poll_interval: float | None = None,
+        dequeue_strategy: DequeueStrategy = DequeueStrategy.Priority,
+        burst: bool = False,
+        before_process: Sequence[Hook] | None = None,
+        after_process: Sequence[Hook] | None = None,
+        sweep_interval: float | None = None,
+        abort_interval: float | None = None,
+        shutdown_timeout: float | None = None,
+        *,
+        executor: Executor | None = None,
+        name: str | None = None,
+        handle_signals: bool = True,
+        claim_batch: int | None = None,
+    ) -> None:
+        if not isinstance(app, Werk):
+            raise ConfigError(f"app must be a Werk instance, got {type(app).__name__}")
+        if isinstance(queues, str):
+            queues = [queues]
+        queues = list(queues)
+        if not queues:
+            raise ConfigError("queues must name at least one queue")
+        for q in queues:
+            if not isinstance(q, str) or not q:
+                raise ConfigError(f"queue names must be non-empty strings, got {q!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        if not isinstance(dequeue_strategy, DequeueStrategy):
+            try:
+                dequeue_strategy = DequeueStrategy(dequeue_strategy)
+            except ValueError:
+                valid = ", ".join(f"DequeueStrategy.{s.name}" for s in DequeueStrategy)
+                raise ConfigError(f"dequeue_strategy must be one of {valid}, got {dequeue_strategy!r}") from None
+        cfg = app.config
+        self.app = app
+        self.queues = list(dict.fromkeys(queues))
+        self.concurrency = concurrency
+        self.heartbeat_interval = _positive(
+            "heartbeat_interval", cfg.heartbeat_interval if heartbeat_interval is None else heartbeat_interval
+        )
+        self.poll_interval = _positive("poll_interval", cfg.poll_interval if poll_interval is None else poll_interval)
+        self.sweep_interval = _positive(
+            "sweep_interval", cfg.sweep_interval if sweep_interval is None else sweep_interval
+        )
+        self.abort_interval = _positive(
+            "abort_interval", cfg.abort_interval if abort_interval is None else abort_interval
+        )
+        self.shutdown_timeout = _positive(
+            "shutdown_timeout",
+            cfg.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
+            allow_zero=True,
+        )
+        self.dequeue_strategy = dequeue_strategy
+        self.burst = bool(burst)
+        self.before_process = _hooks("before_process", before_process)
+        self.after_process = _hooks("after_process", after_process)
+        self.exception_handlers: list[Hook] = []
+        self.handle_signals = handle_signals
+        if claim_batch is None:
+            claim_batch = concurrency
+        if isinstance(claim_batch, bool) or not isinstance(claim_batch, int) or claim_batch < 1:
+            raise ConfigError(f"claim_batch must be an int >= 1, got {claim_batch!r}")
+        self.claim_batch = claim_batch
+        self.id = uuid.uuid4()
+        host = socket.gethostname()
+        if name is not None:
+            check_name("worker name", name.replace("-", "_").replace(".", "_")[:40] or "x")
+        self.name = name or f"{host}-{os.getpid()}-{self.id.hex[:6]}"
+        self.executor: Executor = executor if executor is not None else self._default_executor()
+        self.executor_inline = InlineExecutor()
+
+        # runtime state (reset by run())
+        self.running: dict[uuid.UUID, RunningJob] = {}
+        self.stats: dict[str, int] = {}
+        self.shutdown_deadline: float | None = None
+        self.slots = trio.Semaphore(concurrency)
+        self.burst_done = trio.Event()
+        self.started = trio.Event()
+        self.stopped = trio.Event()
+        self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
+        self._claim_scope: trio.CancelScope | None = None
+        self._runner_scope: trio.CancelScope | None = None
+        self._stopping = False
+        self._running_flag = False
+        self.completer = Completer(self)
+        self.callbacks = Callbacks(self)
+        self.poller = Poller(self)
+        self.listener = QueueListener(self)
+        self.heartbeater = Heartbeater(self)
+        self.sweeper = Sweeper(self)
+        self.abort_watcher = AbortWatcher(self)
+
+    def _default_executor(self) -> Executor:
+        return InlineExecutor()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} queues={self.queues} concurrency={self.concurrency}>"
+
+    # --- hooks and handlers (the workers page) -------------------------------
+
+    def add_before_process(self, hook: Hook) -> None:
+        """Run ``hook(ctx)`` (sync or async) before each job."""
+        self.before_process.extend(_hooks("before_process", [hook]))
+
+    def add_after_process(self, hook: Hook) -> None:
+        """Run ``hook(ctx)`` (sync or async) after each job; ``ctx.exception`` is set on failure."""
+        self.after_process.extend(_hooks("after_process", [hook]))
+
+    def push_exception_handler(self, handler: Hook) -> None:
+        """Push ``handler(job, exc)`` (sync or async); called most recent first on failures."""
+        if not callable(handler):
+            raise ConfigError(f"exception handler must be callable, got {handler!r}")
+        self.exception_handlers.append(handler)
+
+    def pop_exception_handler(self) -> Hook:
+        """Remove and return the most recently pushed handler (IndexError when empty)."""
+        if not self.exception_handlers:
+            raise IndexError("pop_exception_handler: no exception handler to pop")
+        return self.exception_handlers.pop()
+
+    # --- wake-ups ---------------------------------------------------------------
+
+    def nudge(self) -> None:
+        """Wake the poller (coalesced: many nudges cost one claim)."""
+        try:
+            self._wake_send.send_nowait(None)
+        except trio.WouldBlock:
+            pass
+
+    def drain_nudges(self) -> None:
+        try:
+            self._wake_recv.receive_nowait()
+        except trio.WouldBlock:
+            pass
+
+    async def wait_nudge(self, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            await self._wake_recv.receive()
+
+    # --- registration -------------------------------------------------------------
+
+    async def register(self) -> None:
+        sql = self.app.sql
+        async with self.app.pool.connection() as conn:
+            await conn.execute(
+                sql.REGISTER_WORKER,
+                {
+                    "id": self.id, "name": self.name, "hostname": socket.gethostname(),
+                    "pid": os.getpid(), "worker_type": self.worker_type, "queues": self.queues,
+                    "concurrency": self.concurrency, "heartbeat_interval": self.heartbeat_interval,
+                },
+            )  # fmt: skip
+
+    async def _deregister(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            try:
+                async with self.app.pool.connection() as conn:
+                    await conn.execute(self.app.sql.DEREGISTER_WORKER, {"id": self.id})
+            except Exception as ex:  # the sweeper of another worker cleans up after us
+                logger.warning("could not deregister worker %s: %s", self.name, ex)
+
+    # --- stopping -------------------------------------------------------------------
+
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming; running jobs get ``shutdown_timeout`` (or none with ``now``)."""
+        if not self._stopping:
+            self._stopping = True
+            deadline = trio.current_time() + (0 if now else self.shutdown_timeout)
+            self.shutdown_deadline = deadline
+            for running in list(self.running.values()):
+                running.shutdown(deadline)
+            if self._claim_scope is not None:
+                self._claim_scope.cancel()
+            if self._runner_scope is not None:
+                self._runner_scope.deadline = deadline + 1.0  # hooks' last chance
+        elif now:
+            self.shutdown_deadline = trio.current_time()
+            for running in list(self.running.values()):
+                running.shutdown(self.shutdown_deadline)
+            if self._runner_scope is not None:
+                self._runner_scope.cancel()
+
+    # --- the actor nursery ------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until stopped (or, with ``burst``, until nothing is left to do).
+
+        Cancellation: cancelling the caller stops at once -- running jobs are
+        requeued without spending an attempt, outcomes are flushed (shielded,
+        bounded) and the worker deregisters before the Cancelled propagates.
+        """
+        if self._running_flag:
+            raise ConfigError(f"{self!r} is already running; create one worker object per run")
+        self._running_flag = True
+        if not self.app.connected:
+            await self.app.connect()
+        use_listen = self.app.config.use_listen_notify
+        await self.register()
+        logger.info(
+            "worker %s started: queues=%s concurrency=%d executor=%s",
+            self.name, ",".join(self.queues), self.concurrency, self.executor.name,
+        )
+        try:
+            async with trio.open_nursery() as services:
+                await services.start(self.heartbeater.run)
+                await services.start(self.sweeper.run)
+                await services.start(self.abort_watcher.run)
+                await services.start(self.callbacks.run)
+                if self.handle_signals and threading.current_thread() is threading.main_thread():
+                    await services.start(SignalHandler(self).run)
+                await services.start(self.completer.run)
+                async with self.executor.running(services), self.executor_inline.running(services):
+                    await self._pipeline(use_listen, task_status)
+                await self.completer.flush_all()
+                services.cancel_scope.cancel()
+        finally:
+            await self.completer.flush_all()
+            await self._deregister()
+            self.stopped.set()
+            logger.info("worker %s stopped (%s)", self.name, _summary(self.stats))
+
+    async def _pipeline(self, use_listen: bool, task_status: Any) -> None:
+        send, recv = trio.open_memory_channel[Job](self.concurrency)
+        async with trio.open_nursery() as runners:
+            self._runner_scope = runners.cancel_scope
+            if self.shutdown_deadline is not None:
+                runners.cancel_scope.deadline = self.shutdown_deadline + 1.0
+            async with recv:
+                for _ in range(self.concurrency):
+                    await runners.start(Runner(self).run, recv.clone())
+            async with trio.open_nursery() as claiming:
+                self._claim_scope = claiming.cancel_scope
+                if self._stopping:
+                    claiming.cancel_scope.cancel()
+                if use_listen:
+                    await claiming.start(self.listener.run)
+                await claiming.start(self.poller.run, send)
+                self.started.set()
+                task_status.started()
+                if self.burst:
+                    await self.burst_done.wait()
+                    claiming.cancel_scope.cancel()
+            # claiming stopped: the poller closed `send`; runners finish and exit
+
+
+def _summary(stats: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "no jobs"
+
+
+class AsyncWorker(Worker):
+    """Trio coroutines in the worker's loop; plain functions in threads; asyncio
+    coroutines (marked) through trio-asyncio. Best for I/O-bound work."""
+
+    worker_type = "async"
+
+
+class ThreadWorker(Worker):
+    """Each handler in a thread (``trio.to_thread``, at most ``concurrency`` at once)."""
+
+    worker_type = "thread"
+
+    def _default_executor(self) -> Executor:
+        from .executors.thread import ThreadExecutor
+
+        return ThreadExecutor(self.concurrency)
