@@ -341,3 +341,14 @@ class ThreadWorker(Worker):
         from .executors.thread import ThreadExecutor
 
         return ThreadExecutor(self.concurrency)
+
+
+def worker_class(worker_type: str) -> type[Worker]:
+    """The worker class for ``async``, ``thread``, ``process`` or ``fork``."""
+    classes: dict[str, type[Worker]] = {"async": AsyncWorker, "thread": ThreadWorker}
+    try:
+        return classes[worker_type]
+    except KeyError:
+        raise ConfigError(
+            f"unknown worker type {worker_type!r}; choose one of {', '.join(classes)}"
+        ) from None

@@ -465,3 +465,17 @@ SELECT w.id FROM {jobs} w WHERE w.status = 'waiting' AND NOT EXISTS (
     WHERE d.job_id = w.id AND p.status NOT IN ('complete', 'failed', 'aborted'))
 LIMIT 1000
 """
+
+# --- reporting -----------------------------------------------------------------
+
+# Latency percentiles (p50, p95, p99) of finished attempts, in seconds:
+# enqueue -> start, and run time.
+EXECUTION_PERCENTILES = """
+SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+           (ORDER BY extract(epoch FROM e.started_at - j.enqueued_at)),
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+           (ORDER BY extract(epoch FROM e.finished_at - e.started_at)),
+       count(*)
+FROM {executions} e JOIN {jobs} j ON j.id = e.job_id
+WHERE e.finished_at IS NOT NULL
+"""

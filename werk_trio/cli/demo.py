@@ -1,0 +1,129 @@
+"""``werk demo``: the main job in one command.
+
+Enqueues a few thousand demo jobs across queues and priorities (some fail and
+retry, a few fail for good), drains them with a burst worker while a live
+progress bar shows the counts, then prints a summary: jobs per status and
+queue, throughput, and latency percentiles (enqueue to start, and run time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from typing import Any
+
+import trio
+
+from ..app import Werk
+from ..jobs import EnqueueParams, Retry
+from ..worker import AsyncWorker
+
+QUEUES = ("emails", "reports", "default")
+
+
+async def send_email(to: str) -> str:
+    await trio.sleep(random.uniform(0.001, 0.01))
+    return f"sent to {to}"
+
+
+async def build_report(n: int) -> int:
+    await trio.sleep(random.uniform(0.002, 0.02))
+    return sum(range(n))
+
+
+async def flaky(n: int) -> int:
+    """Fails on its first attempt, succeeds on the retry."""
+    from ..jobs import Context  # noqa: F401 - documents the ctx type
+
+    await trio.sleep(0.001)
+    raise RuntimeError(f"flaky #{n}: transient error (will be retried)")
+
+
+async def flaky_ctx(ctx: Any, n: int) -> int:
+    if ctx.job.attempts < 2:
+        raise RuntimeError(f"flaky #{n}: transient error on attempt {ctx.job.attempts}")
+    return n
+
+
+def crunch(n: int) -> int:
+    """A plain function: runs in a thread so the loop never blocks."""
+    return sum(i * i for i in range(n))
+
+
+async def doomed(n: int) -> None:
+    raise ValueError(f"doomed #{n}: always fails")
+
+
+def _params(total: int) -> list[EnqueueParams]:
+    rng = random.Random(7)
+    out = []
+    for i in range(total):
+        r = rng.random()
+        if r < 0.40:
+            p = EnqueueParams(send_email, kwargs={"to": f"user{i}@example.com"}, queue="emails",
+                              priority=rng.choice((0, 0, 5)))
+        elif r < 0.70:
+            p = EnqueueParams(build_report, args=(rng.randint(100, 2000),), queue="reports")
+        elif r < 0.85:
+            p = EnqueueParams(crunch, args=(rng.randint(100, 3000),), queue="default", priority=1)
+        elif r < 0.97:
+            p = EnqueueParams(flaky_ctx, args=(i,), queue="default", retry=Retry(3, 0.05))
+        else:
+            p = EnqueueParams(doomed, args=(i,), queue="reports", retry=Retry(2, 0.05))
+        out.append(p)
+    return out
+
+
+def _bar(done: int, total: int, width: int = 32) -> str:
+    frac = done / total if total else 1.0
+    fill = int(frac * width)
+    return "[" + "#" * fill + "." * (width - fill) + f"] {done}/{total}"
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    total = max(1, int(args.jobs))
+    app = Werk(args.dsn, schema="werk_demo", log_level=args.log_level)
+    for fn in (send_email, build_report, flaky, flaky_ctx, crunch, doomed):
+        app.register(fn)
+    out = sys.stdout
+    async with app:
+        print(f"werk demo on {app!r}", file=out)
+        await app.truncate()
+        t0 = time.perf_counter()
+        await app.enqueue_many(_params(total))
+        t_enq = time.perf_counter() - t0
+        print(f"enqueued {total} jobs in {t_enq * 1000:.0f} ms across queues {', '.join(QUEUES)}", file=out)
+        worker = AsyncWorker(app, queues=list(QUEUES), concurrency=args.concurrency, burst=True,
+                             poll_interval=0.2, handle_signals=True)
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run)
+            while not worker.stopped.is_set():
+                done = sum(v for k, v in worker.stats.items() if k != "requeue")
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                line = f"\r{_bar(min(done, total), total)}  {rate:7.0f} attempts/s"
+                out.write(line)
+                out.flush()
+                with trio.move_on_after(0.1):
+                    await worker.stopped.wait()
+        elapsed = time.perf_counter() - start
+        out.write(f"\r{_bar(total, total)}  done in {elapsed:.2f}s{' ' * 20}\n")
+        await _summary(app, total, elapsed)
+    return 0
+
+
+async def _summary(app: Werk, total: int, elapsed: float) -> None:
+    counts = await app.counts()
+    print("\njobs by queue and status:")
+    for queue in sorted(counts):
+        parts = "  ".join(f"{s}={n}" for s, n in sorted(counts[queue].items()))
+        print(f"  {queue:<8} {parts}")
+    async with app.connection() as conn:
+        cur = await conn.execute(app.sql.EXECUTION_PERCENTILES)
+        wait_p, run_p, attempts = await cur.fetchone()  # type: ignore[misc]
+    print(f"\nthroughput: {attempts / elapsed:,.0f} attempts/s ({total / elapsed:,.0f} jobs/s), {attempts} attempts")
+    if wait_p:
+        print("latency, enqueue -> start (ms): p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(x * 1000 for x in wait_p)))
+        print("run time (ms):                  p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(x * 1000 for x in run_p)))
