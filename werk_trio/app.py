@@ -409,6 +409,20 @@ class Werk:
             out.setdefault(queue, {})[status] = n
         return out
 
+    async def list_workers(self) -> list[dict[str, Any]]:
+        """Registered workers, oldest first, with ``heartbeat_age`` in seconds."""
+        keys = ("id", "name", "hostname", "pid", "worker_type", "queues", "concurrency",
+                "heartbeat_interval", "started_at", "last_seen", "status", "heartbeat_age")
+        return [dict(zip(keys, row, strict=True)) for row in await self._fetch(self.sql.LIST_WORKERS)]
+
+    async def sweep(self) -> dict[str, int]:
+        """One maintenance pass (what every worker's sweeper does each
+        ``sweep_interval``): rescue jobs of dead workers and stuck jobs, expire
+        TTLs, delete rows past their result/failure TTL. Returns the counts."""
+        from .actors.sweeper import sweep_once
+
+        return await sweep_once(self)
+
     # --- managing -------------------------------------------------------------
 
     async def _change(self, query: str, job_id: Any, action: str, allowed: str) -> Job:
