@@ -31,13 +31,18 @@ from .jobs import Retry as Retry
 from .serializers import JSONSerializer as JSONSerializer
 from .serializers import PickleSerializer as PickleSerializer
 from .serializers import Serializer as Serializer
+from .executors import asyncio_handler as asyncio_handler
+from .worker import AsyncWorker as AsyncWorker
+from .worker import ThreadWorker as ThreadWorker
+from .worker import Worker as Worker
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
+    "AsyncWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
     "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "JSONSerializer", "Job", "JobError",
     "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
     "PickleSerializer", "PoolTimeout", "Repeat", "Retry", "SerializationError", "Serializer",
-    "UnknownTask", "Werk", "WerkConfig", "WerkError", "WorkerShutdown",
+    "ThreadWorker", "UnknownTask", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
+    "asyncio_handler",
 ]  # fmt: skip

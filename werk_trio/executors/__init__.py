@@ -21,9 +21,20 @@ from typing import Any, Protocol
 
 from ..jobs import Context
 
-__all__ = ["Executor", "HandlerKind", "JobCall", "handler_kind", "wants_context"]
+__all__ = ["Executor", "HandlerKind", "JobCall", "asyncio_handler", "handler_kind", "wants_context"]
 
 ASYNCIO_MARK = "__werk_asyncio__"
+
+
+def asyncio_handler(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark an asyncio coroutine function: workers run it through trio-asyncio
+    (``@asyncio_handler`` or ``@app.task(asyncio=True)``)."""
+    if not inspect.iscoroutinefunction(inspect.unwrap(func)):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"asyncio_handler needs an async def function, got {func!r}")
+    setattr(func, ASYNCIO_MARK, True)
+    return func
 
 
 class HandlerKind:
