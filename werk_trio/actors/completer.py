@@ -2,11 +2,12 @@
 
 Loop: wait for the first outcome, gather more for up to ``flush_interval``
 seconds or ``batch_size`` outcomes, then write them all in one transaction:
-COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, and
-the execution rows, fenced by worker id and attempt), then -- only when
-needed -- DELETE_JOBS (``failure_mode="delete"``), LOCK_DEPENDENTS +
-RESOLVE_WAITING (dependency promotion, same transaction), NOTIFY_DONE (wakes
-``wait_for``). After the commit it runs the jobs' callbacks.
+COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, the
+execution rows, fenced by worker id and attempt, and the NOTIFYs that wake
+workers and ``wait_for``), LOCK_DEPENDENTS_OF + RESOLVE_DEPENDENTS_OF
+(dependency promotion, same transaction) and DELETE_FAILED
+(``failure_mode="delete"``) -- sent as one pipeline, so a batch costs one
+round trip and one commit. After the commit it schedules the jobs' callbacks.
 
 On a database error the batch is kept and retried with capped back-off:
 outcomes are never dropped. :meth:`Completer.flush_all` (shielded, called when
@@ -125,25 +126,29 @@ class Completer:
             )
 
     async def _write(self, batch: list[Outcome]) -> None:
+        """One transaction, pipelined into one round trip and one commit."""
         worker = self.worker
         sql = worker.app.sql
-        # one outcome per job and attempt (a job is never in two runners)
         payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
-        async with worker.app.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                sql.COMPLETE_BATCH,
-                {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel},
-            )
-            rows = await cur.fetchall()
-            terminal = [r[0] for r in rows if r[1] in ("complete", "failed", "aborted")]
-            deletes = [r[0] for r in rows if r[1] == "failed" and r[3] == "delete"]
-            parents = [r[0] for r in rows if r[5] and r[1] in ("complete", "failed", "aborted")]
-            if parents:
-                await resolve_dependents(conn, sql, parents)
-            if deletes:
-                await conn.execute(sql.DELETE_JOBS, {"ids": deletes})
-            if terminal:
-                await notify_done(conn, sql, terminal)
+        ids = [o.job.id for o in batch]
+        async with worker.app.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                main = await conn.execute(
+                    sql.COMPLETE_BATCH,
+                    {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel,
+                     "done_channel": sql.done_channel},
+                )  # fmt: skip
+                await conn.execute(sql.LOCK_DEPENDENTS_OF, {"ids": ids})
+                dep = await conn.execute(
+                    sql.RESOLVE_DEPENDENTS_OF, {"ids": ids, "channel": sql.jobs_channel}
+                )
+                await conn.execute(sql.DELETE_FAILED, {"ids": ids})
+            rows = await main.fetchall()
+            failed_dependents = [r[0] for r in await dep.fetchall() if r[1] == "failed"]
+            if failed_dependents:  # rare: cascade to their own dependents
+                async with conn.transaction():
+                    await notify_done(conn, sql, failed_dependents)
+                    await resolve_dependents(conn, sql, failed_dependents)
         self.written += len(rows)
         refused = len(batch) - len(rows)
         if refused:

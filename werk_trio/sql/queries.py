@@ -273,16 +273,27 @@ _CLAIMABLE = """status IN ('queued', 'scheduled') AND scheduled_at <= now()
       AND (group_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM {jobs} a WHERE a.group_key = c.group_key AND a.status IN ('active', 'aborting')))"""
 
+# Both claim statements read each queue through the dequeue index in its
+# own order (one LATERAL scan per queue, ``queue = name``, so the scan stops
+# after %(n)s live rows instead of sorting every eligible row), locking with
+# SKIP LOCKED as they go; then they keep the best %(n)s across queues. Rows
+# locked but not kept are released when the statement commits.
+
 # Priority: highest priority first across all the worker's queues.
 CLAIM_PRIORITY = """
-WITH picked AS (
-    SELECT c.id, c.group_key, row_number() OVER () AS ord FROM (
-        SELECT id, group_key FROM {jobs} c
-        WHERE queue = ANY(%(queues)s::text[]) AND """ + _CLAIMABLE + """
+WITH qs AS (
+    SELECT name FROM unnest(%(queues)s::text[]) AS q(name)
+), cand AS (
+    SELECT s.* FROM qs CROSS JOIN LATERAL (
+        SELECT c.id, c.group_key, c.priority, c.scheduled_at FROM {jobs} c
+        WHERE queue = qs.name AND """ + _CLAIMABLE + """
         ORDER BY priority DESC, scheduled_at, id
         LIMIT %(n)s
         FOR UPDATE SKIP LOCKED
-    ) c
+    ) s
+), picked AS (
+    SELECT id, group_key, row_number() OVER (ORDER BY priority DESC, scheduled_at, id) AS ord
+    FROM cand ORDER BY priority DESC, scheduled_at, id LIMIT %(n)s
 ), """ + _CLAIM_TAIL
 
 # RoundRobin / Random: queues interleaved in the given order (the worker
@@ -292,18 +303,18 @@ CLAIM_BY_QUEUE = """
 WITH qs AS (
     SELECT name, pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
 ), cand AS (
-    SELECT s.id, s.rn, qs.pos FROM qs CROSS JOIN LATERAL (
-        SELECT c.id, row_number() OVER (ORDER BY c.priority DESC, c.scheduled_at, c.id) AS rn
-        FROM (SELECT id, priority, scheduled_at FROM {jobs} c
-              WHERE queue = qs.name AND """ + _CLAIMABLE + """
-              ORDER BY priority DESC, scheduled_at, id LIMIT %(n)s) c
+    SELECT s.id, s.group_key, row_number() OVER (PARTITION BY qs.pos ORDER BY s.priority DESC,
+           s.scheduled_at, s.id) AS rn, qs.pos
+    FROM qs CROSS JOIN LATERAL (
+        SELECT c.id, c.group_key, c.priority, c.scheduled_at FROM {jobs} c
+        WHERE queue = qs.name AND """ + _CLAIMABLE + """
+        ORDER BY priority DESC, scheduled_at, id
+        LIMIT %(n)s
+        FOR UPDATE SKIP LOCKED
     ) s
-), chosen AS (
-    SELECT id, row_number() OVER (ORDER BY rn, pos) AS ord FROM cand ORDER BY rn, pos LIMIT %(n)s
 ), picked AS (
-    SELECT j.id, j.group_key, ch.ord FROM {jobs} j JOIN chosen ch ON ch.id = j.id
-    WHERE j.status IN ('queued', 'scheduled')
-    FOR UPDATE OF j SKIP LOCKED
+    SELECT id, group_key, row_number() OVER (ORDER BY rn, pos) AS ord
+    FROM cand ORDER BY rn, pos LIMIT %(n)s
 ), """ + _CLAIM_TAIL
 
 # --- completing ---------------------------------------------------------------
@@ -366,8 +377,34 @@ WITH o AS (
 )
 SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
     (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
-       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke
+       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke,
+    (SELECT count(pg_notify(%(done_channel)s, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
+       FROM (SELECT string_agg(id::text, ',') AS ids FROM upd
+             WHERE status IN ('complete', 'failed', 'aborted')) d
+       WHERE d.ids IS NOT NULL) AS done
 FROM upd
+"""
+
+# The rest of a completion transaction, pipelined after COMPLETE_BATCH with
+# the batch's ids as %(ids)s (they see its changes; for jobs that did not end
+# they find nothing to do). Dependents are locked by one statement and
+# resolved by the next, whose snapshot is taken after the locks are held, so a
+# parent finished concurrently by another worker is seen.
+LOCK_DEPENDENTS_OF = """
+SELECT w.id FROM {jobs} w
+WHERE w.status = 'waiting' AND w.id IN (
+    SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))
+ORDER BY w.id
+FOR UPDATE OF w
+"""
+
+RESOLVE_DEPENDENTS_OF = RESOLVE_WAITING.replace(
+    "WHERE d.job_id = ANY(%(ids)s::uuid[])",
+    "WHERE d.job_id IN (SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))",
+)
+
+DELETE_FAILED = """
+DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed' AND failure_mode = 'delete'
 """
 
 DELETE_JOBS = "DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[])"
