@@ -45,7 +45,7 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class WerkConfig:
     """Every setting of an app and its workers, validated once.
 
@@ -136,6 +136,16 @@ class WerkConfig:
         if self.prepare_threshold is not None:
             _positive("prepare_threshold", self.prepare_threshold, integer=True, allow_zero=True)
 
+    def __repr__(self) -> str:
+        # the DSN may hold a password: show it masked
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "dsn" and isinstance(value, str):
+                value = mask_dsn(value)
+            parts.append(f"{f.name}={value!r}")
+        return f"WerkConfig({', '.join(parts)})"
+
     @classmethod
     def build(cls, config: WerkConfig | dict[str, Any] | None, **overrides: Any) -> WerkConfig:
         """``config`` (a WerkConfig or a dict) with ``overrides`` winning."""
@@ -157,7 +167,9 @@ class WerkConfig:
         return cls(**base)
 
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+# ``user:password@`` anywhere (also in a mistyped URL such as ``postgres//u:pw@h``
+# that libpq quotes back in its error message).
+_PASSWORD_IN_URL = re.compile(r"([^\s:/@\"']*:)([^@\s\"'/]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
 

@@ -71,6 +71,11 @@ class PickleSerializer:
 
 def check_serializer(serializer: Any) -> Serializer:
     """Return ``serializer`` if it has callable ``dumps`` and ``loads``, else ConfigError."""
+    if isinstance(serializer, type):
+        raise ConfigError(
+            f"serializer must be an instance, got the class {serializer.__name__}: "
+            f"pass {serializer.__name__}() instead"
+        )
     if not (callable(getattr(serializer, "dumps", None)) and callable(getattr(serializer, "loads", None))):
         raise ConfigError(
             f"serializer {serializer!r} must have dumps(obj) -> str and loads(str | bytes); "

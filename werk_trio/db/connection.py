@@ -10,6 +10,7 @@ states. :class:`Connection` replaces exactly the asyncio touch points:
 * ``connect`` -- drives the connection generator the same way (its socket may
   change between steps), with ``connect_timeout`` as a Trio deadline;
 * ``lock`` -- a :class:`trio.Lock` instead of an :class:`asyncio.Lock`;
+* ``transaction`` -- the COMMIT/ROLLBACK ending a block is shielded (see below);
 * cancellation -- see below.
 
 Cancellation: when a Trio cancel arrives while a query is in flight, the
@@ -19,6 +20,12 @@ query's result, so the connection is usable again; if that does not finish in
 time the connection is closed. Either way the ``trio.Cancelled`` propagates,
 and a connection is never left "another command is already in progress".
 
+A cancel that interrupts an ``async with conn.transaction():`` block still
+ends the block on the server: the ROLLBACK (or the COMMIT of a block that
+finished) runs shielded, bounded by :data:`CANCEL_TIMEOUT`, so the server is
+not left inside a dead transaction and psycopg's own bookkeeping of nested
+blocks stays right.
+
 This module leans on psycopg internals, which is why ``pyproject.toml`` pins
 psycopg to a minor range and ``tests/integration/test_db.py`` tests the layer
 directly.
@@ -26,9 +33,11 @@ directly.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import select
-from collections.abc import Generator
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import psycopg
@@ -39,7 +48,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo, timeout_from_conni
 from psycopg.rows import Row
 from psycopg.waiting import Ready, Wait
 
-__all__ = ["CANCEL_TIMEOUT", "Connection", "connect"]
+__all__ = ["CANCEL_TIMEOUT", "Connection", "Transaction", "connect"]
 
 logger = logging.getLogger("werk_trio.db")
 
@@ -255,10 +264,72 @@ class Connection(psycopg.AsyncConnection[Row]):
         if scope.cancelled_caught:
             raise psycopg.errors.CancellationTimeout("cancellation timeout expired")
 
+    @asynccontextmanager
+    async def transaction(
+        self, savepoint_name: str | None = None, force_rollback: bool = False
+    ) -> AsyncIterator[Transaction]:
+        """``async with conn.transaction():`` -- BEGIN (or SAVEPOINT) now, COMMIT at
+        the end, ROLLBACK on an exception. Cancellation: BEGIN is cancellable; the
+        COMMIT or ROLLBACK ending the block is shielded (bounded by
+        :data:`CANCEL_TIMEOUT`), so a cancelled block is always rolled back."""
+        tx = Transaction(self, savepoint_name, force_rollback)
+        if self._pipeline:
+            async with self.pipeline(), tx, self.pipeline():
+                yield tx
+        else:
+            async with tx:
+                yield tx
+
     @property
     def broken(self) -> bool:
         """True when the connection can no longer be used (closed or lost)."""
         return self.closed or self.pgconn.status != pq.ConnStatus.OK
+
+
+class Transaction(psycopg.AsyncTransaction):
+    """psycopg's transaction block with Trio cancellation semantics.
+
+    psycopg ends a block with ``await conn.wait(commit-or-rollback)``; under a
+    cancelled Trio scope that wait (and the lock before it) would raise at once,
+    leaving the block open on the server and counted as open by psycopg. Here
+    the end of a block runs in a shielded scope with its own deadline.
+    """
+
+    async def __aenter__(self) -> Transaction:
+        async with self._conn.lock:
+            self._check_enter()
+            gen = self._enter_gen()
+            try:
+                await self._conn.wait(gen)
+            except BaseException as ex:
+                # undo a BEGIN/SAVEPOINT that started (__aexit__ will not run)
+                if inspect.getgeneratorstate(gen) != inspect.GEN_CREATED:
+                    await self._end(type(ex), ex, locked=True)
+                raise
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> bool:
+        return await self._end(exc_type, exc_val, locked=False)
+
+    async def _end(self, exc_type: Any, exc_val: Any, *, locked: bool) -> bool:
+        if self.pgconn.status != pq.ConnStatus.OK:
+            self.status = self.Status.FAILED
+            return False
+        committing = exc_val is None and not self.force_rollback
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + CANCEL_TIMEOUT) as scope:
+            if locked:
+                return await self._conn.wait(self._exit_gen(exc_type, exc_val, None))
+            async with self._conn.lock:
+                return await self._conn.wait(self._exit_gen(exc_type, exc_val, None))
+        # the deadline passed: the connection is in an unknown state
+        logger.warning("transaction end took over %ss: closing the connection", CANCEL_TIMEOUT)
+        self._conn.pgconn.finish()
+        if committing and scope.cancelled_caught:
+            raise pg_errors.OperationalError(
+                f"COMMIT did not finish within {CANCEL_TIMEOUT}s; the connection was closed "
+                "and the transaction may or may not have committed"
+            )
+        return False
 
 
 async def _attempts(params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -120,9 +120,18 @@ class Pool:
         """Zero-round-trip check of an idle connection."""
         if conn.broken or conn.pgconn.transaction_status != _IDLE:
             return False
+        # Something to read while idle: a notice, a notification, or the FATAL
+        # message of a terminated backend followed by EOF. libpq reports the
+        # loss only when a read hits the EOF, so keep reading while there is
+        # more (a few rounds: a burst of notifications is not a reason to wait).
         try:
-            if _ready_now(conn.pgconn.socket, 1):  # something to read while idle
+            fd = conn.pgconn.socket
+            for _ in range(8):
+                if not _ready_now(fd, 1):
+                    break
                 conn.pgconn.consume_input()
+                if conn.broken:
+                    return False
         except (psycopg.OperationalError, OSError):
             return False
         return not conn.broken

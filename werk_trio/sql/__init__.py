@@ -8,6 +8,7 @@ every template once per app, so the hot path executes ready strings.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +22,10 @@ from . import queries
 __all__ = ["Migration", "Statements", "migrations"]
 
 _TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
+
+#: Longest channel base that leaves room for the "_jobs" / "_done" suffix
+#: within Postgres' 63-byte identifier limit.
+_MAX_CHANNEL_BASE = 63 - len("_jobs")
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class Statements:
             self.idents[table] = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         #: NOTIFY channels: new jobs (payload: queue) and finished jobs (payload: id).
         base = f"{schema}.{prefix}" if schema else prefix
+        if len(base) > _MAX_CHANNEL_BASE:
+            # Postgres refuses channel names of 64 bytes or more (pg_notify
+            # raises, LISTEN truncates): long names get a stable digest instead.
+            base = "werk_" + hashlib.sha256(base.encode()).hexdigest()[:32]
         self.jobs_channel = f"{base}_jobs"
         self.done_channel = f"{base}_done"
         self._rendered: dict[str, str] = {}

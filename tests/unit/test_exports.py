@@ -1,0 +1,73 @@
+"""werk_trio's top-level namespace is the whole public API (STYLE.md 1).
+
+When you add a public name, add it here too: this test is the reminder that
+the public surface changed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import types
+
+import werk_trio
+
+EXPECTED = {
+    # the app and its settings
+    "Werk", "WerkConfig", "Connection",
+    # serializers (SPEC §7)
+    "JSONSerializer", "PickleSerializer", "Serializer",
+    # jobs and enqueue options (SPEC §2-3)
+    "Job", "JobStatus", "JobExecution", "ExecutionStatus", "Retry", "Repeat", "Dependency",
+    "Callback", "EnqueueParams", "Context", "DequeueStrategy",
+    # the exception tree (SPEC §3)
+    "WerkError", "JobNotFound", "JobTimeout", "JobError", "DependencyFailed", "WorkerShutdown",
+    "UnknownTask", "SerializationError", "PayloadTooLarge", "ConfigError", "PoolTimeout",
+}  # fmt: skip
+
+
+def test_all_is_exactly_the_public_names() -> None:
+    assert set(werk_trio.__all__) == EXPECTED
+    assert len(werk_trio.__all__) == len(set(werk_trio.__all__)), "duplicates in __all__"
+
+
+def test_every_name_is_importable_and_defined_in_the_package() -> None:
+    for name in werk_trio.__all__:
+        obj = getattr(werk_trio, name)
+        assert obj.__module__.startswith("werk_trio."), (name, obj.__module__)
+        # `from werk_trio import Name` gives the same object
+        assert importlib.import_module("werk_trio").__dict__[name] is obj
+
+
+def test_star_import_gives_exactly_all() -> None:
+    ns: dict[str, object] = {}
+    exec("from werk_trio import *", ns)
+    ns.pop("__builtins__")
+    assert set(ns) == EXPECTED
+
+
+def test_nothing_else_is_public() -> None:
+    """Besides __all__, the namespace holds only submodules and dunders."""
+    extra = {
+        name
+        for name, value in vars(werk_trio).items()
+        if not name.startswith("_")
+        and name not in werk_trio.__all__
+        and not (isinstance(value, types.ModuleType) and value.__name__.startswith("werk_trio."))
+    }
+    assert extra == set()
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(werk_trio.__version__, str) and werk_trio.__version__
+
+
+def test_exception_tree() -> None:
+    errors = [
+        werk_trio.JobNotFound, werk_trio.JobTimeout, werk_trio.JobError, werk_trio.DependencyFailed,
+        werk_trio.WorkerShutdown, werk_trio.UnknownTask, werk_trio.SerializationError,
+        werk_trio.PayloadTooLarge, werk_trio.ConfigError, werk_trio.PoolTimeout,
+    ]  # fmt: skip
+    for cls in errors:
+        assert issubclass(cls, werk_trio.WerkError), cls
+    assert issubclass(werk_trio.WerkError, Exception)
+    assert not issubclass(werk_trio.WerkError, BaseExceptionGroup)
