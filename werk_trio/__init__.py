@@ -33,6 +33,8 @@ from .serializers import PickleSerializer as PickleSerializer
 from .serializers import Serializer as Serializer
 from .executors import asyncio_handler as asyncio_handler
 from .worker import AsyncWorker as AsyncWorker
+from .worker import ForkWorker as ForkWorker
+from .worker import ProcessWorker as ProcessWorker
 from .worker import ThreadWorker as ThreadWorker
 from .worker import Worker as Worker
 
@@ -40,9 +42,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
-    "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "JSONSerializer", "Job", "JobError",
+    "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "ForkWorker", "JSONSerializer", "Job", "JobError",
     "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
-    "PickleSerializer", "PoolTimeout", "Repeat", "Retry", "SerializationError", "Serializer",
+    "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
     "ThreadWorker", "UnknownTask", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
     "asyncio_handler",
 ]  # fmt: skip

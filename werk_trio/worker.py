@@ -17,6 +17,7 @@ Stopping:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -42,7 +43,7 @@ from .executors import Executor
 from .executors.inline import InlineExecutor
 from .jobs import DequeueStrategy, Job
 
-__all__ = ["AsyncWorker", "ThreadWorker", "Worker"]
+__all__ = ["AsyncWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class"]
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -52,8 +53,12 @@ Hook = Callable[..., Any]
 def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero) or value != value:
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    # finite, as in WerkConfig: an infinite heartbeat_interval in the workers
+    # table would make DEAD_WORKERS overflow (interval out of range) in every sweep
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(
+            f"{name} must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, got {value!r}"
+        )
     return float(value)
 
 
@@ -289,7 +294,13 @@ class Worker:
                 await services.start(self.completer.run)
                 async with self.executor.running(services), self.executor_inline.running(services):
                     await self._pipeline(use_listen, task_status)
-                await self.completer.flush_all()
+                # Let the completer's own loop write what the runners left before
+                # cancelling it: flush_all() beside a write in flight would write
+                # the same outcomes a second time (refused by the fence, but noise).
+                # The shielded flush_all() below writes whatever is still left.
+                with trio.move_on_after(10):
+                    while not self.completer.idle:
+                        await trio.sleep(0.002)
                 services.cancel_scope.cancel()
         finally:
             await self.completer.flush_all()
@@ -343,9 +354,45 @@ class ThreadWorker(Worker):
         return ThreadExecutor(self.concurrency)
 
 
+class ProcessWorker(Worker):
+    """Handlers in a pool of ``concurrency`` long-lived child processes (trio-parallel).
+    For CPU-bound work: true parallelism. A timeout or abort kills that child and
+    the pool replaces it."""
+
+    worker_type = "process"
+
+    def _default_executor(self) -> Executor:
+        from .executors.process import ProcessExecutor
+
+        return ProcessExecutor(self.concurrency, self.app.serializer)
+
+
+class ForkWorker(Worker):
+    """A freshly forked process per job (maximum isolation). On timeout, abort or
+    shutdown the child gets SIGTERM, then SIGKILL after ``sigterm_grace`` seconds."""
+
+    worker_type = "fork"
+
+    def __init__(self, app: Werk, *args: Any, sigterm_grace: float | None = None, **kwargs: Any) -> None:
+        grace = app.config.sigterm_grace if sigterm_grace is None else sigterm_grace
+        self.sigterm_grace = _positive("sigterm_grace", grace, allow_zero=True)
+        super().__init__(app, *args, **kwargs)
+
+    def _default_executor(self) -> Executor:
+        from .executors.fork import ForkExecutor
+
+        preload = sorted({fn.__module__ for fn in self.app.tasks.registered().values()
+                          if getattr(fn, "__module__", None) not in (None, "__main__")}
+                         | set(self.app.config.task_modules))
+        return ForkExecutor(self.concurrency, self.app.serializer, sigterm_grace=self.sigterm_grace,
+                            preload=preload)
+
+
 def worker_class(worker_type: str) -> type[Worker]:
     """The worker class for ``async``, ``thread``, ``process`` or ``fork``."""
-    classes: dict[str, type[Worker]] = {"async": AsyncWorker, "thread": ThreadWorker}
+    classes: dict[str, type[Worker]] = {
+        "async": AsyncWorker, "thread": ThreadWorker, "process": ProcessWorker, "fork": ForkWorker,
+    }  # fmt: skip
     try:
         return classes[worker_type]
     except KeyError:

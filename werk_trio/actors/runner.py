@@ -24,7 +24,7 @@ import psycopg
 import trio
 
 from ..errors import JobTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
-from ..executors import JobCall, handler_kind, wants_context
+from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
 from ..jobs import Context, Job
 from ..serializers import encode
 from .completer import Outcome
@@ -58,7 +58,10 @@ class RunningJob:
 
 
 def format_error(exc: BaseException) -> str:
-    """The full traceback text of ``exc`` (what ``job.error`` holds)."""
+    """The full traceback text of ``exc`` (what ``job.error`` holds); for an
+    error from a child process, the child's own traceback."""
+    if isinstance(exc, RemoteError):
+        return exc.traceback_text
     return "".join(traceback.format_exception(exc)).rstrip()
 
 
@@ -117,7 +120,10 @@ class Runner:
                     outcome, exc = self._stopped(running)
                 else:
                     try:
-                        text = encode(worker.app.serializer, result, f"result of {job.function}")
+                        if isinstance(result, SerializedResult):  # encoded in a child process
+                            text = result.text
+                        else:
+                            text = encode(worker.app.serializer, result, f"result of {job.function}")
                     except SerializationError as ser:
                         exc = ser
                         outcome = Outcome(job, "fail_final", error=format_error(ser))
@@ -129,7 +135,10 @@ class Runner:
                 raise
             except Exception as error:
                 exc = _unwrap(error)
-                outcome = self._failed(job, exc)
+                if isinstance(exc, RemoteError) and exc.final:
+                    outcome = Outcome(job, "fail_final", error=format_error(exc))
+                else:
+                    outcome = self._failed(job, exc)
         finally:
             worker.running.pop(job.id, None)
         await self._finish(job, ctx, outcome, exc)

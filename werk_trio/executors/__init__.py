@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..errors import WerkError
 from ..jobs import Context
 
-__all__ = ["Executor", "HandlerKind", "JobCall", "asyncio_handler", "handler_kind", "wants_context"]
+__all__ = [
+    "ChildDied", "Executor", "HandlerKind", "JobCall", "RemoteError", "SerializedResult",
+    "asyncio_handler", "describe_exit", "handler_kind", "wants_context",
+]  # fmt: skip
 
 ASYNCIO_MARK = "__werk_asyncio__"
 
@@ -96,6 +99,76 @@ class Executor(Protocol):
     async def run(self, call: JobCall) -> Any: ...
 
 
-@asynccontextmanager
-async def nothing_to_start(nursery: Any) -> AsyncIterator[None]:
-    yield
+class SerializedResult:
+    """A result already encoded by the serializer (in a child process)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+class RemoteError(WerkError):
+    """A handler's exception from a child process, with the child's traceback.
+
+    ``type_name`` is the original exception's qualified name; ``original`` is
+    the exception itself when it could be pickled; ``final`` means retrying
+    cannot help (e.g. an unserializable result)."""
+
+    def __init__(self, type_name: str, message: str, traceback_text: str, *,
+                 final: bool = False, original: BaseException | None = None) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.traceback_text = traceback_text
+        self.final = final
+        self.original = original
+
+
+class ChildDied(WerkError):
+    """The process running the job died (a crash, a signal, os._exit)."""
+
+
+def describe_exit(returncode: int | None) -> str:
+    """``exited with code 3`` / ``killed by signal SIGSEGV (11)``."""
+    import signal
+
+    if returncode is None:
+        return "vanished (exit status unknown)"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by signal {name} ({-returncode})"
+    return f"exited with code {returncode}"
+
+
+def remote_error_from_reply(reply: tuple[Any, ...]) -> RemoteError:
+    import pickle
+
+    _, type_name, message, text, final, pickled = reply
+    original = None
+    if pickled is not None:
+        try:
+            original = pickle.loads(pickled)  # noqa: S301 - from our own child
+        except Exception:
+            original = None
+    return RemoteError(type_name, message, text, final=final, original=original)
+
+
+def child_request(call: JobCall, serializer: Any) -> Any:
+    """The picklable request a child process runs: the Context becomes a
+    snapshot (job data and worker identity; no live app or worker)."""
+    from ._child import ChildRequest
+
+    ctx = call.ctx
+    if ctx is not None:
+        ctx = Context(job=ctx.job, worker_id=ctx.worker_id, worker_name=ctx.worker_name)
+    return ChildRequest(call.func, call.args, call.kwargs, ctx, call.kind, serializer)
+
+
+def reply_to_result(reply: tuple[Any, ...]) -> SerializedResult:
+    """A child's reply as the executor's return value, or raise its error."""
+    if reply[0] == "ok":
+        return SerializedResult(reply[1])
+    raise remote_error_from_reply(reply)
