@@ -205,9 +205,13 @@ class Werk:
         """Apply pending migrations under an advisory lock; return the versions applied."""
         applied_now: list[int] = []
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(self.sql.MIGRATE_LOCK, {"key": self.sql.lock_key})
             if self.config.schema:
+                # The schema's lock first: apps with other prefixes may be
+                # creating the same schema at this moment, and CREATE SCHEMA IF
+                # NOT EXISTS fails (duplicate key) against a concurrent create.
+                await conn.execute(self.sql.MIGRATE_LOCK, {"key": self.sql.schema_lock_key})
                 await conn.execute(self.sql.CREATE_SCHEMA)
+            await conn.execute(self.sql.MIGRATE_LOCK, {"key": self.sql.lock_key})
             await conn.execute(self.sql.CREATE_MIGRATIONS)
             cur = await conn.execute(self.sql.APPLIED_MIGRATIONS)
             done = {row[0] for row in await cur.fetchall()}

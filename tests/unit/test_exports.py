@@ -22,6 +22,8 @@ EXPECTED = {
     # the exception tree (SPEC §3)
     "WerkError", "JobNotFound", "JobTimeout", "JobError", "DependencyFailed", "WorkerShutdown",
     "UnknownTask", "SerializationError", "PayloadTooLarge", "ConfigError", "PoolTimeout",
+    # workers (SPEC §4-5)
+    "Worker", "AsyncWorker", "ThreadWorker", "asyncio_handler",
 }  # fmt: skip
 
 

@@ -97,3 +97,8 @@ class Statements:
     def lock_key(self) -> str:
         """Text whose hash is the migration advisory-lock key."""
         return f"werk_trio:{self.schema or ''}:{self.prefix}"
+
+    @property
+    def schema_lock_key(self) -> str:
+        """Text whose hash is the advisory-lock key serialising CREATE SCHEMA."""
+        return f"werk_trio:schema:{self.schema or ''}"
