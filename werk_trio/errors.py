@@ -22,6 +22,7 @@ __all__ = [
     "PoolTimeout",
     "SerializationError",
     "UnknownTask",
+    "WaitTimeout",
     "WerkError",
     "WorkerShutdown",
 ]
@@ -84,3 +85,7 @@ class PayloadTooLarge(WerkError):
 
 class PoolTimeout(WerkError, TimeoutError):
     """No database connection became free within the pool timeout."""
+
+
+class WaitTimeout(WerkError, TimeoutError):
+    """``wait_for`` / ``apply`` / ``map`` gave up: the job had not ended within ``timeout``."""
