@@ -15,6 +15,7 @@ from .errors import PayloadTooLarge as PayloadTooLarge
 from .errors import PoolTimeout as PoolTimeout
 from .errors import SerializationError as SerializationError
 from .errors import UnknownTask as UnknownTask
+from .errors import WaitTimeout as WaitTimeout
 from .errors import WerkError as WerkError
 from .errors import WorkerShutdown as WorkerShutdown
 from .jobs import Callback as Callback
@@ -45,6 +46,6 @@ __all__ = [
     "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "ForkWorker", "JSONSerializer", "Job", "JobError",
     "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
     "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
-    "ThreadWorker", "UnknownTask", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
+    "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
     "asyncio_handler",
 ]  # fmt: skip
