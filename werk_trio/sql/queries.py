@@ -29,36 +29,39 @@ RECORD_MIGRATION = "INSERT INTO {migrations} (version, name) VALUES (%(version)s
 
 # One statement for one job or twenty thousand: the rows travel as one JSON
 # array of objects (short keys, absent = default), parsed by the server.
-# Key collisions are skipped (ON CONFLICT DO NOTHING) and simply not returned.
+# ``d`` (delay) and ``tu`` (ttl) are whole microseconds, so the client gets each
+# row's scheduled_at and expires_at by the same exact arithmetic from the one
+# row this returns -- now() (every new row's enqueued_at), the ids of the keyed
+# rows that were inserted (a keyed row missing from it lost its key to another
+# job, ON CONFLICT DO NOTHING, even within this batch), and the NOTIFY count --
+# instead of shipping back a row per job.
 # New claimable jobs wake the workers of their queues with one NOTIFY per
 # queue per statement (Postgres also folds duplicates within a transaction).
 INSERT_JOBS = """
-WITH input AS (
-    SELECT * FROM json_to_recordset(%(rows)s::json) AS t(
-        id uuid, f text, q text, s text, p integer, ma integer, d float8, at timestamptz,
-        k text, g text, pl text, to_ float8, hb float8, m text, ttl float8, rttl float8,
-        fttl float8, on_s jsonb, on_f jsonb, on_x jsonb, ri float8[], rr integer, rs float8,
-        rv float8[], cron text, fm text)
-), timed AS (
-    SELECT input.*, COALESCE(at, now() + make_interval(secs => COALESCE(d, 0))) AS run_at
-    FROM input
-), ins AS (
+WITH ins AS (
     INSERT INTO {jobs} (id, function, queue, status, priority, max_attempts, scheduled_at,
         expires_at, key, group_key, payload, timeout_secs, heartbeat_secs, meta, ttl, result_ttl,
         failure_ttl, on_success, on_failure, on_stopped, retry_intervals, repeat_remaining,
         repeat_interval_secs, repeat_intervals, cron_name, failure_mode)
     SELECT id, f, COALESCE(q, 'default'), COALESCE(s, 'queued'), COALESCE(p, 0),
-        COALESCE(ma, 1), run_at, run_at + make_interval(secs => ttl), k, g, pl, to_, hb, m,
+        COALESCE(ma, 1), run_at, run_at + tu * interval '1 microsecond', k, g, pl, to_, hb, m,
         ttl, rttl, fttl, on_s, on_f, on_x, ri, COALESCE(rr, 0), rs, rv, cron,
         COALESCE(fm, 'hold')
-    FROM timed
+    FROM (
+        SELECT t.*, COALESCE(at, now() + d * interval '1 microsecond', now()) AS run_at
+        FROM json_to_recordset(%(rows)s::json) AS t(
+            id uuid, f text, q text, s text, p integer, ma integer, d bigint, at timestamptz,
+            k text, g text, pl text, to_ float8, hb float8, m text, ttl float8, tu bigint,
+            rttl float8, fttl float8, on_s jsonb, on_f jsonb, on_x jsonb, ri float8[],
+            rr integer, rs float8, rv float8[], cron text, fm text)
+    ) AS input
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
-    RETURNING id, status, queue, scheduled_at, enqueued_at, expires_at
+    RETURNING id, status, queue, key
 )
-SELECT id, scheduled_at, enqueued_at, expires_at,
+SELECT now(),
+    (SELECT array_agg(id) FROM ins WHERE key IS NOT NULL) AS keyed,
     (SELECT count(pg_notify(%(channel)s, q.queue))
        FROM (SELECT DISTINCT queue FROM ins WHERE status = 'queued') q) AS notified
-FROM ins
 """
 
 # Parents of new dependent jobs, locked so that none can finish (and miss the
@@ -199,9 +202,9 @@ WITH upd AS (
         error = COALESCE(error, 'cancelled before it started')
     WHERE status IN ('queued', 'scheduled', 'waiting')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
-    RETURNING 1
+    RETURNING id
 )
-SELECT count(*) FROM upd
+SELECT count(*), array_agg(id) FROM upd
 """
 
 PURGE_JOBS = """
@@ -230,6 +233,26 @@ ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running'
 HEARTBEAT_WORKER = "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s RETURNING 1"
 STOPPING_WORKER = "UPDATE {workers} SET status = 'stopping', last_seen = now() WHERE id = %(id)s"
 DEREGISTER_WORKER = "DELETE FROM {workers} WHERE id = %(id)s"
+
+# At deregistration, after the last outcome was written: jobs still active for
+# this worker were claimed but never run (a claim cut off by stop or cancel
+# after the server committed it, or jobs handed over after the runners were
+# cancelled). Back to queued without spending the attempt, like a shutdown
+# requeue; their open execution row is closed (the next claim reuses it).
+RELEASE_WORKER_JOBS = """
+WITH upd AS (
+    UPDATE {jobs} SET status = 'queued', attempts = attempts - 1, worker_id = NULL
+    WHERE worker_id = %(id)s AND status = 'active'
+    RETURNING id, attempts + 1 AS attempt, queue
+), ex AS (
+    UPDATE {executions} e SET status = 'aborted', finished_at = now(),
+        error = 'werk_trio.errors.WorkerShutdown: the worker stopped before this attempt ran; requeued'
+    FROM upd WHERE e.job_id = upd.id AND e.attempt = upd.attempt AND e.status = 'running'
+)
+SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+              FROM (SELECT DISTINCT queue FROM upd) q) AS woke
+FROM upd
+"""
 LIST_WORKERS = """
 SELECT id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
     last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age
@@ -443,9 +466,9 @@ RETURNING id, name
 RESCUE_JOBS = """
 WITH lost AS (
     SELECT j.id, j.attempts,
-        CASE WHEN w.id IS NULL THEN 'werk_trio.errors.WorkerLost: worker ' || j.worker_id::text
-                                    || ' died (no heartbeat) while running this job'
-             ELSE 'werk_trio.errors.WorkerLost: job stuck: no touch for '
+        CASE WHEN w.id IS NULL THEN 'worker lost: worker ' || j.worker_id::text
+                                    || ' died (no heartbeat for 3 intervals) while running this job'
+             ELSE 'worker lost: job stuck, not touched for '
                   || %(max_active_secs)s::text || 's (max_active_secs)' END AS reason
     FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id
     WHERE j.status IN ('active', 'aborting')
