@@ -539,3 +539,6 @@ SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
 FROM {executions} e JOIN {jobs} j ON j.id = e.job_id
 WHERE e.finished_at IS NOT NULL
 """
+
+# werk_trio.testing: drop a test schema and everything in it.
+DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"

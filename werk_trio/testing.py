@@ -1,0 +1,41 @@
+"""Helpers for your own test suites.
+
+``run_until_idle(app)`` drains the queue with a burst worker in-process and
+returns it (its ``stats`` say what happened). ``temporary_schema(dsn)`` gives a
+Werk on a fresh schema that is dropped afterwards, so tests never share state.
+Both talk to a real Postgres: werk_trio has no in-memory fake on purpose.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from .app import Werk
+from .worker import Worker, worker_class
+
+__all__ = ["run_until_idle", "temporary_schema"]
+
+
+async def run_until_idle(app: Werk, *, worker_type: str = "async", **worker_kwargs: Any) -> Worker:
+    """Run a burst worker until nothing is claimable and nothing runs; return it."""
+    worker_kwargs.setdefault("handle_signals", False)
+    worker_kwargs.setdefault("poll_interval", 0.1)
+    worker = worker_class(worker_type)(app, burst=True, **worker_kwargs)
+    await worker.run()
+    return worker
+
+
+@asynccontextmanager
+async def temporary_schema(dsn: str | None = None, **settings: Any) -> AsyncIterator[Werk]:
+    """A connected Werk on a new schema ``werk_test_<random>``, dropped on exit."""
+    schema = f"werk_test_{uuid.uuid4().hex[:10]}"
+    app = Werk(dsn, schema=schema, **settings)
+    async with app:
+        try:
+            yield app
+        finally:
+            async with app.connection() as conn:
+                await conn.execute(app.sql.DROP_SCHEMA)
