@@ -429,11 +429,26 @@ class Werk:
 
     # --- managing -------------------------------------------------------------
 
+    async def _ended(self, conn: Connection[Any], ids: list[uuid.UUID]) -> None:
+        """Jobs that ended without a worker (cancelled, aborted before they
+        started, deleted), inside the transaction that ended them: wake the
+        waiters on the finished-jobs channel and resolve waiting dependents
+        (queued, or failed with DependencyFailed), as a worker's completion does."""
+        from .actors.completer import notify_done, resolve_dependents
+
+        await notify_done(conn, self.sql, ids)
+        await resolve_dependents(conn, self.sql, ids)
+
     async def _change(self, query: str, job_id: Any, action: str, allowed: str) -> Job:
         jid = as_job_id(job_id)
-        rows = await self._fetch(query, {"id": jid, "channel": self.sql.jobs_channel})
-        if rows:
-            return job_from_row(rows[0], self.serializer)
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(query, {"id": jid, "channel": self.sql.jobs_channel})
+            rows = await cur.fetchall()
+            if rows:
+                job = job_from_row(rows[0], self.serializer)
+                if job.status.terminal:
+                    await self._ended(conn, [jid])
+                return job
         exists = await self._fetch(self.sql.EXISTS_JOB, {"id": jid})
         if not exists:
             raise JobNotFound(jid)
@@ -458,10 +473,14 @@ class Werk:
         )
 
     async def delete_job(self, job_id: Any) -> None:
-        """Delete the job row (and its executions and dependency rows)."""
+        """Delete the job row (and its executions and dependency rows). Jobs
+        waiting for it count it as ended."""
         jid = as_job_id(job_id)
-        if not await self._fetch(self.sql.DELETE_JOB, {"id": jid}):
-            raise JobNotFound(jid)
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self.sql.DELETE_JOB, {"id": jid})
+            if not await cur.fetchall():
+                raise JobNotFound(jid)
+            await self._ended(conn, [jid])
 
     async def touch_job(self, job_id: Any) -> None:
         """Mark a running job as alive now (the sweep leaves it alone for ``max_active_secs``)."""
@@ -482,8 +501,12 @@ class Werk:
 
     async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
         """Cancel every queued, scheduled or waiting job (of ``queue``); return the count."""
-        rows = await self._fetch(self.sql.BULK_CANCEL, {"queue": queue})
-        return int(rows[0][0])
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self.sql.BULK_CANCEL, {"queue": queue})
+            count, ids = await cur.fetchone()  # type: ignore[misc]
+            if ids:
+                await self._ended(conn, ids)
+        return int(count)
 
     async def purge_jobs(
         self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0

@@ -779,6 +779,69 @@ async def test_cancel_job(app: Werk) -> None:
             await app.cancel_job(uuid.uuid4())
 
 
+@asynccontextmanager
+async def listening_done(app: Werk) -> AsyncIterator[trio.MemoryReceiveChannel[Any]]:
+    """Notifications on the app's finished-jobs channel."""
+    send, receive = trio.open_memory_channel[Any](100)
+    listener = Listener(app.dsn, [app.sql.done_channel], send)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(listener.run)
+        yield receive
+        nursery.cancel_scope.cancel()
+
+
+async def _family(app: Werk) -> tuple[Job, Job, Job, Job]:
+    """A parent, a strict child, a grandchild of that one, a child allowed to fail."""
+    parent = await app.enqueue(noop)
+    assert parent is not None
+    strict = await app.enqueue(noop, _depends_on=parent)
+    lenient = await app.enqueue(noop, _depends_on=Dependency(parent, allow_failure=True))
+    assert strict is not None and lenient is not None
+    grandchild = await app.enqueue(noop, _depends_on=strict)
+    assert grandchild is not None
+    return parent, strict, grandchild, lenient
+
+
+async def _assert_resolved(app: Werk, strict: Job, grandchild: Job, lenient: Job) -> None:
+    for job in (strict, grandchild):
+        back = await app.get_job(job.id)
+        assert back.status is JobStatus.FAILED, back
+        assert back.error is not None and "DependencyFailed" in back.error
+    assert (await app.get_job(lenient.id)).status is JobStatus.QUEUED
+
+
+async def test_stopping_a_parent_resolves_its_waiting_dependents(app: Werk) -> None:
+    """A job that ends without running (cancel, abort before start, bulk cancel)
+    is terminal like any other: its dependents stop waiting at once, and
+    waiters on the finished-jobs channel hear about it."""
+    with trio.fail_after(10):
+        parent, strict, grandchild, lenient = await _family(app)
+        async with listening_done(app) as done:
+            await app.cancel_job(parent)
+            assert str(parent.id) in (await done.receive()).payload.split(",")
+        await _assert_resolved(app, strict, grandchild, lenient)
+
+        parent, strict, grandchild, lenient = await _family(app)
+        await app.abort_job(parent)
+        await _assert_resolved(app, strict, grandchild, lenient)
+
+        parent, strict, grandchild, lenient = await _family(app)
+        await sql(app, "UPDATE {jobs} SET queue = 'bulk' WHERE id = %s", parent.id)
+        assert await app.bulk_cancel_jobs(queue="bulk") == 1
+        await _assert_resolved(app, strict, grandchild, lenient)
+
+
+async def test_deleting_a_parent_releases_its_dependents(app: Werk) -> None:
+    with trio.fail_after(10):
+        parent = await app.enqueue(noop)
+        assert parent is not None
+        child = await app.enqueue(noop, _depends_on=parent)
+        assert child is not None
+        await app.delete_job(parent)
+        # a dependency whose job is gone counts as ended
+        assert (await app.get_job(child.id)).status is JobStatus.QUEUED
+
+
 async def test_abort_job(app: Werk) -> None:
     with trio.fail_after(10):
         running = await app.enqueue(noop)
