@@ -1,7 +1,10 @@
 """Completer: writes job outcomes in batches.
 
-Loop: wait for the first outcome, gather more for up to ``flush_interval``
-seconds or ``batch_size`` outcomes, then write them all in one transaction:
+Loop: wait for the first outcome, take every outcome already waiting (up to
+``batch_size``; with ``flush_interval`` > 0 it also waits that long for more),
+then write them all in one transaction. Batches form by themselves: while one
+write is in flight the next outcomes pile up (group commit), so an idle
+worker acks at once and a busy one acks hundreds per commit:
 COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, the
 execution rows, fenced by worker id and attempt, and the NOTIFYs that wake
 workers and ``wait_for``), LOCK_DEPENDENTS_OF + RESOLVE_DEPENDENTS_OF
@@ -55,7 +58,7 @@ class Outcome:
 
 
 class Completer:
-    def __init__(self, worker: Worker, *, batch_size: int = 200, flush_interval: float = 0.002) -> None:
+    def __init__(self, worker: Worker, *, batch_size: int = 200, flush_interval: float = 0.0) -> None:
         self.worker = worker
         self.batch_size = batch_size
         self.flush_interval = flush_interval
@@ -80,9 +83,12 @@ class Completer:
         while True:
             if not self._pending:
                 self._pending.append(await self._recv.receive())
-                with trio.move_on_after(self.flush_interval):
-                    while len(self._pending) < self.batch_size:
-                        self._pending.append(await self._recv.receive())
+                if self.flush_interval > 0:
+                    with trio.move_on_after(self.flush_interval):
+                        while len(self._pending) < self.batch_size:
+                            self._pending.append(await self._recv.receive())
+                else:
+                    await trio.lowlevel.cancel_shielded_checkpoint()  # let finishing runners submit
             self._drain_nowait()
             try:
                 await self._write(self._pending[: self.batch_size])
