@@ -22,8 +22,9 @@ EXPECTED = {
     # the exception tree (SPEC §3)
     "WerkError", "JobNotFound", "JobTimeout", "JobError", "DependencyFailed", "WorkerShutdown",
     "UnknownTask", "SerializationError", "PayloadTooLarge", "ConfigError", "PoolTimeout",
+    "WaitTimeout",
     # workers (SPEC §4-5)
-    "Worker", "AsyncWorker", "ThreadWorker", "asyncio_handler",
+    "Worker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
 }  # fmt: skip
 
 
@@ -67,7 +68,7 @@ def test_exception_tree() -> None:
     errors = [
         werk_trio.JobNotFound, werk_trio.JobTimeout, werk_trio.JobError, werk_trio.DependencyFailed,
         werk_trio.WorkerShutdown, werk_trio.UnknownTask, werk_trio.SerializationError,
-        werk_trio.PayloadTooLarge, werk_trio.ConfigError, werk_trio.PoolTimeout,
+        werk_trio.PayloadTooLarge, werk_trio.ConfigError, werk_trio.PoolTimeout, werk_trio.WaitTimeout,
     ]  # fmt: skip
     for cls in errors:
         assert issubclass(cls, werk_trio.WerkError), cls
