@@ -262,6 +262,56 @@ async def test_the_log_names_the_database(
     assert "database " in where
 
 
+@pytest.mark.parametrize("variable", ["WERK_DSN", "DATABASE_URL"])
+async def test_dsn_from_the_environment(
+    dsn: str,
+    schema: str,
+    variable: str,
+    monkeypatch: pytest.MonkeyPatch,
+    werk_records: list[logging.LogRecord],
+) -> None:
+    monkeypatch.delenv("WERK_DSN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv(variable, dsn)
+    with trio.fail_after(20):
+        async with Werk(schema=schema) as app:
+            assert await app.enqueue(noop) is not None
+    assert any(r.getMessage().endswith(f"(from {variable})") for r in werk_records)
+
+
+async def test_no_dsn_means_the_embedded_postgres(
+    schema: str, monkeypatch: pytest.MonkeyPatch, werk_records: list[logging.LogRecord]
+) -> None:
+    monkeypatch.delenv("WERK_DSN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with trio.fail_after(60):
+        async with Werk(schema=schema) as app:
+            try:
+                job = await app.enqueue(noop)
+                assert job is not None and (await app.get_job(job.id)).id == job.id
+                assert "at socket /" in repr(app)
+            finally:
+                async with app.connection() as conn:
+                    await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    assert any(r.getMessage().endswith("(from embedded)") for r in werk_records)
+
+
+async def test_embedded_without_pgserver_says_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WERK_DSN", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setitem(sys.modules, "pgserver", None)  # as if the extra were not installed
+    app = Werk(embedded_dir=str(tmp_path / "pgdata"))
+    with trio.fail_after(20):
+        with pytest.raises(ConfigError) as info:
+            await app.connect()
+    message = str(info.value)
+    assert "pip install 'werk-trio[embedded]'" in message
+    assert "WERK_DSN" in message and "DATABASE_URL" in message
+    assert not app.connected
+
+
 # --- the password never shows ---------------------------------------------------------
 
 SECRET = "Sup3r-Secret-Pw"
