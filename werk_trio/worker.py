@@ -300,7 +300,7 @@ class Worker:
                 # The shielded flush_all() below writes whatever is still left.
                 with trio.move_on_after(10):
                     while not self.completer.idle:
-                        await trio.sleep(0.002)
+                        await self.completer.flushed.wait()
                 services.cancel_scope.cancel()
         finally:
             await self.completer.flush_all()
