@@ -174,7 +174,9 @@ class Worker:
         self.abort_watcher = AbortWatcher(self)
 
     def _default_executor(self) -> Executor:
-        return InlineExecutor()
+        # sync handlers go to threads: allow ``concurrency`` of them at once
+        # (Trio's default thread limiter would cap them at 40)
+        return InlineExecutor(thread_limit=self.concurrency)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} queues={self.queues} concurrency={self.concurrency}>"
@@ -235,10 +237,21 @@ class Worker:
             )  # fmt: skip
 
     async def _deregister(self) -> None:
+        """Requeue (unspent) jobs claimed but never run, then delete the worker row."""
+        sql = self.app.sql
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:
-                async with self.app.pool.connection() as conn:
-                    await conn.execute(self.app.sql.DEREGISTER_WORKER, {"id": self.id})
+                async with self.app.pool.connection() as conn, conn.transaction():
+                    cur = await conn.execute(
+                        sql.RELEASE_WORKER_JOBS, {"id": self.id, "jobs_channel": sql.jobs_channel}
+                    )
+                    released = len(await cur.fetchall())
+                    await conn.execute(sql.DEREGISTER_WORKER, {"id": self.id})
+                if released:
+                    logger.info(
+                        "worker %s: %d job(s) still active for it at exit (claimed but never run); "
+                        "requeued", self.name, released,
+                    )  # fmt: skip
             except Exception as ex:  # the sweeper of another worker cleans up after us
                 logger.warning("could not deregister worker %s: %s", self.name, ex)
 

@@ -241,9 +241,12 @@ async def test_connect_refused_is_an_operational_error() -> None:
 
 
 async def test_cancelling_a_connect_returns_at_once() -> None:
+    closed_by_client = trio.Event()
+
     async def silent(stream: trio.SocketStream) -> None:
         async for _ in stream:
             pass
+        closed_by_client.set()
 
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
@@ -257,6 +260,7 @@ async def test_cancelling_a_connect_returns_at_once() -> None:
                 )
             assert scope.cancelled_caught
             assert time.monotonic() - start < 1.5
+            await closed_by_client.wait()  # the half-open connection was closed
             nursery.cancel_scope.cancel()
 
 
@@ -553,6 +557,35 @@ async def test_pool_exhaustion_honours_cancellation_and_times_out(dsn: str) -> N
             assert pool.stats() == {"size": 2, "idle": 2, "max_size": 2, "discarded": 0}
         finally:
             await pool.close()
+
+
+async def test_a_connection_closed_by_its_user_is_replaced(dsn: str) -> None:
+    with trio.fail_after(10):
+        pool = Pool(dsn, min_size=1, max_size=1)
+        await pool.open()
+        try:
+            async with pool.connection() as conn:
+                await conn.close()
+            assert (pool.size, pool.discarded) == (0, 1)
+            async with pool.connection() as conn:
+                assert await _scalar(conn, "SELECT 1") == 1
+            assert pool.size == 1
+        finally:
+            await pool.close()
+
+
+async def test_failed_connects_do_not_use_up_the_pool() -> None:
+    missing = tempfile.mkdtemp(prefix="werk-nopg-", dir="/tmp")
+    pool = Pool(f"host={missing} port=5999 dbname=x user=x", min_size=0, max_size=2, timeout=0.5)
+    with trio.fail_after(10):
+        await pool.open()
+        for _ in range(5):  # more than max_size: a slot leaked by a failure would time out
+            with pytest.raises(psycopg.OperationalError) as info:
+                await pool.getconn()
+            assert not isinstance(info.value, PoolTimeout)
+        assert pool.size == 0
+        await pool.close()
+    os.rmdir(missing)
 
 
 async def test_pool_configure_runs_once_per_new_connection(dsn: str) -> None:

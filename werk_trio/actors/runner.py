@@ -139,6 +139,18 @@ class Runner:
                     outcome = Outcome(job, "fail_final", error=format_error(exc))
                 else:
                     outcome = self._failed(job, exc)
+            except BaseException as error:
+                inner = _unwrap(error)
+                if _only_cancelled(error):
+                    # a worker cancel seen through the heartbeat nursery (wrapped in
+                    # a group), or Ctrl-C: put the job back unspent, as above
+                    worker.completer.submit(Outcome(job, "requeue", error="interrupted by worker shutdown"))
+                else:
+                    # SystemExit (or another BaseException) out of the handler: the
+                    # worker goes down with it, but the attempt is recorded as failed,
+                    # so a job that stops its worker every time still runs out of attempts
+                    worker.completer.submit(self._failed(job, inner))
+                raise
         finally:
             worker.running.pop(job.id, None)
         await self._finish(job, ctx, outcome, exc)
@@ -209,6 +221,13 @@ async def _call(func: Any, *args: Any) -> Any:
     if hasattr(result, "__await__"):
         result = await result
     return result
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """True for trio.Cancelled or KeyboardInterrupt, also when a nursery wrapped them."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split((trio.Cancelled, KeyboardInterrupt))[1] is None
+    return isinstance(exc, trio.Cancelled | KeyboardInterrupt)
 
 
 def _unwrap(exc: BaseException) -> BaseException:

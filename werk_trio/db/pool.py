@@ -182,6 +182,11 @@ class Pool:
     async def _reset(self, conn: Connection[Any]) -> bool:
         if conn.broken:
             return False
+        if conn._pipeline is not None or conn.pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            # a pipeline block cut off by a cancel: psycopg still routes the
+            # connection's statements through it (though libpq may read IDLE),
+            # so the next user would hit "another command is already in progress"
+            return False
         status = conn.pgconn.transaction_status
         if status in (_INTRANS, _INERROR):
             with trio.move_on_after(CANCEL_TIMEOUT):

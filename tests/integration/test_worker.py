@@ -1,0 +1,683 @@
+"""The worker page, in process: constructor parameters and defaults, concurrency,
+dequeue strategies, burst, hooks, exception handlers, handler kinds, Context,
+results and failures. Real Postgres, real workers, no mocks.
+
+Job lifecycle (retries, timeouts, aborts, shutdown, fencing) is in
+test_worker_lifecycle.py.
+"""
+
+import asyncio
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import sniffio
+import trio
+
+import werk_trio
+from werk_trio import (
+    AsyncWorker,
+    ConfigError,
+    Context,
+    DequeueStrategy,
+    EnqueueParams,
+    Job,
+    PickleSerializer,
+    ThreadWorker,
+    Werk,
+)
+
+from ._worker_support import column, job_in, make_worker, running, until, worker_ids
+
+# --- handlers (module level: the app allows functions under tests/) -----------
+
+#: What handlers and hooks saw, in order (list.append is atomic across threads).
+LOG: list[Any] = []
+CONTEXTS: dict[Any, Context] = {}
+
+
+class Gauge:
+    active = 0
+    peak = 0
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> Iterator[None]:
+    LOG.clear()
+    CONTEXTS.clear()
+    BARRIER.clear()
+    Gauge.active = Gauge.peak = 0
+    yield
+
+
+async def noop() -> None:
+    pass
+
+
+async def label(name: str) -> str:
+    LOG.append(name)
+    return name
+
+
+async def measured(duration: float) -> None:
+    Gauge.active += 1
+    Gauge.peak = max(Gauge.peak, Gauge.active)
+    try:
+        await trio.sleep(duration)
+    finally:
+        Gauge.active -= 1
+
+
+BARRIER: list[threading.Barrier] = []
+
+
+def sync_rendezvous() -> None:
+    BARRIER[0].wait()  # returns only once every party is waiting at the same time
+
+
+async def sleep_for(duration: float) -> None:
+    await trio.sleep(duration)
+
+
+async def fail_once(ctx: Context) -> str:
+    if ctx.job.attempts == 1:
+        raise ValueError("first attempt fails")
+    return "ok"
+
+
+async def explode(message: str) -> None:
+    _deep_helper(message)
+
+
+def _deep_helper(message: str) -> None:
+    raise ValueError(message)
+
+
+async def returns(value: Any) -> Any:
+    return value
+
+
+async def returns_unserializable() -> Any:
+    return object()
+
+
+async def trio_kind() -> dict[str, Any]:
+    await trio.sleep(0)
+    return {"library": sniffio.current_async_library(), "main_thread": _in_main_thread()}
+
+
+def sync_blocking(seconds: float) -> dict[str, Any]:
+    start = time.monotonic()
+    time.sleep(seconds)  # blocks this thread only
+    return {"start": start, "end": time.monotonic(), "main_thread": _in_main_thread()}
+
+
+@werk_trio.asyncio_handler
+async def asyncio_marked() -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(0.01)  # awaits an asyncio Future: only works in an asyncio task
+    return {
+        "loop": type(loop).__name__,
+        "library": sniffio.current_async_library(),
+        "task": asyncio.current_task() is not None,
+    }
+
+
+async def asyncio_via_task_decorator() -> str:
+    asyncio.get_running_loop()
+    await asyncio.sleep(0.01)
+    assert asyncio.current_task() is not None
+    return sniffio.current_async_library()
+
+
+async def asyncio_unmarked() -> None:
+    # without the mark this runs as a Trio task, which cannot await an asyncio Future
+    await asyncio.sleep(0.01)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+async def with_ctx(ctx, x: int) -> int:  # type: ignore[no-untyped-def]
+    CONTEXTS[ctx.job.id] = ctx
+    return x + 1
+
+
+def annotated_ctx(c: Context, y: str) -> str:
+    CONTEXTS[c.job.id] = c
+    return y.upper()
+
+
+async def no_ctx(x: Any, ctx: Any = "default") -> list[Any]:
+    return [x, ctx]
+
+
+# hooks
+
+
+def before_sync(ctx: Context) -> None:
+    LOG.append(("before_sync", ctx.job.id, ctx.exception))
+
+
+async def before_async(ctx: Context) -> None:
+    await trio.sleep(0)
+    LOG.append(("before_async", ctx.job.id, ctx.exception))
+
+
+async def after_async(ctx: Context) -> None:
+    await trio.sleep(0)
+    LOG.append(("after_async", ctx.job.id, ctx.exception))
+
+
+def after_sync(ctx: Context) -> None:
+    LOG.append(("after_sync", ctx.job.id, ctx.exception))
+
+
+async def hooked(ctx: Context, fail: bool) -> str:
+    LOG.append(("handler", ctx.job.id, None))
+    if fail:
+        raise ValueError("hooked failure")
+    return "fine"
+
+
+# --- constructor: parameters, defaults, bad values ----------------------------
+
+SEED_PARAMETERS = [
+    "app", "queues", "concurrency", "heartbeat_interval", "poll_interval", "dequeue_strategy",
+    "burst", "before_process", "after_process", "sweep_interval", "abort_interval", "shutdown_timeout",
+]  # fmt: skip
+
+
+@pytest.fixture
+def offline_app() -> Werk:
+    """A Werk that is never connected: constructing workers needs no database."""
+    return Werk("postgresql://nobody@127.0.0.1:1/none", task_modules=["tests"])
+
+
+@pytest.mark.parametrize("cls", [AsyncWorker, ThreadWorker])
+def test_seed_parameters_and_defaults(offline_app: Werk, cls: type[AsyncWorker]) -> None:
+    params = list(inspect.signature(cls).parameters)
+    assert params[: len(SEED_PARAMETERS)] == SEED_PARAMETERS
+
+    w = cls(app=offline_app)
+    assert w.app is offline_app
+    assert w.queues == ["default"]
+    assert w.concurrency == 10
+    assert w.heartbeat_interval == 10
+    assert w.poll_interval == 5.0
+    assert w.dequeue_strategy is DequeueStrategy.Priority
+    assert w.burst is False
+    assert w.before_process == [] and w.after_process == []
+    assert w.sweep_interval == 60.0
+    assert w.abort_interval == 1.0
+    assert w.shutdown_timeout == 30.0
+    # the hook lists are the worker's own, not a shared default
+    assert cls(app=offline_app).before_process is not w.before_process
+
+
+def test_explicit_values_and_app_config_defaults(offline_app: Werk) -> None:
+    hooks = [before_sync]
+    w = AsyncWorker(
+        offline_app, ["high", "low", "high"], 3, 0.5, 0.25, DequeueStrategy.RoundRobin, True,
+        hooks, [after_sync], 7.0, 0.1, 0,
+    )  # fmt: skip
+    assert w.queues == ["high", "low"]
+    assert (w.concurrency, w.heartbeat_interval, w.poll_interval) == (3, 0.5, 0.25)
+    assert w.dequeue_strategy is DequeueStrategy.RoundRobin and w.burst is True
+    assert w.before_process == [before_sync] and w.after_process == [after_sync]
+    assert (w.sweep_interval, w.abort_interval, w.shutdown_timeout) == (7.0, 0.1, 0.0)
+    assert AsyncWorker(offline_app, queues="solo").queues == ["solo"]
+    assert AsyncWorker(offline_app, dequeue_strategy="random").dequeue_strategy is DequeueStrategy.Random
+    # an unset interval falls back to the app's WerkConfig
+    tuned = Werk("postgresql://nobody@127.0.0.1:1/none", heartbeat_interval=3, shutdown_timeout=4)
+    w = AsyncWorker(tuned)
+    assert (w.heartbeat_interval, w.shutdown_timeout, w.poll_interval) == (3, 4, 5.0)
+
+
+BAD_VALUES = [
+    ("queues", []),
+    ("queues", [""]),
+    ("queues", [1]),
+    ("queues", ""),
+    ("concurrency", 0),
+    ("concurrency", -1),
+    ("concurrency", 1.5),
+    ("concurrency", True),
+    ("concurrency", "4"),
+    ("dequeue_strategy", "fifo"),
+    ("dequeue_strategy", 3),
+    ("before_process", [1]),
+    ("after_process", ["not callable"]),
+    ("shutdown_timeout", -1),
+    ("shutdown_timeout", float("nan")),
+    ("shutdown_timeout", float("inf")),
+    ("shutdown_timeout", "30"),
+] + [
+    (name, value)
+    for name in ("heartbeat_interval", "poll_interval", "sweep_interval", "abort_interval")
+    for value in (0, -1.0, float("nan"), float("inf"), "10", True)
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES, ids=[f"{n}={v!r}" for n, v in BAD_VALUES])
+def test_bad_values_raise_config_error(offline_app: Werk, name: str, value: Any) -> None:
+    with pytest.raises(ConfigError, match=name.split("_")[0].rstrip("s")):
+        AsyncWorker(offline_app, **{name: value})
+
+
+def test_bad_app_and_hooks_raise_config_error(offline_app: Werk) -> None:
+    with pytest.raises(ConfigError, match="Werk"):
+        AsyncWorker(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="Werk"):
+        AsyncWorker("postgresql://localhost/db")  # type: ignore[arg-type]
+    w = AsyncWorker(offline_app)
+    with pytest.raises(ConfigError):
+        w.add_before_process(None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        w.add_after_process(42)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        w.push_exception_handler("nope")  # type: ignore[arg-type]
+    assert w.before_process == [] and w.after_process == [] and w.exception_handlers == []
+
+
+# --- queues, concurrency, dequeue strategies, burst ------------------------------
+
+
+async def test_concurrency_bounds_simultaneous_jobs(app: Werk) -> None:
+    with trio.fail_after(15):
+        jobs = [await app.enqueue(measured, 0.3) for _ in range(9)]
+        w = make_worker(app, concurrency=3, burst=True)
+        t0 = trio.current_time()
+        await w.run()
+        elapsed = trio.current_time() - t0
+        assert Gauge.peak == 3  # reached, never exceeded
+        for job in jobs:
+            assert job and (await app.get_job(job.id)).status == "complete"
+        assert elapsed >= 0.9  # three waves of 0.3 s: no more than 3 at a time
+        assert w.stats["complete"] == 9
+
+
+async def test_concurrency_applies_to_sync_handlers_beyond_the_default_thread_limit(app: Werk) -> None:
+    # 50 plain functions must all run at once with concurrency=50 (Trio's
+    # default thread limiter alone would allow 40: the barrier would break)
+    BARRIER.append(threading.Barrier(50, timeout=5))
+    with trio.fail_after(15):
+        await app.enqueue_many([EnqueueParams(sync_rendezvous) for _ in range(50)])
+        w = make_worker(app, concurrency=50, burst=True)
+        await w.run()
+        assert w.stats == {"complete": 50}
+
+
+async def test_worker_only_takes_its_queues(app: Werk) -> None:
+    with trio.fail_after(10):
+        mine = await app.enqueue(noop, _queue="mine")
+        other = await app.enqueue(noop, _queue="other")
+        assert mine and other
+        await make_worker(app, queues=["mine"], burst=True).run()
+        assert (await app.get_job(mine.id)).status == "complete"
+        assert (await app.get_job(other.id)).status == "queued"
+
+
+async def test_priority_strategy_orders_by_priority_across_queues(app: Werk) -> None:
+    with trio.fail_after(10):
+        # enqueue order deliberately differs from priority order
+        for queue, prio in [("low", 1), ("low", 5), ("high", 3), ("high", 9), ("low", 7), ("high", 0)]:
+            await app.enqueue(label, f"{queue}:{prio}", _queue=queue, _priority=prio)
+        w = make_worker(app, queues=["high", "low"], concurrency=1, burst=True)
+        assert w.dequeue_strategy is DequeueStrategy.Priority
+        await w.run()
+        assert [int(x.split(":")[1]) for x in LOG] == [9, 7, 5, 3, 1, 0]
+
+
+async def test_round_robin_takes_turns_across_queues(app: Werk) -> None:
+    with trio.fail_after(10):
+        # c's jobs are the oldest and a's have the highest priority: neither may win alone
+        for queue, n, prio in [("c", 3, 0), ("b", 2, 0), ("a", 4, 5)]:
+            for i in range(n):
+                await app.enqueue(label, f"{queue}{i}", _queue=queue, _priority=prio)
+        w = make_worker(
+            app, queues=["a", "b", "c"], concurrency=1, burst=True,
+            dequeue_strategy=DequeueStrategy.RoundRobin,
+        )  # fmt: skip
+        await w.run()
+        order = [x[0] for x in LOG]
+        assert len(order) == 9
+        # while all three queues have jobs, every run of three takes one from each
+        assert sorted(order[0:3]) == ["a", "b", "c"]
+        assert sorted(order[3:6]) == ["a", "b", "c"]
+        # then b is empty and a and c alternate
+        assert sorted(order[6:9]) == ["a", "a", "c"] and order[6] != order[7]
+        # within a queue, the usual order (index = enqueue order)
+        assert [x for x in LOG if x[0] == "a"] == ["a0", "a1", "a2", "a3"]
+
+
+async def test_random_strategy_serves_every_queue(app: Werk) -> None:
+    with trio.fail_after(15):
+        for i in range(20):
+            await app.enqueue(label, f"a{i}", _queue="a", _priority=10)
+            await app.enqueue(label, f"b{i}", _queue="b", _priority=0)
+        w = make_worker(
+            app, queues=["a", "b"], concurrency=1, burst=True, dequeue_strategy=DequeueStrategy.Random
+        )
+        await w.run()
+        assert sorted(LOG) == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)])
+        first = [x[0] for x in LOG[:20]]
+        # Priority would run all 20 a's first; a random start queue mixes them in
+        # (all 20 from one queue has probability 2**-19)
+        assert "a" in first and "b" in first
+        # and it is not the strict alternation of RoundRobin (probability 2**-39)
+        assert [x[0] for x in LOG] != ["a", "b"] * 20 and [x[0] for x in LOG] != ["b", "a"] * 20
+
+
+async def test_burst_returns_at_once_when_nothing_is_claimable(app: Werk) -> None:
+    with trio.fail_after(10):
+        later = await app.enqueue(noop, _delay=60)
+        elsewhere = await app.enqueue(noop, _queue="elsewhere")
+        assert later and elsewhere
+        w = make_worker(app, burst=True, poll_interval=30)
+        t0 = trio.current_time()
+        await w.run()
+        assert trio.current_time() - t0 < 2
+        assert w.burst_done.is_set() and w.stopped.is_set()
+        assert w.id not in await worker_ids(app)
+        assert (await app.get_job(later.id)).status == "scheduled"
+        assert (await app.get_job(elsewhere.id)).status == "queued"
+
+
+async def test_burst_waits_for_running_jobs_and_their_retries(app: Werk) -> None:
+    with trio.fail_after(15):
+        slow = [await app.enqueue(sleep_for, 0.4) for _ in range(3)]
+        retried = await app.enqueue(fail_once, _retry=2)
+        w = make_worker(app, concurrency=2, burst=True, poll_interval=30)
+        await w.run()
+        # run() returned only once everything had run and been written
+        for job in slow:
+            assert job is not None
+            assert (await app.get_job(job.id)).status == "complete"
+        assert retried is not None
+        done = await app.get_job(retried.id)
+        assert (done.status, done.attempts, done.result) == ("complete", 2, "ok")
+        assert len(await app.get_executions(retried.id)) == 2
+
+
+async def test_burst_runs_dependents_released_by_its_own_jobs(app: Werk) -> None:
+    with trio.fail_after(10):
+        parent = await app.enqueue(sleep_for, 0.2)
+        child = await app.enqueue(label, "child", _depends_on=parent)
+        grandchild = await app.enqueue(label, "grandchild", _depends_on=child)
+        assert parent and child and grandchild
+        await make_worker(app, burst=True, poll_interval=30).run()
+        for job in (parent, child, grandchild):
+            assert (await app.get_job(job.id)).status == "complete"
+        assert LOG == ["child", "grandchild"]
+
+
+# --- hooks and exception handlers ------------------------------------------------
+
+
+async def test_before_and_after_hooks_sync_and_async(app: Werk) -> None:
+    with trio.fail_after(10):
+        ok = await app.enqueue(hooked, False)
+        bad = await app.enqueue(hooked, True)
+        assert ok and bad
+        w = make_worker(
+            app, concurrency=1, burst=True, before_process=[before_sync], after_process=[after_async]
+        )
+        w.add_before_process(before_async)
+        w.add_after_process(after_sync)
+        await w.run()
+
+        def seen(job: Job) -> list[tuple[str, Any]]:
+            return [(name, exc) for name, jid, exc in LOG if jid == job.id]
+
+        assert seen(ok) == [
+            ("before_sync", None), ("before_async", None), ("handler", None),
+            ("after_async", None), ("after_sync", None),
+        ]  # fmt: skip
+        steps = seen(bad)
+        assert [name for name, _ in steps] == [
+            "before_sync",
+            "before_async",
+            "handler",
+            "after_async",
+            "after_sync",
+        ]
+        assert [exc for _, exc in steps[:3]] == [None, None, None]
+        for _, exc in steps[3:]:
+            assert isinstance(exc, ValueError) and str(exc) == "hooked failure"
+        assert (await app.get_job(bad.id)).status == "failed"
+
+
+@pytest.fixture
+def worker_log() -> Iterator[list[logging.LogRecord]]:
+    """Records of the werk_trio.worker logger (whatever the app's log settings)."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    log = logging.getLogger("werk_trio.worker")
+    log.addHandler(handler)
+    yield records
+    log.removeHandler(handler)
+
+
+async def test_exception_handlers_most_recent_first(app: Werk, worker_log: list[logging.LogRecord]) -> None:
+    calls: list[tuple[str, Any, BaseException]] = []
+
+    def first(job: Job, exc: BaseException) -> None:
+        calls.append(("first", job.id, exc))
+
+    async def second(job: Job, exc: BaseException) -> None:
+        await trio.sleep(0)
+        calls.append(("second", job.id, exc))
+
+    def broken(job: Job, exc: BaseException) -> None:
+        calls.append(("broken", job.id, exc))
+        raise RuntimeError("the handler itself fails")
+
+    with trio.fail_after(10):
+        w = make_worker(app, concurrency=1)
+        w.push_exception_handler(first)
+        w.push_exception_handler(second)
+        w.push_exception_handler(broken)
+        async with running(w):
+            ok = await app.enqueue(noop)
+            bad = await app.enqueue(explode, "kaboom")
+            assert ok and bad
+            await job_in(app, ok.id, "complete")
+            failed = await job_in(app, bad.id, "failed")
+            assert [name for name, _, _ in calls] == ["broken", "second", "first"]
+            for _, jid, exc in calls:
+                assert jid == bad.id
+                assert isinstance(exc, ValueError) and str(exc) == "kaboom"
+            assert failed.error is not None and "ValueError: kaboom" in failed.error
+            raised = [r for r in worker_log if r.exc_info and "exception handler" in r.getMessage()]
+            assert len(raised) == 1 and "the handler itself fails" in str(raised[0].exc_info[1])
+
+            assert w.pop_exception_handler() is broken
+            calls.clear()
+            again = await app.enqueue(explode, "again")
+            assert again
+            await job_in(app, again.id, "failed")
+            assert [name for name, _, _ in calls] == ["second", "first"]
+        assert w.pop_exception_handler() is second
+        assert w.pop_exception_handler() is first
+        with pytest.raises(IndexError):
+            w.pop_exception_handler()
+
+
+# --- handler kinds, Context, results, failures -----------------------------------
+
+
+async def test_trio_coroutine_handlers_run_in_the_worker_loop(app: Werk) -> None:
+    with trio.fail_after(10):
+        job = await app.enqueue(trio_kind)
+        assert job
+        await make_worker(app, burst=True).run()
+        done = await app.get_job(job.id)
+        assert done.result == {"library": "trio", "main_thread": True}
+
+
+async def test_sync_handler_runs_in_a_thread_without_blocking_the_loop(app: Werk) -> None:
+    ticks: list[float] = []
+
+    async def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            await trio.sleep(0.01)
+
+    with trio.fail_after(10):
+        w = make_worker(app)
+        async with running(w) as nursery:
+            nursery.start_soon(ticker)
+            job = await app.enqueue(sync_blocking, 0.6)
+            assert job
+            done = await job_in(app, job.id, "complete")
+            nursery.cancel_scope.cancel()
+        res = done.result
+        assert res["main_thread"] is False
+        during = [t for t in ticks if res["start"] < t < res["end"]]
+        # a blocked loop would tick 0 times in that window; ~60 ticks when free
+        assert len(during) >= 20, f"only {len(during)} ticks while the sync handler slept"
+
+
+async def test_asyncio_handlers_run_under_asyncio(app: Werk) -> None:
+    app.task(asyncio=True)(asyncio_via_task_decorator)
+    with trio.fail_after(10):
+        marked = await app.enqueue(asyncio_marked)
+        decorated = await app.enqueue(asyncio_via_task_decorator)
+        unmarked = await app.enqueue(asyncio_unmarked)
+        assert marked and decorated and unmarked
+        await make_worker(app, burst=True).run()
+        m = await app.get_job(marked.id)
+        assert m.status == "complete", m.error
+        assert m.result["library"] == "asyncio" and m.result["task"] is True
+        assert "Loop" in m.result["loop"]
+        d = await app.get_job(decorated.id)
+        assert (d.status, d.result) == ("complete", "asyncio"), d.error
+        # without the mark an async def is a Trio handler: asyncio awaits fail
+        u = await app.get_job(unmarked.id)
+        assert u.status == "failed" and u.error is not None
+        assert "TypeError: trio.run received unrecognized yield message" in u.error
+
+
+async def test_context_injection(app: Werk) -> None:
+    with trio.fail_after(10):
+        by_name = await app.enqueue(with_ctx, 41)
+        by_annotation = await app.enqueue(annotated_ctx, "shout")
+        without = await app.enqueue(no_ctx, "x")
+        assert by_name and by_annotation and without
+        w = make_worker(app, burst=True)
+        await w.run()
+        assert (await app.get_job(by_name.id)).result == 42
+        assert (await app.get_job(by_annotation.id)).result == "SHOUT"
+        assert (await app.get_job(without.id)).result == ["x", "default"]
+        for job in (by_name, by_annotation):
+            ctx = CONTEXTS[job.id]
+            assert isinstance(ctx, Context)
+            assert ctx.job.id == job.id and ctx.job.function == job.function
+            assert ctx.worker is w and ctx.app is app
+            assert ctx.worker_id == w.id and ctx.worker_name == w.name
+            assert ctx.exception is None
+        assert CONTEXTS[by_name.id].job.args == [41]
+
+
+async def test_results_are_stored_through_the_serializer(app: Werk) -> None:
+    value = {"n": 3, "items": [1, "two", None, 2.5], "nested": {"ok": True}}
+    with trio.fail_after(10):
+        job = await app.enqueue(returns, value)
+        bad = await app.enqueue(returns_unserializable, _retry=3)
+        assert job and bad
+        await make_worker(app, burst=True).run()
+        assert (await app.get_job(job.id)).result == value
+        raw = await column(app, job.id, "result")
+        assert isinstance(raw, str) and app.serializer.loads(raw) == value
+        # a result the serializer refuses fails the job (no retry: it would refuse again)
+        failed = await app.get_job(bad.id)
+        assert failed.status == "failed" and failed.attempts == 1
+        assert failed.error is not None and "SerializationError" in failed.error
+
+
+async def test_results_with_another_serializer(dsn: str, schema: str) -> None:
+    with pytest.warns(UserWarning, match="unsafe"):
+        serializer = PickleSerializer()
+    with trio.fail_after(10):
+        async with Werk(dsn, schema=schema, task_modules=["tests"], serializer=serializer) as papp:
+            job = await papp.enqueue(returns, {1, 2, 3})  # a set: not JSON
+            assert job
+            await make_worker(papp, burst=True).run()
+            assert (await papp.get_job(job.id)).result == {1, 2, 3}
+            raw = await column(papp, job.id, "result")
+            assert serializer.loads(raw) == {1, 2, 3}
+
+
+async def test_failure_keeps_the_full_traceback(app: Werk) -> None:
+    with trio.fail_after(10):
+        job = await app.enqueue(explode, "the reason")
+        assert job
+        await make_worker(app, burst=True).run()
+        failed = await app.get_job(job.id)
+        assert failed.status == "failed"
+        error = failed.error
+        assert error is not None
+        assert error.startswith("Traceback (most recent call last):")
+        assert "in explode" in error and "in _deep_helper" in error  # every frame
+        assert "test_worker.py" in error
+        assert error.rstrip().endswith("ValueError: the reason")
+        (execution,) = await app.get_executions(job.id)
+        assert execution.status == "failed" and execution.error == error
+
+
+async def test_thread_worker_runs_every_kind_in_threads(app: Werk) -> None:
+    with trio.fail_after(10):
+        jobs = [await app.enqueue(measured, 0.2) for _ in range(6)]
+        sync = await app.enqueue(sync_blocking, 0.05)
+        aio = await app.enqueue(asyncio_marked)
+        w = make_worker(app, ThreadWorker, concurrency=2, burst=True)
+        await w.run()
+        assert Gauge.peak <= 2
+        for job in [*jobs, sync, aio]:
+            assert job
+            done = await app.get_job(job.id)
+            assert done.status == "complete", done.error
+        assert (await app.get_job(sync.id)).result["main_thread"] is False  # type: ignore[union-attr]
+        assert (await app.get_job(aio.id)).result["library"] == "asyncio"  # type: ignore[union-attr]
+
+
+async def test_started_worker_is_registered_and_listening(app: Werk) -> None:
+    with trio.fail_after(10):
+        w = make_worker(app, poll_interval=30, queues=["live"])
+        async with running(w):
+            assert w.started.is_set()
+            workers = {r["id"]: r for r in await app.list_workers()}
+            assert workers[w.id]["queues"] == ["live"] and workers[w.id]["worker_type"] == "async"
+            # nothing polls for 30 s: only the NOTIFY of the enqueue can wake it
+            t0 = trio.current_time()
+            job = await app.enqueue(noop, _queue="live")
+            assert job
+            with trio.fail_after(2):
+                await job_in(app, job.id, "complete")
+            assert trio.current_time() - t0 < 2
+        assert w.stopped.is_set()
+        assert w.id not in await worker_ids(app)
+
+
+async def test_stats_and_running(app: Werk) -> None:
+    with trio.fail_after(10):
+        w = make_worker(app, concurrency=2)
+        async with running(w):
+            job = await app.enqueue(sleep_for, 30)
+            assert job
+            await until(lambda: job.id in w.running)
+            assert w.running[job.id].job.id == job.id
+            await app.enqueue(noop)
+            await until(lambda: w.stats.get("complete", 0) == 1)
+        assert w.running == {}
