@@ -17,19 +17,28 @@ import uuid
 _lock = threading.Lock()
 _last = 0
 _getrandbits = random.getrandbits
+_time_ns = time.time_ns
 _UUID = uuid.UUID
+_new = object.__new__
+_set = object.__setattr__
+_UNKNOWN = uuid.SafeUUID.unknown
 _VERSION_VARIANT = (0x7 << 76) | (0b10 << 62)
 
 
 def uuid7() -> uuid.UUID:
     global _last
     with _lock:
-        candidate = (time.time_ns() // 1_000_000) << 12
+        candidate = (_time_ns() // 1_000_000) << 12
         if candidate <= _last:
             candidate = _last + 1
         _last = candidate
     value = ((candidate >> 12) << 80) | ((candidate & 0xFFF) << 64) | _VERSION_VARIANT | _getrandbits(62)
-    return _UUID(int=value)
+    # What UUID(int=value) ends with, without its argument checks (the value
+    # is in range by construction): a third of the cost on the enqueue path.
+    u = _new(_UUID)
+    _set(u, "int", value)
+    _set(u, "is_safe", _UNKNOWN)
+    return u  # type: ignore[no-any-return]
 
 
 def _reset_after_fork() -> None:

@@ -11,7 +11,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ._ids import uuid7
@@ -84,48 +84,75 @@ def dependencies(value: Any) -> list[Dependency]:
 
 _DEFAULT_RETRY = Retry(1)
 _INT32 = 2**31
+_QUEUED, _SCHEDULED, _WAITING = JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.WAITING
+_quote = json.encoder.encode_basestring_ascii  # a str as a JSON string literal (C)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_UTC = timezone.utc
+
+
+def _micros(seconds: float) -> int:
+    """Whole microseconds: the database adds them to now() exactly as Python does."""
+    return round(seconds * 1_000_000)
 
 
 class RowBuilder:
-    """Collects validated rows for INSERT_JOBS (a JSON array of short-keyed objects;
-    an absent key means the column default)."""
+    """Validates enqueue arguments and collects what one INSERT_JOBS needs.
+
+    ``rows`` are the JSON objects (as text) of the statement's one JSON array:
+    short keys, an absent key meaning the column default; each starts with the
+    id, function and payload, and carries the other options only when they are
+    set. ``jobs`` are the Jobs to return, complete except for the times the
+    database fills in; :meth:`finish` sets those from the statement's ``now()``.
+    Delays and ttls travel as whole microseconds, so that computing
+    ``now + delay`` here gives exactly the ``scheduled_at`` the row got.
+    """
 
     def __init__(self, serializer: Serializer, max_payload_bytes: int) -> None:
         self.serializer = serializer
         self.max_payload_bytes = max_payload_bytes
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[str] = []
         self.jobs: list[Job] = []
         #: (job id, parent id, allow_failure) for every dependency.
         self.deps: list[tuple[uuid.UUID, uuid.UUID, bool]] = []
-        self._paths: dict[Any, str] = {}
+        #: Jobs whose times are not simply now(): (job, delay µs, at, ttl µs).
+        self._timed: list[tuple[Job, int | None, datetime | None, int | None]] = []
+        #: Whether any job has a ``_key`` (only those can collide).
+        self.keyed = False
+        self._paths: dict[Any, tuple[str, str]] = {}
 
     def rows_json(self) -> str:
-        return json.dumps(self.rows, separators=(",", ":"), default=str)
+        return "[" + ",".join(self.rows) + "]"
 
     def add(self, p: EnqueueParams, cron_name: str | None = None) -> None:
         func = p.func
         try:
-            path = self._paths[func]
+            path, path_json = self._paths[func]
         except (KeyError, TypeError):
             path = function_path(func)
+            path_json = _quote(path)
             with contextlib.suppress(TypeError):
-                self._paths[func] = path
-        row: dict[str, Any] = {"f": path}
+                self._paths[func] = (path, path_json)
+        # Options that are set go to ``extra`` (row keys) and ``rare`` (Job
+        # fields); a job with none of them skips both.
+        extra: dict[str, Any] = {}
+        rare: dict[str, Any] = {}
         queue = p.queue
         if queue != "default":
             _text("_queue", queue, allow_none=False)
-            row["q"] = queue
+            extra["q"] = queue
         priority = p.priority
         if priority != 0 or type(priority) is not int:
             if isinstance(priority, bool) or not isinstance(priority, int) or not -_INT32 <= priority < _INT32:
                 raise ConfigError(f"_priority must be an int (32-bit), got {priority!r}")
-            row["p"] = priority
+            extra["p"] = priority
         delay, at = p.delay, p.at
+        delay_us: int | None = None
         if delay is not None:
             if at is not None:
                 raise ConfigError("pass at most one of _delay (seconds from now) and _at (a datetime)")
             delay = _seconds("_delay", delay, allow_zero=True)
-            row["d"] = delay
+            if delay:
+                delay_us = extra["d"] = _micros(delay)
         if at is not None:
             if not isinstance(at, datetime):
                 raise ConfigError(f"_at must be a timezone-aware datetime, got {at!r}")
@@ -134,7 +161,7 @@ class RowBuilder:
                     f"_at={at!r} is a naive datetime: pass an aware one, e.g. "
                     "datetime.now(timezone.utc) + timedelta(minutes=5)"
                 )
-            row["at"] = at.isoformat()
+            extra["at"] = at.isoformat()
         retry = p.retry
         if retry is None:
             retry_obj = _DEFAULT_RETRY
@@ -144,64 +171,63 @@ class RowBuilder:
             retry_obj = Retry(retry)
         else:
             raise ConfigError(f"_retry must be an int (total attempts) or Retry(...), got {retry!r}")
-        intervals: list[float] | None = None
         if retry_obj.max > 1:
-            row["ma"] = retry_obj.max
-            intervals = list(retry_obj.intervals)  # type: ignore[arg-type]
-            row["ri"] = intervals
-        timeout_secs = heartbeat_secs = ttl = result_ttl = failure_ttl = None
+            extra["ma"] = retry_obj.max
+            extra["ri"] = rare["retry_intervals"] = list(retry_obj.intervals)  # type: ignore[arg-type]
         if p.timeout is not None:
-            timeout_secs = row["to_"] = _seconds("_timeout", p.timeout)
+            extra["to_"] = rare["timeout_secs"] = _seconds("_timeout", p.timeout)
         if p.heartbeat is not None:
-            heartbeat_secs = row["hb"] = _seconds("_heartbeat", p.heartbeat)
+            extra["hb"] = rare["heartbeat_secs"] = _seconds("_heartbeat", p.heartbeat)
         if p.key is not None:
-            row["k"] = _text("_key", p.key)
+            extra["k"] = rare["key"] = _text("_key", p.key)
+            self.keyed = True
         if p.group is not None:
-            row["g"] = _text("_group", p.group)
+            extra["g"] = rare["group_key"] = _text("_group", p.group)
         meta = p.meta
         if meta is not None:
             if not isinstance(meta, dict):
                 raise ConfigError(f"_meta must be a dict, got {type(meta).__name__}")
-            row["m"] = encode(self.serializer, meta, f"_meta of {path}")
+            extra["m"] = encode(self.serializer, meta, f"_meta of {path}")
+            if meta:
+                rare["meta"] = dict(meta)
+        ttl_us: int | None = None
         if p.ttl is not None:
-            ttl = row["ttl"] = _seconds("_ttl", p.ttl)
+            ttl = extra["ttl"] = rare["ttl"] = _seconds("_ttl", p.ttl)
+            ttl_us = extra["tu"] = _micros(ttl)
         if p.result_ttl is not None:
-            result_ttl = row["rttl"] = _seconds("_result_ttl", p.result_ttl, allow_zero=True)
+            extra["rttl"] = rare["result_ttl"] = _seconds("_result_ttl", p.result_ttl, allow_zero=True)
         if p.failure_ttl is not None:
-            failure_ttl = row["fttl"] = _seconds("_failure_ttl", p.failure_ttl, allow_zero=True)
+            extra["fttl"] = rare["failure_ttl"] = _seconds("_failure_ttl", p.failure_ttl, allow_zero=True)
         if p.failure_mode != "hold":
             if p.failure_mode != "delete":
                 raise ConfigError(f"_failure_mode must be 'hold' or 'delete', got {p.failure_mode!r}")
-            row["fm"] = "delete"
-        callbacks = []
-        for short, name, value in (
-            ("on_s", "_on_success", p.on_success),
-            ("on_f", "_on_failure", p.on_failure),
-            ("on_x", "_on_stopped", p.on_stopped),
-        ):
-            cb = None
-            if value is not None:
-                cb = value if isinstance(value, Callback) else Callback(value)
-                cb = Callback(function_path(cb.func), cb.timeout)
-                row[short] = {"func": cb.func, "timeout": cb.timeout}
-            callbacks.append(cb)
+            extra["fm"] = rare["failure_mode"] = "delete"
+        if p.on_success is not None or p.on_failure is not None or p.on_stopped is not None:
+            for short, field, value in (
+                ("on_s", "on_success", p.on_success),
+                ("on_f", "on_failure", p.on_failure),
+                ("on_x", "on_stopped", p.on_stopped),
+            ):
+                if value is not None:
+                    cb = value if isinstance(value, Callback) else Callback(value)
+                    cb = rare[field] = Callback(function_path(cb.func), cb.timeout)
+                    extra[short] = {"func": cb.func, "timeout": cb.timeout}
         repeat = p.repeat
-        rep_iv: list[float] | None = None
         if repeat is not None:
             if not isinstance(repeat, Repeat):
                 raise ConfigError(
                     f"_repeat must be Repeat(times, interval=... | intervals=[...]), got {repeat!r}"
                 )
-            row["rr"] = repeat.times
+            extra["rr"] = rare["repeat_remaining"] = repeat.times
             if repeat.interval is not None:
-                row["rs"] = repeat.interval
+                extra["rs"] = rare["repeat_interval_secs"] = repeat.interval
             else:
                 # one delay per repeat (the last value reused), so the next
                 # delay is always rep_iv[len - remaining]
                 given = list(repeat.intervals or ())
-                rep_iv = row["rv"] = (given + given[-1:] * repeat.times)[: repeat.times]
+                extra["rv"] = rare["repeat_intervals"] = (given + given[-1:] * repeat.times)[: repeat.times]
         if cron_name is not None:
-            row["cron"] = cron_name
+            extra["cron"] = rare["cron_name"] = cron_name
         args, kwargs = p.args, p.kwargs
         if not isinstance(args, list | tuple):
             raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")
@@ -218,33 +244,58 @@ class RowBuilder:
                 f"({self.max_payload_bytes}); store large data elsewhere and pass a reference, "
                 "or raise Werk(max_payload_bytes=...)"
             )
-        row["pl"] = payload
 
         job_id = uuid7()
-        row["id"] = str(job_id)
         if deps:
-            status = JobStatus.WAITING
-            row["s"] = "waiting"
+            status = _WAITING
+            extra["s"] = "waiting"
         elif delay or at is not None:
-            status = JobStatus.SCHEDULED
-            row["s"] = "scheduled"
+            status = _SCHEDULED
+            extra["s"] = "scheduled"
         else:
-            status = JobStatus.QUEUED
-        self.rows.append(row)
+            status = _QUEUED
+        # Postgres reads a uuid from its 32 hex digits.
+        head = '{"id":"%032x","f":%s,"pl":%s' % (job_id.int, path_json, _quote(payload))
+        self.rows.append(head + "," + _dumps(extra)[1:] if extra else head + "}")
         for dep in deps:
             self.deps.append((job_id, dep.job_id, dep.allow_failure))
-        self.jobs.append(
-            Job(
-                job_id, path, queue, status, priority, 0, retry_obj.max, at, None,  # type: ignore[arg-type]
-                key=p.key, group_key=p.group, payload=payload_obj, timeout_secs=timeout_secs,
-                heartbeat_secs=heartbeat_secs, meta=dict(meta) if meta else {}, ttl=ttl,
-                result_ttl=result_ttl, failure_ttl=failure_ttl, on_success=callbacks[0],
-                on_failure=callbacks[1], on_stopped=callbacks[2], retry_intervals=intervals,
-                repeat_remaining=repeat.times if repeat else 0,
-                repeat_interval_secs=repeat.interval if repeat else None,
-                repeat_intervals=rep_iv, cron_name=cron_name, failure_mode=p.failure_mode,
-            )
+        job = Job(
+            job_id, path, queue, status, priority, 0, retry_obj.max, None, None,  # type: ignore[arg-type]
+            payload=payload_obj, **rare,
         )
+        self.jobs.append(job)
+        if delay_us is not None or at is not None or ttl_us is not None:
+            self._timed.append((job, delay_us, at, ttl_us))
+
+    def inserted(self, keyed_ids: Sequence[uuid.UUID] | None) -> list[Job]:
+        """The jobs INSERT_JOBS inserted, given the ids of the keyed rows it inserted."""
+        if not self.keyed:
+            return self.jobs
+        got = set(keyed_ids or ())
+        return [job for job in self.jobs if job.key is None or job.id in got]
+
+    def finish(self, now: datetime, keyed_ids: Sequence[uuid.UUID] | None) -> list[Job | None]:
+        """The result of enqueueing: each Job with the times the database gave it
+        (``now`` is the statement's ``now()``), or None where its key was taken."""
+        for job in self.jobs:
+            job.enqueued_at = job.scheduled_at = now
+        if self._timed:
+            tz, now_utc = now.tzinfo, now.astimezone(_UTC)
+            for job, delay_us, at, ttl_us in self._timed:
+                # UTC arithmetic, as the database's: no wall-clock (DST) jumps.
+                if at is not None:
+                    run_utc = at.astimezone(_UTC)
+                elif delay_us is not None:
+                    run_utc = now_utc + timedelta(microseconds=delay_us)
+                else:
+                    run_utc = now_utc
+                job.scheduled_at = run_utc.astimezone(tz)
+                if ttl_us is not None:
+                    job.expires_at = (run_utc + timedelta(microseconds=ttl_us)).astimezone(tz)
+        if not self.keyed:
+            return self.jobs  # type: ignore[return-value]
+        got = set(keyed_ids or ())
+        return [job if job.key is None or job.id in got else None for job in self.jobs]
 
 
 def _decode_callback(value: Any) -> Callback | None:

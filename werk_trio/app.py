@@ -295,24 +295,15 @@ class Werk:
         async with self._use(conn) as c:
             if builder.deps:
                 async with c.transaction():
-                    rows = await self._insert_with_deps(c, builder, params)
+                    now, keyed = await self._insert_with_deps(c, builder, params)
             else:
                 cur = await c.execute(self.sql.INSERT_JOBS, params)
-                rows = await cur.fetchall()
-        by_id = {row[0]: row for row in rows}
-        out: list[Job | None] = []
-        for job in builder.jobs:
-            row = by_id.get(job.id)
-            if row is None:
-                out.append(None)
-                continue
-            job.scheduled_at, job.enqueued_at, job.expires_at = row[1], row[2], row[3]
-            out.append(job)
-        return out
+                now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
+        return builder.finish(now, keyed)
 
     async def _insert_with_deps(
         self, conn: Connection[Any], builder: RowBuilder, params: dict[str, Any]
-    ) -> list[Any]:
+    ) -> tuple[Any, Any]:
         parents = sorted({p for _, p, _ in builder.deps})
         cur = await conn.execute(self.sql.LOCK_PARENTS, {"ids": parents})
         found = {row[0] for row in await cur.fetchall()}
@@ -323,8 +314,8 @@ class Werk:
                 "or already deleted)"
             )
         cur = await conn.execute(self.sql.INSERT_JOBS, params)
-        rows = await cur.fetchall()
-        inserted = [row[0] for row in rows]
+        now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
+        inserted = [job.id for job in builder.inserted(keyed)]
         await conn.execute(
             self.sql.INSERT_DEPS,
             {
@@ -341,7 +332,7 @@ class Werk:
         for job in builder.jobs:
             if job.id in resolved:
                 job.status = JobStatus(resolved[job.id])
-        return rows
+        return now, keyed
 
     # --- inspecting -----------------------------------------------------------
 

@@ -29,12 +29,34 @@ class JSONSerializer:
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        # JSONEncoder.encode builds a new C encoder on every call, most of the
+        # cost of a small payload: build it once. Without the circular-reference
+        # markers, since one shared markers dict is neither thread-safe nor
+        # cleaned up after an error; a cycle ends in RecursionError instead.
+        make = getattr(json.encoder, "c_make_encoder", None)
+        self._fast: Any = None
+        if make is not None:
+            self._fast = make(
+                None, self._encoder.default, json.encoder.encode_basestring, None, ":", ",",
+                False, False, False,
+            )  # fmt: skip
 
     def dumps(self, obj: Any) -> str:
+        fast = self._fast
+        if fast is not None:
+            try:
+                return "".join(fast(obj, 0))
+            except Exception:  # noqa: S110 - the standard encoder below raises json's own error
+                pass
         return self._encoder.encode(obj)
 
     def loads(self, data: str | bytes) -> Any:
         return json.loads(data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # the C encoder cannot be pickled; process and fork executors send the
+        # serializer to their children, which build their own
+        return (JSONSerializer, ())
 
     def __repr__(self) -> str:
         return "JSONSerializer()"

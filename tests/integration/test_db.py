@@ -56,9 +56,13 @@ def _is_socket_dsn(dsn: str) -> bool:
 class Proxy:
     """Forwards every accepted connection, byte for byte, to the real server."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, hold_eof: bool = False) -> None:
         self.kind, self.target = _upstream(dsn)
         self.accepted = 0
+        #: Keep the client's side open when the server closes (a FIN "in flight").
+        self.hold_eof = hold_eof
+        #: Set when a server connection has closed and its last bytes were forwarded.
+        self.server_closed = trio.Event()
 
     async def _open_upstream(self) -> trio.SocketStream:
         if self.kind == "unix":
@@ -75,6 +79,10 @@ class Proxy:
                         await dst.send_all(chunk)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+                if src is server:
+                    self.server_closed.set()
+                    if self.hold_eof:
+                        await trio.sleep_forever()  # until the client closes its side
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(pipe, client, server)
@@ -82,9 +90,9 @@ class Proxy:
 
 
 @asynccontextmanager
-async def tcp_proxy(dsn: str) -> AsyncIterator[tuple[str, Proxy]]:
+async def tcp_proxy(dsn: str, *, hold_eof: bool = False) -> AsyncIterator[tuple[str, Proxy]]:
     """A DSN that reaches the test server over TCP on 127.0.0.1."""
-    proxy = Proxy(dsn)
+    proxy = Proxy(dsn, hold_eof=hold_eof)
     async with trio.open_nursery() as nursery:
         listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
         port = listeners[0].socket.getsockname()[1]
@@ -452,6 +460,26 @@ async def test_terminated_idle_connection_is_replaced(dsn: str) -> None:
             assert pool.size == 1
         finally:
             await pool.close()
+
+
+async def test_terminated_idle_connection_is_replaced_before_its_eof_arrives(dsn: str) -> None:
+    """The FATAL message of a terminated backend has arrived, the end of the
+    stream not yet: the checkout must already know the connection is dead."""
+    with trio.fail_after(10):
+        async with tcp_proxy(dsn, hold_eof=True) as (tcp_dsn, proxy):
+            pool = Pool(tcp_dsn, min_size=1, max_size=1)
+            await pool.open()
+            try:
+                async with pool.connection() as conn:
+                    old_pid = conn.info.backend_pid
+                await terminate(dsn, old_pid)
+                await proxy.server_closed.wait()  # the FATAL was forwarded; no FIN follows
+                async with pool.connection() as conn:
+                    assert await _scalar(conn, "SELECT 1") == 1
+                    assert conn.info.backend_pid != old_pid
+                assert pool.discarded == 1
+            finally:
+                await pool.close()
 
 
 async def test_connection_killed_while_checked_out_is_discarded(dsn: str) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 import inspect
 import logging
 import select
+import weakref
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -167,6 +168,18 @@ class Connection(psycopg.AsyncConnection[Row]):
         else:
             super().__init__(pgconn, row_factory)
         self.lock = trio.Lock()  # type: ignore[assignment]
+        # A backend that is terminated while the connection is idle sends a
+        # FATAL message, which libpq hands to the notice handler (there is no
+        # query to fail); remember it, so that ``broken`` knows before the EOF.
+        self._server_fatal = False
+        wself = weakref.ref(self)
+
+        def on_notice(diag: psycopg.errors.Diagnostic) -> None:
+            conn = wself()
+            if conn is not None and diag.severity_nonlocalized in ("FATAL", "PANIC"):
+                conn._server_fatal = True
+
+        self.add_notice_handler(on_notice)
 
     @classmethod
     async def connect(  # type: ignore[override]
@@ -282,8 +295,9 @@ class Connection(psycopg.AsyncConnection[Row]):
 
     @property
     def broken(self) -> bool:
-        """True when the connection can no longer be used (closed or lost)."""
-        return self.closed or self.pgconn.status != pq.ConnStatus.OK
+        """True when the connection can no longer be used (closed or lost, or
+        its backend announced its end)."""
+        return self.closed or self._server_fatal or self.pgconn.status != pq.ConnStatus.OK
 
 
 class Transaction(psycopg.AsyncTransaction):

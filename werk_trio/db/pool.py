@@ -123,7 +123,8 @@ class Pool:
         # Something to read while idle: a notice, a notification, or the FATAL
         # message of a terminated backend followed by EOF. libpq reports the
         # loss only when a read hits the EOF, so keep reading while there is
-        # more (a few rounds: a burst of notifications is not a reason to wait).
+        # more (a few rounds: a burst of notifications is not a reason to
+        # wait), then parse what was read: a FATAL notice marks it broken.
         try:
             fd = conn.pgconn.socket
             for _ in range(8):
@@ -132,6 +133,7 @@ class Pool:
                 conn.pgconn.consume_input()
                 if conn.broken:
                     return False
+            conn.pgconn.is_busy()
         except (psycopg.OperationalError, OSError):
             return False
         return not conn.broken

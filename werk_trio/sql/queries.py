@@ -34,7 +34,8 @@ RECORD_MIGRATION = "INSERT INTO {migrations} (version, name) VALUES (%(version)s
 # row this returns -- now() (every new row's enqueued_at), the ids of the keyed
 # rows that were inserted (a keyed row missing from it lost its key to another
 # job, ON CONFLICT DO NOTHING, even within this batch), and the NOTIFY count --
-# instead of shipping back a row per job.
+# instead of shipping back a row per job; one aggregate pass over the
+# inserted rows computes both.
 # New claimable jobs wake the workers of their queues with one NOTIFY per
 # queue per statement (Postgres also folds duplicates within a transaction).
 INSERT_JOBS = """
@@ -58,10 +59,10 @@ WITH ins AS (
     ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
     RETURNING id, status, queue, key
 )
-SELECT now(),
-    (SELECT array_agg(id) FROM ins WHERE key IS NOT NULL) AS keyed,
-    (SELECT count(pg_notify(%(channel)s, q.queue))
-       FROM (SELECT DISTINCT queue FROM ins WHERE status = 'queued') q) AS notified
+SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
+    (SELECT count(pg_notify(%(channel)s, q))
+       FROM unnest(array_agg(DISTINCT queue) FILTER (WHERE status = 'queued')) q) AS notified
+FROM ins
 """
 
 # Parents of new dependent jobs, locked so that none can finish (and miss the

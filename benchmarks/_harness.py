@@ -1,0 +1,165 @@
+"""Shared pieces of the benchmarks: which server, a fresh schema, timing, the table.
+
+* Server: ``--dsn``, else ``WERK_BENCH_DSN``, else :data:`DEFAULT_DSN` (a local
+  Postgres with durable commits). Benchmarks never start the embedded Postgres
+  on their own: numbers are only comparable on a server you chose.
+* Schema: every run works in a schema of its own (``werk_bench_<random>``),
+  created at the start and dropped at the end, so runs never see each other's
+  rows and nothing is left behind.
+* Timing: each measurement runs ``--runs`` times (interleaved with the others,
+  so slow drift of the machine hits every row alike); the table shows the
+  median rate, the spread, and the ratio to the section's baseline, which is
+  measured in the same run against the same server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+__all__ = [
+    "DEFAULT_DSN",
+    "Results",
+    "arg_parser",
+    "atimed",
+    "fresh_schema",
+    "load_note",
+    "resolve_dsn",
+    "server_info",
+    "timed",
+]
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def arg_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help=f"Postgres to measure against (default: $WERK_BENCH_DSN, else {DEFAULT_DSN})",
+    )
+    parser.add_argument("--runs", type=int, default=5, help="repetitions of each measurement (median)")
+    return parser
+
+
+def resolve_dsn(arg: str | None) -> str:
+    """``--dsn``, else ``WERK_BENCH_DSN``, else :data:`DEFAULT_DSN`."""
+    return arg or os.environ.get("WERK_BENCH_DSN") or DEFAULT_DSN
+
+
+def server_info(dsn: str) -> str:
+    """One line naming the server and whether commits are durable."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        version = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+        sync = conn.execute("SHOW synchronous_commit").fetchone()[0]  # type: ignore[index]
+        fsync = conn.execute("SHOW fsync").fetchone()[0]  # type: ignore[index]
+        where = f"{conn.info.host}:{conn.info.port}/{conn.info.dbname}"
+    return f"PostgreSQL {version} at {where} (synchronous_commit={sync}, fsync={fsync})"
+
+
+def load_note(when: str) -> str:
+    """The machine's load average, flagged when other work competes with the run."""
+    one, five, _ = os.getloadavg()
+    cores = os.cpu_count() or 1
+    busy = "  <- busy machine: numbers are noisy, rerun when idle" if one > cores / 2 else ""
+    return f"load average {when}: {one:.2f} (1 min), {five:.2f} (5 min) on {cores} cores{busy}"
+
+
+@contextmanager
+def fresh_schema(dsn: str, prefix: str = "werk_bench") -> Iterator[str]:
+    """A new, empty schema for this run; dropped (CASCADE) afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    ident = sql.Identifier(name)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(ident))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
+
+
+def timed(func: Callable[[], object]) -> float:
+    """Seconds ``func()`` took (wall clock)."""
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+async def atimed(func: Callable[[], Awaitable[object]]) -> float:
+    """Seconds ``await func()`` took (wall clock); works on Trio and asyncio."""
+    start = time.perf_counter()
+    await func()
+    return time.perf_counter() - start
+
+
+@dataclass
+class _Row:
+    section: str
+    name: str
+    unit: str
+    baseline: bool
+    rates: list[float] = field(default_factory=list)
+    note: str = ""
+
+
+class Results:
+    """Rates collected per (section, name); printed as one table per section.
+
+    Each section has one baseline row; every row of the section shows its
+    median rate divided by the baseline's median rate.
+    """
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], _Row] = {}
+        self._skipped: list[str] = []
+
+    def declare(self, section: str, name: str, unit: str, *, baseline: bool = False, note: str = "") -> None:
+        """Fix a row's place in the table (rows print in declaration order)."""
+        key = (section, name)
+        if key not in self._rows:
+            self._rows[key] = _Row(section, name, unit, baseline, note=note)
+
+    def add(self, section: str, name: str, count: int, seconds: float) -> None:
+        """Record one run: ``count`` things done in ``seconds``."""
+        self._rows[(section, name)].rates.append(count / seconds)
+
+    def skip(self, what: str) -> None:
+        self._skipped.append(what)
+
+    def median(self, section: str, name: str) -> float:
+        return statistics.median(self._rows[(section, name)].rates)
+
+    def print(self, file: object = None) -> None:
+        out = file or sys.stdout
+        sections: dict[str, list[_Row]] = {}
+        for row in self._rows.values():
+            if row.rates:
+                sections.setdefault(row.section, []).append(row)
+        for section, rows in sections.items():
+            base = next((r for r in rows if r.baseline), None)
+            base_rate = statistics.median(base.rates) if base else None
+            width = max(len(r.name) for r in rows)
+            print(f"\n## {section}", file=out)  # type: ignore[call-overload]
+            header = f"{'':<{width}}  {'median':>12}  {'unit':<7}  {'min..max':>19}  {'runs':>4}  {'x baseline':>10}"
+            print(header, file=out)  # type: ignore[call-overload]
+            print("-" * len(header), file=out)  # type: ignore[call-overload]
+            for r in rows:
+                med = statistics.median(r.rates)
+                ratio = "baseline" if r.baseline else (f"{med / base_rate:.2f}x" if base_rate else "-")
+                spread = f"{min(r.rates):,.0f}..{max(r.rates):,.0f}"
+                line = f"{r.name:<{width}}  {med:>12,.0f}  {r.unit:<7}  {spread:>19}  {len(r.rates):>4}  {ratio:>10}"
+                print(line + (f"  ({r.note})" if r.note else ""), file=out)  # type: ignore[call-overload]
+        for what in self._skipped:
+            print(f"\nskipped: {what}", file=out)  # type: ignore[call-overload]

@@ -1,0 +1,355 @@
+"""Enqueue throughput: werk_trio against the raw-SQL floor on the same server.
+
+Two sections, each measured ``--runs`` times (interleaved) and reported as the
+median:
+
+* **single-row**: one job per statement, each its own (durable) commit. The
+  baseline is a hand-written ``INSERT (id, function, payload)`` through
+  werk_trio's own Trio driver; ``app.enqueue`` is compared with it. Sync
+  psycopg is there for reference.
+* **bulk**: 20,000 jobs in one statement. The baseline is one multi-row
+  ``INSERT ... SELECT FROM json_to_recordset(...)`` of 20,000 (id, function,
+  payload) rows through the Trio driver, the fastest client-side multi-row
+  INSERT measured here (the JSON encoding is inside its time, as werk's
+  encoding is inside werk's); ``app.enqueue_many`` of 20,000 ``EnqueueParams``
+  is compared with it. For reference: the same through sync psycopg, an
+  ``unnest`` of three arrays, a ``generate_series`` insert (no data sent at
+  all: the server's own cost) and COPY (not an INSERT; the ceiling).
+
+The raw rows go into ``raw_jobs``, created ``(LIKE <werk jobs table> INCLUDING
+ALL)``: the same columns, defaults, CHECK constraints and indexes, so the
+ratio is werk's own overhead (validation, encoding, ids, the Job objects, the
+NOTIFY) and not a cheaper table. Every measurement starts from an empty table.
+
+pgqueuer (and procrastinate), when installed (``pip install -e '.[bench]'``),
+run the same two measurements in their own asyncio run, on their own tables in
+the same schema.
+
+Run: ``python benchmarks/bench_enqueue.py [--dsn DSN] [--runs 5]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import uuid
+from typing import Any
+
+import psycopg
+import trio
+from psycopg import sql
+
+try:
+    from . import _harness  # python -m benchmarks.bench_enqueue
+except ImportError:  # python benchmarks/bench_enqueue.py
+    import _harness  # type: ignore[no-redef]
+
+from werk_trio import EnqueueParams, Werk
+from werk_trio._ids import uuid7
+from werk_trio.db import connect as trio_connect
+
+SINGLE = "single-row: one job per statement and commit (jobs/s)"
+BULK = "bulk: {n:,} jobs in one statement (rows/s)"
+
+FUNCTION = "benchmarks.bench_enqueue.noop"
+JSON_TRIO = "raw multi-row INSERT (json_to_recordset), Trio driver"
+
+
+def noop(i: int) -> None:
+    """The job every measurement enqueues."""
+
+
+def _payload(i: int) -> str:
+    # The payload werk stores for noop(i), so both sides send the same bytes.
+    return json.dumps({"args": [i], "kwargs": {}}, separators=(",", ":"))
+
+
+class Raw:
+    """Hand-written SQL on a table shaped exactly like werk's jobs table."""
+
+    def __init__(self, schema: str, jobs_table: str) -> None:
+        raw = sql.Identifier(schema, "raw_jobs")
+        self.create = sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(
+            raw, sql.Identifier(schema, jobs_table)
+        )
+        self.truncate = sql.SQL("TRUNCATE {}").format(raw)
+        self.insert_one = sql.SQL("INSERT INTO {} (id, function, payload) VALUES (%s, %s, %s)").format(raw)
+        self.insert_json = sql.SQL(
+            "INSERT INTO {} (id, function, payload) SELECT id, f, pl "
+            "FROM json_to_recordset(%s::json) AS t(id uuid, f text, pl text)"
+        ).format(raw)
+        self.insert_unnest = sql.SQL(
+            "INSERT INTO {} (id, function, payload) "
+            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])"
+        ).format(raw)
+        self.copy = sql.SQL("COPY {} (id, function, payload) FROM STDIN").format(raw)
+        self.insert_series = sql.SQL(
+            "INSERT INTO {} (id, function, payload) "
+            "SELECT gen_random_uuid(), %s, '{{\"args\":[' || i || '],\"kwargs\":{{}}}}' "
+            "FROM generate_series(1, %s) i"
+        ).format(raw)
+        self.count = sql.SQL("SELECT count(*) FROM {}").format(raw)
+
+
+async def measure_werk_and_raw(
+    dsn: str, schema: str, runs: int, single: int, bulk: int, results: _harness.Results
+) -> None:
+    bulk_section = BULK.format(n=bulk)
+    for name, base in (
+        ("raw INSERT, werk_trio.db (Trio driver)", True),
+        ("raw INSERT, sync psycopg", False),
+        ("werk app.enqueue", False),
+    ):
+        results.declare(SINGLE, name, "jobs/s", baseline=base)
+    for name, base in (
+        (JSON_TRIO, True),
+        ("raw multi-row INSERT (json_to_recordset), sync psycopg", False),
+        ("raw multi-row INSERT (unnest arrays), Trio driver", False),
+        ("raw INSERT ... generate_series (no data sent)", False),
+        ("raw COPY (not an INSERT), sync psycopg", False),
+        ("werk app.enqueue_many", False),
+    ):
+        results.declare(bulk_section, name, "rows/s", baseline=base)
+
+    app = Werk(dsn, schema=schema, task_modules=["benchmarks"])
+    async with app:
+        raw = Raw(schema, f"{app.config.prefix}_jobs")
+        aconn = await trio_connect(dsn, autocommit=True)
+        sconn = psycopg.connect(dsn, autocommit=True)
+        try:
+            await aconn.execute(raw.create)
+
+            async def reset() -> None:
+                await aconn.execute(raw.truncate)
+                await app.truncate()
+
+            # One unmeasured round of each to warm caches and prepared statements.
+            for i in range(20):
+                await app.enqueue(noop, i)
+                await aconn.execute(raw.insert_one, (uuid7(), FUNCTION, _payload(i)))
+                sconn.execute(raw.insert_one, (uuid7(), FUNCTION, _payload(i)))
+            await reset()
+
+            for _ in range(runs):
+                # --- single-row -------------------------------------------------
+                rows = [(uuid7(), FUNCTION, _payload(i)) for i in range(single)]
+
+                async def raw_one_trio(rows: list[tuple[Any, ...]] = rows) -> None:
+                    for row in rows:
+                        await aconn.execute(raw.insert_one, row)
+
+                await reset()
+                secs = await _harness.atimed(raw_one_trio)
+                results.add(SINGLE, "raw INSERT, werk_trio.db (Trio driver)", single, secs)
+
+                rows = [(uuid7(), FUNCTION, _payload(i)) for i in range(single)]
+                await reset()
+                secs = _harness.timed(lambda rows=rows: [sconn.execute(raw.insert_one, r) for r in rows])
+                results.add(SINGLE, "raw INSERT, sync psycopg", single, secs)
+
+                async def werk_one() -> None:
+                    for i in range(single):
+                        await app.enqueue(noop, i)
+
+                await reset()
+                secs = await _harness.atimed(werk_one)
+                results.add(SINGLE, "werk app.enqueue", single, secs)
+
+                # --- bulk -------------------------------------------------------
+                functions = [FUNCTION] * bulk
+                payloads = [_payload(i) for i in range(bulk)]
+
+                def as_json(ids: list[uuid.UUID]) -> str:
+                    # the raw client's encoding work is part of its time, as werk's is
+                    return json.dumps(
+                        [{"id": str(i), "f": FUNCTION, "pl": p} for i, p in zip(ids, payloads, strict=True)]
+                    )
+
+                ids = [uuid7() for _ in range(bulk)]
+
+                async def raw_json_trio(ids: list[uuid.UUID] = ids) -> None:
+                    await aconn.execute(raw.insert_json, (as_json(ids),))
+
+                await reset()
+                secs = await _harness.atimed(raw_json_trio)
+                results.add(bulk_section, JSON_TRIO, bulk, secs)
+                cur = await aconn.execute(raw.count)
+                if (await cur.fetchone()) != (bulk,):
+                    raise AssertionError("the raw multi-row INSERT did not insert every row")
+
+                ids = [uuid7() for _ in range(bulk)]
+                await reset()
+                secs = _harness.timed(lambda ids=ids: sconn.execute(raw.insert_json, (as_json(ids),)))
+                results.add(bulk_section, "raw multi-row INSERT (json_to_recordset), sync psycopg", bulk, secs)
+
+                ids = [uuid7() for _ in range(bulk)]
+
+                async def raw_unnest_trio(ids: list[uuid.UUID] = ids) -> None:
+                    await aconn.execute(raw.insert_unnest, (ids, functions, payloads))
+
+                await reset()
+                secs = await _harness.atimed(raw_unnest_trio)
+                results.add(bulk_section, "raw multi-row INSERT (unnest arrays), Trio driver", bulk, secs)
+
+                async def raw_series() -> None:
+                    await aconn.execute(raw.insert_series, (FUNCTION, bulk))
+
+                await reset()
+                secs = await _harness.atimed(raw_series)
+                results.add(bulk_section, "raw INSERT ... generate_series (no data sent)", bulk, secs)
+
+                ids = [uuid7() for _ in range(bulk)]
+
+                def raw_copy(ids: list[uuid.UUID] = ids) -> None:
+                    with sconn.cursor() as cur, cur.copy(raw.copy) as copy:
+                        for row in zip(ids, functions, payloads, strict=True):
+                            copy.write_row(row)
+
+                await reset()
+                secs = _harness.timed(raw_copy)
+                results.add(bulk_section, "raw COPY (not an INSERT), sync psycopg", bulk, secs)
+
+                params = [EnqueueParams(noop, (i,)) for i in range(bulk)]
+                out: list[Any] = []
+
+                async def werk_many(params: list[EnqueueParams] = params) -> None:
+                    out[:] = await app.enqueue_many(params)
+
+                await reset()
+                secs = await _harness.atimed(werk_many)
+                results.add(bulk_section, "werk app.enqueue_many", bulk, secs)
+                if sum(job is not None for job in out) != bulk:
+                    raise AssertionError("enqueue_many did not return a Job for every row")
+
+            await aconn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "raw_jobs")))
+        finally:
+            sconn.close()
+            await aconn.close()
+
+
+# --- peers (each in its own asyncio run) -------------------------------------
+
+
+async def measure_pgqueuer(
+    dsn: str, schema: str, runs: int, single: int, bulk: int, results: _harness.Results
+) -> None:
+    from pgqueuer.queries import Queries
+
+    try:
+        import asyncpg  # type: ignore[import-not-found]
+    except ImportError:
+        asyncpg = None
+    if asyncpg is not None:
+        driver_name = "asyncpg"
+        conn: Any = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        queries = Queries.from_asyncpg_connection(conn)
+    else:
+        driver_name = "psycopg async"
+        conn = await psycopg.AsyncConnection.connect(
+            dsn, autocommit=True, options=f"-c search_path={schema}"
+        )
+        queries = Queries.from_psycopg_connection(conn)
+    one = f"pgqueuer enqueue ({driver_name}, asyncio)"
+    many = f"pgqueuer enqueue(list of {bulk:,}) ({driver_name}, asyncio)"
+    results.declare(SINGLE, one, "jobs/s")
+    results.declare(BULK.format(n=bulk), many, "rows/s")
+    try:
+        await queries.install()
+        payloads = [_payload(i).encode() for i in range(bulk)]
+        for i in range(20):
+            await queries.enqueue("noop", payloads[i], 0)
+        for _ in range(runs):
+            await queries.clear_queue()
+
+            async def enqueue_one() -> None:
+                for i in range(single):
+                    await queries.enqueue("noop", payloads[i], 0)
+
+            results.add(SINGLE, one, single, await _harness.atimed(enqueue_one))
+            await queries.clear_queue()
+
+            async def enqueue_many() -> None:
+                await queries.enqueue(["noop"] * bulk, payloads, [0] * bulk)
+
+            results.add(BULK.format(n=bulk), many, bulk, await _harness.atimed(enqueue_many))
+    finally:
+        await conn.close()
+
+
+async def measure_procrastinate(
+    dsn: str, schema: str, runs: int, single: int, bulk: int, results: _harness.Results
+) -> None:
+    import logging
+
+    import procrastinate
+
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)  # its "app in __main__" notice
+    one = "procrastinate defer_async (psycopg pool, asyncio)"
+    many = f"procrastinate batch_defer_async({bulk:,}) (psycopg pool, asyncio)"
+    results.declare(SINGLE, one, "jobs/s")
+    results.declare(BULK.format(n=bulk), many, "rows/s")
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
+    papp = procrastinate.App(connector=connector)
+
+    @papp.task(name="noop")
+    def _noop(i: int) -> None:  # pragma: no cover - never run
+        pass
+
+    async with papp.open_async():
+        await papp.schema_manager.apply_schema_async()
+        truncate = "TRUNCATE procrastinate_jobs CASCADE"
+        for i in range(20):
+            await _noop.defer_async(i=i)
+        for _ in range(runs):
+            await connector.execute_query_async(truncate)
+
+            async def defer_one() -> None:
+                for i in range(single):
+                    await _noop.defer_async(i=i)
+
+            results.add(SINGLE, one, single, await _harness.atimed(defer_one))
+            await connector.execute_query_async(truncate)
+            task_kwargs = [{"i": i} for i in range(bulk)]
+
+            async def defer_many() -> None:
+                await _noop.batch_defer_async(*task_kwargs)
+
+            results.add(BULK.format(n=bulk), many, bulk, await _harness.atimed(defer_many))
+
+
+PEERS = {"pgqueuer": measure_pgqueuer, "procrastinate": measure_procrastinate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _harness.arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=1000, help="jobs per single-row run (default 1000)")
+    parser.add_argument("--bulk", type=int, default=20_000, help="jobs per bulk statement (default 20000)")
+    parser.add_argument("--no-peers", action="store_true", help="skip pgqueuer / procrastinate")
+    args = parser.parse_args(argv)
+    dsn = _harness.resolve_dsn(args.dsn)
+    print(_harness.server_info(dsn))
+    print(f"median of {args.runs} runs; single-row runs of {args.single:,} jobs; bulk of {args.bulk:,}")
+    print(_harness.load_note("at start"))
+    results = _harness.Results()
+    with _harness.fresh_schema(dsn) as schema:
+        trio.run(measure_werk_and_raw, dsn, schema, args.runs, args.single, args.bulk, results)
+        for name, measure in PEERS.items():
+            if args.no_peers:
+                break
+            try:
+                __import__(name)
+            except ImportError:
+                results.skip(f"{name} (not installed: pip install -e '.[bench]')")
+                continue
+            try:
+                asyncio.run(measure(dsn, schema, args.runs, args.single, args.bulk, results))
+            except Exception as ex:  # a peer's failure must not hide werk's numbers
+                results.skip(f"{name} failed: {type(ex).__name__}: {ex}")
+    results.print()
+    print("\n" + _harness.load_note("at end"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
