@@ -121,9 +121,16 @@ async def _close_server(server: asyncio.base_events.Server) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    async with trio_asyncio.open_loop(), werk:
-        worker = AsyncWorker(werk, queues=["web"], concurrency=10, shutdown_timeout=5, handle_signals=False)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # The receiver is opened first and closed last: a signal that arrives while
+    # starting waits in it and is acted on once the server is up; one that
+    # arrives while tearing down is ignored (we are stopping already) instead
+    # of killing the process half-way through.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio_asyncio.open_loop(), werk:
+            # handle_signals=False: the receiver above owns SIGTERM/SIGINT for both.
+            worker = AsyncWorker(
+                werk, queues=["web"], concurrency=10, shutdown_timeout=5, handle_signals=False
+            )
             async with trio.open_nursery() as outer:
                 async with trio.open_nursery() as services:
                     await services.start(worker.run)
@@ -144,7 +151,7 @@ async def main(host: str, port: int) -> None:
                                 services.cancel_scope.cancel()
 
                     outer.start_soon(on_signals)
-                # server closed and worker returned: stop listening for signals
+                # server closed and worker returned
                 outer.cancel_scope.cancel()
     print("stopped", flush=True)
 

@@ -112,11 +112,17 @@ async def main(host: str, port: int) -> None:
     config.accesslog = None
     stop_serving = trio.Event()
 
-    async with werk:
-        # handle_signals=False: the receiver below owns SIGTERM/SIGINT for both.
-        worker = AsyncWorker(werk, queues=["web"], concurrency=10, shutdown_timeout=5, handle_signals=False)
-        async with trio.open_nursery() as outer:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # The receiver is opened first and closed last: a signal that arrives while
+    # connecting waits in it and is acted on once the program runs; one that
+    # arrives while tearing down is ignored (we are stopping already) instead
+    # of killing the process half-way through.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with werk:
+            # handle_signals=False: the receiver above owns SIGTERM/SIGINT for both.
+            worker = AsyncWorker(
+                werk, queues=["web"], concurrency=10, shutdown_timeout=5, handle_signals=False
+            )
+            async with trio.open_nursery() as outer:
                 async with trio.open_nursery() as services:
 
                     async def on_signals() -> None:
@@ -137,7 +143,7 @@ async def main(host: str, port: int) -> None:
                         functools.partial(serve, asgi_app, config, shutdown_trigger=stop_serving.wait)
                     )
                     print(f"listening on {binds[0]}", flush=True)
-                # server and worker both returned: stop listening for signals
+                # server and worker both returned
                 outer.cancel_scope.cancel()
     print("stopped", flush=True)
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from psycopg import sql
 
@@ -85,8 +86,9 @@ async def wait_registered(app: Werk, *children: Child) -> None:
 # --- a. SIGTERM shutdown, exactly ---------------------------------------------------
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_sigterm_gives_running_jobs_shutdown_timeout_then_requeues_them(
-    app: Werk, dsn: str, schema: str, tmp_path: Path
+    signum: signal.Signals, app: Werk, dsn: str, schema: str, tmp_path: Path
 ) -> None:
     with trio.fail_after(60):
         await make_runs_table(dsn, schema)
@@ -97,13 +99,13 @@ async def test_sigterm_gives_running_jobs_shutdown_timeout_then_requeues_them(
             run = await wait_for_run(app, job.id, 1)
             assert run["pid"] == w.pid
             sent = time.monotonic()
-            w.send_signal(signal.SIGTERM)
+            w.send_signal(signum)
             code = await w.wait()
             delay = time.monotonic() - sent
-        print(f"SIGTERM with shutdown_timeout=2: exited {delay:.3f}s later")
+        print(f"{signum.name} with shutdown_timeout=2: exited {delay:.3f}s later")
         out = w.output()
         assert code == 0, out
-        assert 2.0 <= delay <= 3.0, f"exited {delay:.3f}s after SIGTERM\n{out}"
+        assert 2.0 <= delay <= 3.0, f"exited {delay:.3f}s after {signum.name}\n{out}"
         back = await app.get_job(job.id)
         assert back.status is JobStatus.QUEUED
         assert back.attempts == 0, "a shutdown must not spend an attempt"
