@@ -510,6 +510,17 @@ async def test_enqueue_delay_retry_int_and_repeat_intervals(app: Werk) -> None:
         assert back.repeat_remaining == 3
         assert back.repeat_interval_secs is None
         assert back.repeat_intervals is not None and back.repeat_intervals[:2] == [1, 2]
+        # fractional seconds: the returned Job has exactly the times the row got
+        odd = await app.enqueue(noop, _delay=1.0000005, _ttl=2.2222225)
+        assert odd is not None
+        odd_back = await app.get_job(odd.id)
+        assert odd_back == odd
+        assert odd_back.expires_at is not None and odd_back.expires_at > odd_back.scheduled_at
+        assert (
+            timedelta(seconds=1)
+            <= odd_back.scheduled_at - odd_back.enqueued_at
+            <= timedelta(seconds=1.000001)
+        )
         # a callable given by dotted path string
         by_path = await app.enqueue("tests.integration.test_app.send_email", "x@y.z")
         assert by_path is not None

@@ -32,6 +32,19 @@ def test_json_refuses_what_it_cannot_round_trip(bad: Any) -> None:
     assert "payload of m.f" in str(info.value)
 
 
+def test_json_circular_and_non_string_keys() -> None:
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(SerializationError):
+        encode(JSONSerializer(), loop, "payload")
+    s = JSONSerializer()
+    assert s.loads(s.dumps({1: "a", None: "b", 2.5: "c"})) == {"1": "a", "null": "b", "2.5": "c"}
+    with pytest.raises(SerializationError):
+        encode(s, {(1, 2): "tuple key"}, "payload")
+    # a failed encode leaves the serializer usable
+    assert s.loads(s.dumps({"after": [1]})) == {"after": [1]}
+
+
 def test_pickle_warns_and_round_trips() -> None:
     with pytest.warns(UserWarning, match="unsafe"):
         s = PickleSerializer()
