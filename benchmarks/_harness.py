@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, TextIO
 
 import psycopg
 from psycopg import sql
@@ -90,17 +91,17 @@ def fresh_schema(dsn: str, prefix: str = "werk_bench") -> Iterator[str]:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(ident))
 
 
-def timed(func: Callable[[], object]) -> float:
-    """Seconds ``func()`` took (wall clock)."""
+def timed(func: Callable[..., object], *args: Any) -> float:
+    """Seconds ``func(*args)`` took (wall clock)."""
     start = time.perf_counter()
-    func()
+    func(*args)
     return time.perf_counter() - start
 
 
-async def atimed(func: Callable[[], Awaitable[object]]) -> float:
-    """Seconds ``await func()`` took (wall clock); works on Trio and asyncio."""
+async def atimed(func: Callable[..., Awaitable[object]], *args: Any) -> float:
+    """Seconds ``await func(*args)`` took (wall clock); works on Trio and asyncio."""
     start = time.perf_counter()
-    await func()
+    await func(*args)
     return time.perf_counter() - start
 
 
@@ -141,7 +142,7 @@ class Results:
     def median(self, section: str, name: str) -> float:
         return statistics.median(self._rows[(section, name)].rates)
 
-    def print(self, file: object = None) -> None:
+    def print(self, file: TextIO | None = None) -> None:
         out = file or sys.stdout
         sections: dict[str, list[_Row]] = {}
         for row in self._rows.values():
@@ -151,15 +152,16 @@ class Results:
             base = next((r for r in rows if r.baseline), None)
             base_rate = statistics.median(base.rates) if base else None
             width = max(len(r.name) for r in rows)
-            print(f"\n## {section}", file=out)  # type: ignore[call-overload]
-            header = f"{'':<{width}}  {'median':>12}  {'unit':<7}  {'min..max':>19}  {'runs':>4}  {'x baseline':>10}"
-            print(header, file=out)  # type: ignore[call-overload]
-            print("-" * len(header), file=out)  # type: ignore[call-overload]
+            print(f"\n## {section}", file=out)
+            header = f"{'':<{width}}  {'median':>12}  {'unit':<7}  {'min..max':>19}  {'runs':>4}  x baseline"
+            print(header, file=out)
+            print("-" * len(header), file=out)
             for r in rows:
                 med = statistics.median(r.rates)
                 ratio = "baseline" if r.baseline else (f"{med / base_rate:.2f}x" if base_rate else "-")
                 spread = f"{min(r.rates):,.0f}..{max(r.rates):,.0f}"
-                line = f"{r.name:<{width}}  {med:>12,.0f}  {r.unit:<7}  {spread:>19}  {len(r.rates):>4}  {ratio:>10}"
-                print(line + (f"  ({r.note})" if r.note else ""), file=out)  # type: ignore[call-overload]
+                line = f"{r.name:<{width}}  {med:>12,.0f}  {r.unit:<7}  {spread:>19}  {len(r.rates):>4}"
+                line += f"  {ratio:>10}"
+                print(line + (f"  ({r.note})" if r.note else ""), file=out)
         for what in self._skipped:
-            print(f"\nskipped: {what}", file=out)  # type: ignore[call-overload]
+            print(f"\nskipped: {what}", file=out)

@@ -54,6 +54,7 @@ BULK = "bulk: {n:,} jobs in one statement (rows/s)"
 
 FUNCTION = "benchmarks.bench_enqueue.noop"
 JSON_TRIO = "raw multi-row INSERT (json_to_recordset), Trio driver"
+JSON_SYNC = "raw multi-row INSERT (json_to_recordset), sync psycopg"
 
 
 def noop(i: int) -> None:
@@ -80,8 +81,7 @@ class Raw:
             "FROM json_to_recordset(%s::json) AS t(id uuid, f text, pl text)"
         ).format(raw)
         self.insert_unnest = sql.SQL(
-            "INSERT INTO {} (id, function, payload) "
-            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])"
+            "INSERT INTO {} (id, function, payload) SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[])"
         ).format(raw)
         self.copy = sql.SQL("COPY {} (id, function, payload) FROM STDIN").format(raw)
         self.insert_series = sql.SQL(
@@ -104,7 +104,7 @@ async def measure_werk_and_raw(
         results.declare(SINGLE, name, "jobs/s", baseline=base)
     for name, base in (
         (JSON_TRIO, True),
-        ("raw multi-row INSERT (json_to_recordset), sync psycopg", False),
+        (JSON_SYNC, False),
         ("raw multi-row INSERT (unnest arrays), Trio driver", False),
         ("raw INSERT ... generate_series (no data sent)", False),
         ("raw COPY (not an INSERT), sync psycopg", False),
@@ -117,110 +117,112 @@ async def measure_werk_and_raw(
         raw = Raw(schema, f"{app.config.prefix}_jobs")
         aconn = await trio_connect(dsn, autocommit=True)
         sconn = psycopg.connect(dsn, autocommit=True)
+        functions = [FUNCTION] * bulk
+        payloads = [_payload(i) for i in range(bulk)]
+
+        def fresh_ids(n: int) -> list[uuid.UUID]:
+            return [uuid7() for _ in range(n)]
+
+        def as_json(ids: list[uuid.UUID]) -> str:
+            # the raw client's encoding work is part of its time, as werk's is
+            rows = [{"id": str(i), "f": FUNCTION, "pl": p} for i, p in zip(ids, payloads, strict=True)]
+            return json.dumps(rows)
+
+        async def reset() -> None:
+            await aconn.execute(raw.truncate)
+            await app.truncate()
+
+        async def raw_one_trio(ids: list[uuid.UUID]) -> None:
+            for i, job_id in enumerate(ids):
+                await aconn.execute(raw.insert_one, (job_id, FUNCTION, payloads[i]))
+
+        def raw_one_sync(ids: list[uuid.UUID]) -> None:
+            for i, job_id in enumerate(ids):
+                sconn.execute(raw.insert_one, (job_id, FUNCTION, payloads[i]))
+
+        async def werk_one(n: int) -> None:
+            for i in range(n):
+                await app.enqueue(noop, i)
+
+        async def raw_json_trio(ids: list[uuid.UUID]) -> None:
+            await aconn.execute(raw.insert_json, (as_json(ids),))
+
+        def raw_json_sync(ids: list[uuid.UUID]) -> None:
+            sconn.execute(raw.insert_json, (as_json(ids),))
+
+        async def raw_unnest_trio(ids: list[uuid.UUID]) -> None:
+            await aconn.execute(raw.insert_unnest, (ids, functions, payloads))
+
+        async def raw_series(n: int) -> None:
+            await aconn.execute(raw.insert_series, (FUNCTION, n))
+
+        def raw_copy(ids: list[uuid.UUID]) -> None:
+            with sconn.cursor() as cur, cur.copy(raw.copy) as copy:
+                for row in zip(ids, functions, payloads, strict=True):
+                    copy.write_row(row)
+
+        async def werk_many(params: list[EnqueueParams]) -> None:
+            jobs = await app.enqueue_many(params)
+            if sum(job is not None for job in jobs) != len(params):
+                raise AssertionError("enqueue_many did not return a Job for every row")
+
         try:
             await aconn.execute(raw.create)
-
-            async def reset() -> None:
-                await aconn.execute(raw.truncate)
-                await app.truncate()
-
-            # One unmeasured round of each to warm caches and prepared statements.
+            # One unmeasured round of each, to warm caches and prepared statements.
             for i in range(20):
                 await app.enqueue(noop, i)
-                await aconn.execute(raw.insert_one, (uuid7(), FUNCTION, _payload(i)))
-                sconn.execute(raw.insert_one, (uuid7(), FUNCTION, _payload(i)))
-            await reset()
+                await aconn.execute(raw.insert_one, (uuid7(), FUNCTION, payloads[i]))
+                sconn.execute(raw.insert_one, (uuid7(), FUNCTION, payloads[i]))
+            await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(100)])
 
             for _ in range(runs):
                 # --- single-row -------------------------------------------------
-                rows = [(uuid7(), FUNCTION, _payload(i)) for i in range(single)]
-
-                async def raw_one_trio(rows: list[tuple[Any, ...]] = rows) -> None:
-                    for row in rows:
-                        await aconn.execute(raw.insert_one, row)
-
+                ids = fresh_ids(single)
                 await reset()
-                secs = await _harness.atimed(raw_one_trio)
+                secs = await _harness.atimed(raw_one_trio, ids)
                 results.add(SINGLE, "raw INSERT, werk_trio.db (Trio driver)", single, secs)
 
-                rows = [(uuid7(), FUNCTION, _payload(i)) for i in range(single)]
+                ids = fresh_ids(single)
                 await reset()
-                secs = _harness.timed(lambda rows=rows: [sconn.execute(raw.insert_one, r) for r in rows])
+                secs = _harness.timed(raw_one_sync, ids)
                 results.add(SINGLE, "raw INSERT, sync psycopg", single, secs)
 
-                async def werk_one() -> None:
-                    for i in range(single):
-                        await app.enqueue(noop, i)
-
                 await reset()
-                secs = await _harness.atimed(werk_one)
+                secs = await _harness.atimed(werk_one, single)
                 results.add(SINGLE, "werk app.enqueue", single, secs)
 
                 # --- bulk -------------------------------------------------------
-                functions = [FUNCTION] * bulk
-                payloads = [_payload(i) for i in range(bulk)]
-
-                def as_json(ids: list[uuid.UUID]) -> str:
-                    # the raw client's encoding work is part of its time, as werk's is
-                    return json.dumps(
-                        [{"id": str(i), "f": FUNCTION, "pl": p} for i, p in zip(ids, payloads, strict=True)]
-                    )
-
-                ids = [uuid7() for _ in range(bulk)]
-
-                async def raw_json_trio(ids: list[uuid.UUID] = ids) -> None:
-                    await aconn.execute(raw.insert_json, (as_json(ids),))
-
+                ids = fresh_ids(bulk)
                 await reset()
-                secs = await _harness.atimed(raw_json_trio)
+                secs = await _harness.atimed(raw_json_trio, ids)
                 results.add(bulk_section, JSON_TRIO, bulk, secs)
                 cur = await aconn.execute(raw.count)
                 if (await cur.fetchone()) != (bulk,):
                     raise AssertionError("the raw multi-row INSERT did not insert every row")
 
-                ids = [uuid7() for _ in range(bulk)]
+                ids = fresh_ids(bulk)
                 await reset()
-                secs = _harness.timed(lambda ids=ids: sconn.execute(raw.insert_json, (as_json(ids),)))
-                results.add(bulk_section, "raw multi-row INSERT (json_to_recordset), sync psycopg", bulk, secs)
+                secs = _harness.timed(raw_json_sync, ids)
+                results.add(bulk_section, JSON_SYNC, bulk, secs)
 
-                ids = [uuid7() for _ in range(bulk)]
-
-                async def raw_unnest_trio(ids: list[uuid.UUID] = ids) -> None:
-                    await aconn.execute(raw.insert_unnest, (ids, functions, payloads))
-
+                ids = fresh_ids(bulk)
                 await reset()
-                secs = await _harness.atimed(raw_unnest_trio)
+                secs = await _harness.atimed(raw_unnest_trio, ids)
                 results.add(bulk_section, "raw multi-row INSERT (unnest arrays), Trio driver", bulk, secs)
 
-                async def raw_series() -> None:
-                    await aconn.execute(raw.insert_series, (FUNCTION, bulk))
-
                 await reset()
-                secs = await _harness.atimed(raw_series)
+                secs = await _harness.atimed(raw_series, bulk)
                 results.add(bulk_section, "raw INSERT ... generate_series (no data sent)", bulk, secs)
 
-                ids = [uuid7() for _ in range(bulk)]
-
-                def raw_copy(ids: list[uuid.UUID] = ids) -> None:
-                    with sconn.cursor() as cur, cur.copy(raw.copy) as copy:
-                        for row in zip(ids, functions, payloads, strict=True):
-                            copy.write_row(row)
-
+                ids = fresh_ids(bulk)
                 await reset()
-                secs = _harness.timed(raw_copy)
+                secs = _harness.timed(raw_copy, ids)
                 results.add(bulk_section, "raw COPY (not an INSERT), sync psycopg", bulk, secs)
 
                 params = [EnqueueParams(noop, (i,)) for i in range(bulk)]
-                out: list[Any] = []
-
-                async def werk_many(params: list[EnqueueParams] = params) -> None:
-                    out[:] = await app.enqueue_many(params)
-
                 await reset()
-                secs = await _harness.atimed(werk_many)
+                secs = await _harness.atimed(werk_many, params)
                 results.add(bulk_section, "werk app.enqueue_many", bulk, secs)
-                if sum(job is not None for job in out) != bulk:
-                    raise AssertionError("enqueue_many did not return a Job for every row")
 
             await aconn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "raw_jobs")))
         finally:
@@ -246,9 +248,7 @@ async def measure_pgqueuer(
         queries = Queries.from_asyncpg_connection(conn)
     else:
         driver_name = "psycopg async"
-        conn = await psycopg.AsyncConnection.connect(
-            dsn, autocommit=True, options=f"-c search_path={schema}"
-        )
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, options=f"-c search_path={schema}")
         queries = Queries.from_psycopg_connection(conn)
     one = f"pgqueuer enqueue ({driver_name}, asyncio)"
     many = f"pgqueuer enqueue(list of {bulk:,}) ({driver_name}, asyncio)"
@@ -301,21 +301,20 @@ async def measure_procrastinate(
         truncate = "TRUNCATE procrastinate_jobs CASCADE"
         for i in range(20):
             await _noop.defer_async(i=i)
+
+        async def defer_one(n: int) -> None:
+            for i in range(n):
+                await _noop.defer_async(i=i)
+
+        async def defer_many(task_kwargs: list[dict[str, Any]]) -> None:
+            await _noop.batch_defer_async(*task_kwargs)
+
         for _ in range(runs):
             await connector.execute_query_async(truncate)
-
-            async def defer_one() -> None:
-                for i in range(single):
-                    await _noop.defer_async(i=i)
-
-            results.add(SINGLE, one, single, await _harness.atimed(defer_one))
+            results.add(SINGLE, one, single, await _harness.atimed(defer_one, single))
             await connector.execute_query_async(truncate)
             task_kwargs = [{"i": i} for i in range(bulk)]
-
-            async def defer_many() -> None:
-                await _noop.batch_defer_async(*task_kwargs)
-
-            results.add(BULK.format(n=bulk), many, bulk, await _harness.atimed(defer_many))
+            results.add(BULK.format(n=bulk), many, bulk, await _harness.atimed(defer_many, task_kwargs))
 
 
 PEERS = {"pgqueuer": measure_pgqueuer, "procrastinate": measure_procrastinate}

@@ -38,7 +38,7 @@ def uuid7() -> uuid.UUID:
     u = _new(_UUID)
     _set(u, "int", value)
     _set(u, "is_safe", _UNKNOWN)
-    return u  # type: ignore[no-any-return]
+    return u
 
 
 def _reset_after_fork() -> None:

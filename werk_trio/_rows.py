@@ -11,7 +11,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._ids import uuid7
@@ -87,7 +87,7 @@ _INT32 = 2**31
 _QUEUED, _SCHEDULED, _WAITING = JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.WAITING
 _quote = json.encoder.encode_basestring_ascii  # a str as a JSON string literal (C)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-_UTC = timezone.utc
+_UTC = UTC
 
 
 def _micros(seconds: float) -> int:
@@ -255,7 +255,7 @@ class RowBuilder:
         else:
             status = _QUEUED
         # Postgres reads a uuid from its 32 hex digits.
-        head = '{"id":"%032x","f":%s,"pl":%s' % (job_id.int, path_json, _quote(payload))
+        head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
         self.rows.append(head + "," + _dumps(extra)[1:] if extra else head + "}")
         for dep in deps:
             self.deps.append((job_id, dep.job_id, dep.allow_failure))
