@@ -36,6 +36,7 @@ from __future__ import annotations
 import inspect
 import logging
 import select
+import time
 import weakref
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
@@ -86,25 +87,39 @@ def _ready_now(fd: int, state: int) -> int:
     return ready
 
 
+#: Longest stretch (seconds) a connection may keep the loop serving sockets that
+#: are already ready before it lets other tasks run (as psycopg does on asyncio).
+MAX_BUSY_TIME = 0.005
+_last_yield = 0.0
+
+
 async def _wait_fd(fd: int, state: int) -> int:
-    """Wait until ``fd`` is ready for ``state`` (R, W or RW); return the readiness."""
-    if state == _WAIT_R:
-        await trio.lowlevel.wait_readable(fd)
-        return _READY_R
-    if state == _WAIT_W:
-        # A socket asked for writing is nearly always writable: a zero-timeout
-        # poll is much cheaper than a trip through the scheduler.
-        if _ready_now(fd, state):
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return _READY_W
-        await trio.lowlevel.wait_writable(fd)
-        return _READY_W
-    # RW: libpq is flushing a large send and may need to read to make room.
+    """Wait until ``fd`` is ready for ``state`` (R, W or RW); return the readiness.
+
+    A socket that is ready already is served without a trip through the
+    scheduler (a zero-timeout ``poll`` is much cheaper, and a pipeline of
+    statements would otherwise let every other task run between its sends),
+    unless the loop has been kept busy for ``MAX_BUSY_TIME``.
+    """
+    global _last_yield
     ready = _ready_now(fd, state)
     if ready:
+        now = time.monotonic()
+        if now - _last_yield < MAX_BUSY_TIME:
+            return ready
         await trio.lowlevel.cancel_shielded_checkpoint()
+        _last_yield = time.monotonic()
         return ready
+    if state == _WAIT_R:
+        await trio.lowlevel.wait_readable(fd)
+        _last_yield = time.monotonic()
+        return _READY_R
+    if state == _WAIT_W:
+        await trio.lowlevel.wait_writable(fd)
+        _last_yield = time.monotonic()
+        return _READY_W
 
+    # RW: libpq is flushing a large send and may need to read to make room.
     async def _race(waiter: Any, value: int, cancel: trio.CancelScope) -> None:
         nonlocal ready
         await waiter(fd)
@@ -114,6 +129,7 @@ async def _wait_fd(fd: int, state: int) -> int:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(_race, trio.lowlevel.wait_readable, _READY_R, nursery.cancel_scope)
         nursery.start_soon(_race, trio.lowlevel.wait_writable, _READY_W, nursery.cancel_scope)
+    _last_yield = time.monotonic()
     return ready or _ready_now(fd, state)
 
 
