@@ -291,18 +291,20 @@ class Werk:
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
         for item in items:
             builder.add(item)
+        # ON CONFLICT only when some job has a _key: no other row can conflict.
+        insert = self.sql.INSERT_JOBS if builder.keyed else self.sql.INSERT_JOBS_NO_KEYS
         params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel}
         async with self._use(conn) as c:
             if builder.deps:
                 async with c.transaction():
-                    now, keyed = await self._insert_with_deps(c, builder, params)
+                    now, keyed = await self._insert_with_deps(c, builder, insert, params)
             else:
-                cur = await c.execute(self.sql.INSERT_JOBS, params)
+                cur = await c.execute(insert, params)
                 now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
         return builder.finish(now, keyed)
 
     async def _insert_with_deps(
-        self, conn: Connection[Any], builder: RowBuilder, params: dict[str, Any]
+        self, conn: Connection[Any], builder: RowBuilder, insert: str, params: dict[str, Any]
     ) -> tuple[Any, Any]:
         parents = sorted({p for _, p, _ in builder.deps})
         cur = await conn.execute(self.sql.LOCK_PARENTS, {"ids": parents})
@@ -313,7 +315,7 @@ class Werk:
                 f"cannot depend on job(s) {', '.join(missing)}: no such job (never enqueued, "
                 "or already deleted)"
             )
-        cur = await conn.execute(self.sql.INSERT_JOBS, params)
+        cur = await conn.execute(insert, params)
         now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
         inserted = [job.id for job in builder.inserted(keyed)]
         await conn.execute(

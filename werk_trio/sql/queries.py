@@ -38,6 +38,7 @@ RECORD_MIGRATION = "INSERT INTO {migrations} (version, name) VALUES (%(version)s
 # inserted rows computes both.
 # New claimable jobs wake the workers of their queues with one NOTIFY per
 # queue per statement (Postgres also folds duplicates within a transaction).
+_KEY_CONFLICT = "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING"
 INSERT_JOBS = """
 WITH ins AS (
     INSERT INTO {jobs} (id, function, queue, status, priority, max_attempts, scheduled_at,
@@ -56,7 +57,7 @@ WITH ins AS (
             rttl float8, fttl float8, on_s jsonb, on_f jsonb, on_x jsonb, ri float8[],
             rr integer, rs float8, rv float8[], cron text, fm text)
     ) AS input
-    ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING
+    """ + _KEY_CONFLICT + """
     RETURNING id, status, queue, key
 )
 SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
@@ -64,6 +65,10 @@ SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
        FROM unnest(array_agg(DISTINCT queue) FILTER (WHERE status = 'queued')) q) AS notified
 FROM ins
 """
+
+# The same for a batch without any _key, where no row can conflict: a plain
+# INSERT skips the speculative insertion ON CONFLICT does for every row.
+INSERT_JOBS_NO_KEYS = INSERT_JOBS.replace(_KEY_CONFLICT, "")
 
 # Parents of new dependent jobs, locked so that none can finish (and miss the
 # new dependents) before the enqueue commits.
