@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from ._rows import RowBuilder, execution_from_row, job_from_row, split_options
 from .config import WerkConfig, describe_dsn, mask_dsn, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
-from .errors import ConfigError, JobNotFound, WerkError
+from .errors import ConfigError, JobError, JobNotFound, WaitTimeout, WerkError
 from .jobs import (
     TERMINAL_STATUSES,
     EnqueueParams,
@@ -33,6 +34,7 @@ from .jobs import (
 )
 from .serializers import JSONSerializer, Serializer, check_serializer
 from .tasks import TaskRegistry, caller_package
+from ._waiting import DoneWatcher
 
 __all__ = ["Werk"]
 
@@ -71,6 +73,7 @@ class Werk:
         self._on_startup: list[Hook] = []
         self._on_shutdown: list[Hook] = []
         self._before_enqueue: list[Callable[[EnqueueParams], Any]] = []
+        self._done = DoneWatcher(self)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class Werk:
                 for hook in self._on_shutdown:
                     await _call(hook)
             finally:
+                self._done.stop()
                 self._pool, self._dsn = None, None
                 with trio.CancelScope(shield=True):
                     await pool.close()
@@ -229,11 +233,16 @@ class Werk:
 
     # --- tasks ----------------------------------------------------------------
 
-    def task(self, func: F | None = None, *, name: str | None = None) -> Any:
-        """Decorator registering a function workers may run (``@app.task`` or
-        ``@app.task(name="pkg.mod.fn")``)."""
+    def task(self, func: F | None = None, *, name: str | None = None, asyncio: bool = False) -> Any:
+        """Decorator registering a function workers may run (``@app.task``,
+        ``@app.task(name="pkg.mod.fn")``; ``asyncio=True`` marks an asyncio
+        coroutine function for the trio-asyncio bridge)."""
 
         def deco(f: F) -> F:
+            if asyncio:
+                from .executors import asyncio_handler
+
+                asyncio_handler(f)
             self.tasks.register(f, name)
             return f
 
@@ -335,6 +344,88 @@ class Werk:
             if job.id in resolved:
                 job.status = JobStatus(resolved[job.id])
         return now, keyed
+
+    # --- waiting for results ----------------------------------------------------
+
+    async def wait_for(self, job_id: Any, timeout: float | None = None) -> Job:
+        """Wait until the job is terminal and return it. Woken by NOTIFY when it
+        ends, with a database re-check every second as a fallback. Raises
+        WaitTimeout after ``timeout`` seconds (None: wait forever), JobNotFound
+        if the row disappears. Cancellation: safe, nothing is changed."""
+        jid = as_job_id(job_id)
+        return (await self._wait_many([jid], timeout))[jid]
+
+    async def apply(self, func: Callable[..., Any] | str, *args: Any, timeout: float | None = None,
+                    **kwargs: Any) -> Any:
+        """Enqueue a job, wait for it, return its result; JobError (with ``.job``)
+        if it failed or was aborted, WaitTimeout after ``timeout`` seconds."""
+        job = await self.enqueue(func, *args, **kwargs)
+        if job is None:
+            raise ConfigError("apply() cannot wait for a job whose _key is already taken")
+        done = await self.wait_for(job.id, timeout=timeout)
+        if done.status is not JobStatus.COMPLETE:
+            raise JobError(done)
+        return done.result
+
+    async def map(self, func: Callable[..., Any] | str, kwargs_list: Iterable[dict[str, Any]], *,
+                  timeout: float | None = None, return_exceptions: bool = False, **options: Any) -> list[Any]:
+        """Enqueue one job per kwargs dict (in one statement), wait for all, and
+        return their results in order. A failed job raises JobError, or with
+        ``return_exceptions=True`` puts the JobError in its place."""
+        opts, extra = split_options(options)
+        if extra:
+            raise ConfigError(f"map() options must start with '_', got {sorted(extra)}")
+        items = []
+        for kw in kwargs_list:
+            if not isinstance(kw, dict):
+                raise ConfigError(f"map() takes a list of kwargs dicts, got {type(kw).__name__}")
+            items.append(EnqueueParams(func, (), kw, **opts))
+        jobs = await self.enqueue_many(items)
+        if any(j is None for j in jobs):
+            raise ConfigError("map() cannot wait for jobs whose _key is already taken")
+        ids = [j.id for j in jobs if j is not None]
+        done = await self._wait_many(ids, timeout)
+        out: list[Any] = []
+        for jid in ids:
+            job = done[jid]
+            if job.status is JobStatus.COMPLETE:
+                out.append(job.result)
+            elif return_exceptions:
+                out.append(JobError(job))
+            else:
+                raise JobError(job)
+        return out
+
+    async def _wait_many(self, ids: list[uuid.UUID], timeout: float | None) -> dict[uuid.UUID, Job]:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                    or timeout < 0):
+            raise ConfigError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+        await self._done.ensure_started()
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        done: dict[uuid.UUID, Job] = {}
+        pending = list(dict.fromkeys(ids))
+        while True:
+            watching = pending
+            event = self._done.register(watching)
+            try:
+                found = await self.get_jobs(pending)
+                missing = [jid for jid in pending if jid not in found]
+                if missing:
+                    raise JobNotFound(missing[0])
+                for jid, job in found.items():
+                    if job.status.terminal:
+                        done[jid] = job
+                pending = [jid for jid in pending if jid not in done]
+                if not pending:
+                    return done
+                if trio.current_time() >= deadline:
+                    raise WaitTimeout(
+                        f"{len(pending)} job(s) not finished after {timeout:g}s (first: {pending[0]})"
+                    )
+                with trio.move_on_at(min(deadline, trio.current_time() + _WAIT_POLL)):
+                    await event.wait()
+            finally:
+                self._done.unregister(watching, event)
 
     # --- inspecting -----------------------------------------------------------
 
@@ -526,6 +617,9 @@ class Werk:
         """Delete every job, execution, dependency and worker row. For tests and resets."""
         async with self.pool.connection() as conn:
             await conn.execute(self.sql.TRUNCATE)
+
+
+_WAIT_POLL = 1.0  # seconds between database re-checks while waiting
 
 
 def _statuses(value: Any) -> list[str] | None:
