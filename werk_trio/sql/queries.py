@@ -143,9 +143,18 @@ ORDER BY enqueued_at DESC, id DESC
 LIMIT %(limit)s OFFSET %(offset)s"""
 )
 
+# Finished attempts, plus the running one (the job row itself) if any; the
+# running attempt wins over an older row of the same number (a run cut off by
+# a shutdown).
 GET_EXECUTIONS = """
-SELECT job_id, attempt, worker_id, status, started_at, finished_at, error
-FROM {executions} WHERE job_id = %(id)s ORDER BY attempt
+SELECT e.job_id, e.attempt, e.worker_id, e.status, e.started_at, e.finished_at, e.error
+FROM {executions} e
+LEFT JOIN {jobs} j ON j.id = e.job_id AND j.status IN ('active', 'aborting') AND j.attempts = e.attempt
+WHERE e.job_id = %(id)s AND j.id IS NULL
+UNION ALL
+SELECT id, attempts, worker_id, 'running', started_at, NULL, NULL
+FROM {jobs} WHERE id = %(id)s AND status IN ('active', 'aborting')
+ORDER BY 2
 """
 
 COUNT_BY_STATUS = """
@@ -250,10 +259,6 @@ WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = attempts - 1, worker_id = NULL
     WHERE worker_id = %(id)s AND status = 'active'
     RETURNING id, attempts + 1 AS attempt, queue
-), ex AS (
-    UPDATE {executions} e SET status = 'aborted', finished_at = now(),
-        error = 'werk_trio.errors.WorkerShutdown: the worker stopped before this attempt ran; requeued'
-    FROM upd WHERE e.job_id = upd.id AND e.attempt = upd.attempt AND e.status = 'running'
 )
 SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
@@ -274,9 +279,9 @@ WHERE id = ANY(%(ids)s::uuid[]) AND worker_id = %(worker_id)s AND status IN ('ac
 # --- claiming -----------------------------------------------------------------
 
 # The tail shared by both claim statements: mark the picked rows active for
-# this worker (spending an attempt) and open their execution rows. An
-# execution row left by a shutdown-interrupted run (same attempt number) is
-# reused.
+# this worker (spending an attempt), at most one per concurrency group. No
+# execution row yet: the running attempt is the job row itself, and its
+# execution row is written once, with the outcome.
 _CLAIM_TAIL = """
 ranked AS (
     SELECT id, group_key,
@@ -288,11 +293,6 @@ ranked AS (
     FROM ranked r
     WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
     RETURNING """ + ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(",")) + """
-), opened AS (
-    INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at)
-    SELECT id, attempts, worker_id, 'running', started_at FROM claimed
-    ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
-        status = 'running', started_at = excluded.started_at, finished_at = NULL, error = NULL
 )
 SELECT * FROM claimed
 """
@@ -360,7 +360,7 @@ WITH o AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json)
         AS o(id uuid, attempt integer, kind text, result text, error text, delay float8)
 ), cur AS (
-    SELECT j.id, j.attempts, o.kind, o.result, o.error, o.delay,
+    SELECT j.id, j.attempts, j.started_at, o.kind, o.result, o.error, o.delay,
         CASE
             WHEN o.kind = 'requeue' THEN 'queued'
             WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
@@ -396,13 +396,17 @@ WITH o AS (
         EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks
 ), ex AS (
-    UPDATE {executions} e SET
-        status = CASE WHEN c.kind = 'complete' THEN 'complete'
-                      WHEN c.new_status = 'aborted' OR c.kind = 'requeue' THEN 'aborted'
-                      ELSE 'failed' END,
-        finished_at = now(),
-        error = CASE WHEN c.kind = 'complete' THEN NULL ELSE c.error END
-    FROM cur c WHERE e.job_id = c.id AND e.attempt = c.attempts
+    INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
+    SELECT c.id, c.attempts, %(worker_id)s,
+        CASE WHEN c.kind = 'complete' THEN 'complete'
+             WHEN c.new_status = 'aborted' OR c.kind = 'requeue' THEN 'aborted' ELSE 'failed' END,
+        c.started_at, now(), CASE WHEN c.kind = 'complete' THEN NULL ELSE c.error END
+    FROM cur c
+    -- a run cut off by a shutdown keeps its number: its row is replaced when
+    -- the attempt runs again
+    ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
+        status = excluded.status, started_at = excluded.started_at,
+        finished_at = excluded.finished_at, error = excluded.error
 )
 SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
     (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
@@ -468,10 +472,10 @@ RETURNING id, name
 
 # Running jobs whose worker is gone (dead, or its row deleted), or untouched
 # for max_active_secs: the attempt is spent; requeue if attempts are left,
-# else fail. The open execution row is closed as failed.
+# else fail. The lost attempt gets its execution row, failed.
 RESCUE_JOBS = """
 WITH lost AS (
-    SELECT j.id, j.attempts,
+    SELECT j.id, j.attempts, j.worker_id, j.started_at,
         CASE WHEN w.id IS NULL THEN 'worker lost: worker ' || j.worker_id::text
                                     || ' died (no heartbeat for 3 intervals) while running this job'
              ELSE 'worker lost: job stuck, not touched for '
@@ -494,8 +498,9 @@ WITH lost AS (
     FROM lost l WHERE j.id = l.id
     RETURNING j.id, j.status, j.queue
 ), ex AS (
-    UPDATE {executions} e SET status = 'failed', finished_at = now(), error = l.reason
-    FROM lost l WHERE e.job_id = l.id AND e.attempt = l.attempts AND e.status = 'running'
+    INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
+    SELECT l.id, l.attempts, l.worker_id, 'failed', l.started_at, now(), l.reason FROM lost l
+    ON CONFLICT (job_id, attempt) DO NOTHING
 )
 SELECT id, status, queue,
     (SELECT count(pg_notify(%(jobs_channel)s, q.queue))

@@ -57,13 +57,27 @@ CREATE UNIQUE INDEX {jobs_key_idx} ON {jobs} (key) WHERE key IS NOT NULL;
 CREATE UNIQUE INDEX {jobs_group_active_idx} ON {jobs} (group_key)
     WHERE group_key IS NOT NULL AND status IN ('active', 'aborting');
 
--- The sweeper and the abort-watcher look up running jobs by worker.
+-- The sweeper, the abort-watcher and the completer's fence look up running
+-- jobs by worker.
 CREATE INDEX {jobs_running_idx} ON {jobs} (worker_id)
     WHERE status IN ('active', 'aborting');
 
--- Listing and purging by status and age.
-CREATE INDEX {jobs_status_idx} ON {jobs} (status, completed_at);
+-- Finished rows by age (purge). Only terminal rows are in it, so a job's
+-- trips through scheduled/queued/active cost no insert here.
+CREATE INDEX {jobs_finished_idx} ON {jobs} (completed_at)
+    WHERE status IN ('complete', 'failed', 'aborted');
 
+-- The sweeper's lookups, each over the few rows that need it: finished rows
+-- with a result/failure TTL, unstarted rows with a TTL, waiting rows.
+CREATE INDEX {jobs_ttl_idx} ON {jobs} (completed_at)
+    WHERE status IN ('complete', 'failed', 'aborted')
+      AND (result_ttl IS NOT NULL OR failure_ttl IS NOT NULL);
+CREATE INDEX {jobs_expiry_idx} ON {jobs} (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN ('queued', 'scheduled', 'waiting');
+CREATE INDEX {jobs_waiting_idx} ON {jobs} (id) WHERE status = 'waiting';
+
+-- One row per finished attempt, written with the outcome (the running
+-- attempt is the job row itself: get_executions shows it as 'running').
 CREATE TABLE {executions} (
     job_id       uuid NOT NULL REFERENCES {jobs} (id) ON DELETE CASCADE,
     attempt      integer NOT NULL CHECK (attempt >= 1),
