@@ -351,6 +351,9 @@ WITH qs AS (
 # One statement writes a whole batch of outcomes. Each outcome is fenced: it
 # applies only if the job is still active (or aborting) for this worker and
 # this attempt -- a late ack from a worker that lost the job changes nothing.
+# The fence sits in the UPDATE's own WHERE, which Postgres re-checks on the
+# latest row version, so no separate locking pass is needed; only rows the
+# UPDATE really changed get execution rows.
 # kind: complete | fail (retry if attempts are left) | fail_final | abort |
 # requeue (shutdown: back to queued without spending the attempt). ``delay``
 # (seconds, computed by the runner from the job's retry or repeat intervals)
@@ -373,7 +376,6 @@ WITH o AS (
     FROM {jobs} j JOIN o ON o.id = j.id
     WHERE j.worker_id = %(worker_id)s AND j.attempts = o.attempt
       AND j.status IN ('active', 'aborting')
-    FOR UPDATE OF j
 ), upd AS (
     UPDATE {jobs} j SET
         status = c.new_status,
@@ -391,17 +393,22 @@ WITH o AS (
                                 THEN j.repeat_remaining - 1 ELSE j.repeat_remaining END,
         worker_id = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.worker_id END,
         expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.expires_at END
-    FROM cur c WHERE j.id = c.id
-    RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind,
+    FROM cur c
+    -- the fence again, here, so the UPDATE re-checks it on the row's latest
+    -- version (a sweeper or another worker may have taken the job meanwhile)
+    WHERE j.id = c.id AND j.worker_id = %(worker_id)s AND j.attempts = c.attempts
+      AND j.status IN ('active', 'aborting')
+    RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
+        j.started_at, c.error, c.new_status,
         EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks
 ), ex AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
-    SELECT c.id, c.attempts, %(worker_id)s,
-        CASE WHEN c.kind = 'complete' THEN 'complete'
-             WHEN c.new_status = 'aborted' OR c.kind = 'requeue' THEN 'aborted' ELSE 'failed' END,
-        c.started_at, now(), CASE WHEN c.kind = 'complete' THEN NULL ELSE c.error END
-    FROM cur c
+    SELECT u.id, u.attempt, %(worker_id)s,
+        CASE WHEN u.kind = 'complete' THEN 'complete'
+             WHEN u.new_status = 'aborted' OR u.kind = 'requeue' THEN 'aborted' ELSE 'failed' END,
+        u.started_at, now(), CASE WHEN u.kind = 'complete' THEN NULL ELSE u.error END
+    FROM upd u
     -- a run cut off by a shutdown keeps its number: its row is replaced when
     -- the attempt runs again
     ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
