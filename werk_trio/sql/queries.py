@@ -35,9 +35,11 @@ RECORD_MIGRATION = "INSERT INTO {migrations} (version, name) VALUES (%(version)s
 # rows that were inserted (a keyed row missing from it lost its key to another
 # job, ON CONFLICT DO NOTHING, even within this batch), and the NOTIFY count --
 # instead of shipping back a row per job; one aggregate pass over the
-# inserted rows computes both.
-# New claimable jobs wake the workers of their queues with one NOTIFY per
-# queue per statement (Postgres also folds duplicates within a transaction).
+# inserted rows computes them.
+# New claimable jobs wake the workers of their queues: pg_notify per queued
+# row, which Postgres folds into one NOTIFY per queue (identical channel and
+# payload within a transaction); cheaper than a DISTINCT for one row, and no
+# dearer for 20,000.
 _KEY_CONFLICT = "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING"
 INSERT_JOBS = """
 WITH ins AS (
@@ -61,8 +63,7 @@ WITH ins AS (
     RETURNING id, status, queue, key
 )
 SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
-    (SELECT count(pg_notify(%(channel)s, q))
-       FROM unnest(array_agg(DISTINCT queue) FILTER (WHERE status = 'queued')) q) AS notified
+    count(pg_notify(%(channel)s, queue)) FILTER (WHERE status = 'queued') AS notified
 FROM ins
 """
 
