@@ -6,7 +6,9 @@ median:
 * **single-row**: one job per statement, each its own (durable) commit. The
   baseline is a hand-written ``INSERT (id, function, payload)`` through
   werk_trio's own Trio driver; ``app.enqueue`` is compared with it. Sync
-  psycopg is there for reference. The variants take turns every 50 jobs.
+  psycopg is there for reference, and ``enqueue(_conn=...)`` on one held
+  connection shows what the pool checkout per enqueue costs. The variants
+  take turns every 50 jobs.
 * **bulk**: 20,000 jobs in one statement. The baseline is one multi-row
   ``INSERT ... SELECT FROM json_to_recordset(...)`` of 20,000 (id, function,
   payload) rows through the Trio driver, the fastest client-side multi-row
@@ -54,6 +56,7 @@ BULK = "bulk: {n:,} jobs in one statement (rows/s)"
 
 FUNCTION = "benchmarks.bench_enqueue.noop"
 SLICE = 50  # single-row jobs per turn
+WERK_CONN = "werk app.enqueue(_conn=...) (one connection held: no pool checkout)"
 JSON_TRIO = "raw multi-row INSERT (json_to_recordset), Trio driver"
 JSON_SYNC = "raw multi-row INSERT (json_to_recordset), sync psycopg"
 
@@ -101,6 +104,7 @@ async def measure_werk_and_raw(
         ("raw INSERT, werk_trio.db (Trio driver)", True),
         ("raw INSERT, sync psycopg", False),
         ("werk app.enqueue", False),
+        (WERK_CONN, False),
     ):
         results.declare(SINGLE, name, "jobs/s", baseline=base)
     for name, base in (
@@ -145,6 +149,11 @@ async def measure_werk_and_raw(
             for i in range(n):
                 await app.enqueue(noop, i)
 
+        async def werk_one_conn(n: int) -> None:
+            async with app.connection() as conn:
+                for i in range(n):
+                    await app.enqueue(noop, i, _conn=conn)
+
         async def raw_json_trio(ids: list[uuid.UUID]) -> None:
             await aconn.execute(raw.insert_json, (as_json(ids),))
 
@@ -180,15 +189,17 @@ async def measure_werk_and_raw(
                 # --- single-row: slices of SLICE jobs, the variants taking turns,
                 # so that a change of commit latency during the run hits all alike
                 await reset()
-                spent = dict.fromkeys(("trio", "sync", "werk"), 0.0)
+                spent = dict.fromkeys(("trio", "sync", "werk", "conn"), 0.0)
                 for start in range(0, single, SLICE):
                     n = min(SLICE, single - start)
                     spent["trio"] += await _harness.atimed(raw_one_trio, fresh_ids(n))
                     spent["sync"] += _harness.timed(raw_one_sync, fresh_ids(n))
                     spent["werk"] += await _harness.atimed(werk_one, n)
+                    spent["conn"] += await _harness.atimed(werk_one_conn, n)
                 results.add(SINGLE, "raw INSERT, werk_trio.db (Trio driver)", single, spent["trio"])
                 results.add(SINGLE, "raw INSERT, sync psycopg", single, spent["sync"])
                 results.add(SINGLE, "werk app.enqueue", single, spent["werk"])
+                results.add(SINGLE, WERK_CONN, single, spent["conn"])
 
                 # --- bulk -------------------------------------------------------
                 ids = fresh_ids(bulk)
