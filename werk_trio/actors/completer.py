@@ -10,7 +10,10 @@ execution rows, fenced by worker id and attempt, and the NOTIFYs that wake
 workers and ``wait_for``), LOCK_DEPENDENTS_OF + RESOLVE_DEPENDENTS_OF
 (dependency promotion, same transaction) and DELETE_FAILED
 (``failure_mode="delete"``) -- sent as one pipeline, so a batch costs one
-round trip and one commit. After the commit it schedules the jobs' callbacks.
+round trip and one commit. Dependents failed by the batch (DependencyFailed)
+cascade to their own dependents in a second transaction, which also deletes
+the failed ones with ``failure_mode="delete"``. After the commits it
+schedules the callbacks: the jobs' own and the dependency failures' ``_on_failure``.
 
 On a database error the batch is kept and retried with capped back-off:
 outcomes are never dropped. :meth:`Completer.flush_all` (shielded, called when
@@ -27,6 +30,10 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
+
+from ..sql import array_literal
+
+from .._rows import job_from_row
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -136,7 +143,8 @@ class Completer:
         worker = self.worker
         sql = worker.app.sql
         payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
-        ids = [o.job.id for o in batch]
+        ids = array_literal(o.job.id for o in batch)
+        deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with worker.app.pool.connection() as conn:
             async with conn.pipeline(), conn.transaction():
                 main = await conn.execute(
@@ -148,13 +156,16 @@ class Completer:
                 dep = await conn.execute(
                     sql.RESOLVE_DEPENDENTS_OF, {"ids": ids, "channel": sql.jobs_channel}
                 )
-                await conn.execute(sql.DELETE_FAILED, {"ids": ids})
+                if deletes:
+                    await conn.execute(sql.DELETE_FAILED, {"ids": ids})
             rows = await main.fetchall()
             failed_dependents = [r[0] for r in await dep.fetchall() if r[1] == "failed"]
+            dependency_failures: list[Any] = []
             if failed_dependents:  # rare: cascade to their own dependents
                 async with conn.transaction():
                     await notify_done(conn, sql, failed_dependents)
-                    await resolve_dependents(conn, sql, failed_dependents)
+                    failed = failed_dependents + await resolve_dependents(conn, sql, failed_dependents)
+                    dependency_failures = await _end_dependency_failures(conn, worker.app, failed)
         self.written += len(rows)
         refused = len(batch) - len(rows)
         if refused:
@@ -165,26 +176,44 @@ class Completer:
             row = by_id.get(outcome.job.id)
             if row is not None and row[6] and row[1] in ("complete", "failed", "aborted"):
                 worker.callbacks.schedule(outcome, row[1])
+        for job in dependency_failures:
+            worker.callbacks.schedule(Outcome(job, "fail_final", error=job.error), "failed")
         flushed, self.flushed = self.flushed, trio.Event()
         flushed.set()
         worker.nudge()
 
 
-async def resolve_dependents(conn: Any, sql: Any, parents: list[Any]) -> None:
-    """Queue (or fail) the waiting dependents of ``parents``, cascading failures.
+async def _end_dependency_failures(conn: Any, app: Any, ids: list[Any]) -> list[Any]:
+    """Jobs just failed with DependencyFailed, in the transaction that failed
+    them: delete those with ``failure_mode="delete"`` and return (as Jobs) those
+    with an ``_on_failure`` callback, which the worker then runs once."""
+    cur = await conn.execute(app.sql.GET_JOBS, {"ids": ids})
+    jobs = [job_from_row(row, app.serializer) for row in await cur.fetchall()]
+    await conn.execute(app.sql.DELETE_FAILED, {"ids": ids})
+    return [job for job in jobs if job.on_failure is not None]
+
+
+async def resolve_dependents(conn: Any, sql: Any, parents: list[Any]) -> list[Any]:
+    """Queue (or fail) the waiting dependents of ``parents``, cascading failures;
+    return the ids of the jobs it failed (DependencyFailed), at every level.
 
     Runs inside the caller's transaction: the dependents are locked first, then
-    resolved by a new statement, which sees every committed parent status."""
+    resolved by a new statement, which sees every committed parent status. The
+    caller deletes the failed ``failure_mode="delete"`` ones (DELETE_FAILED)
+    once this returns: their own dependents must see them failed first."""
+    failed: list[Any] = []
     ids = parents
     while ids:
         cur = await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
         dependents = [r[0] for r in await cur.fetchall()]
         if not dependents:
-            return
+            break
         cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents, "channel": sql.jobs_channel})
         ids = [r[0] for r in await cur.fetchall() if r[1] == "failed"]
         if ids:
+            failed += ids
             await notify_done(conn, sql, ids)
+    return failed
 
 
 async def notify_done(conn: Any, sql: Any, ids: list[Any]) -> None:

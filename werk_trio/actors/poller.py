@@ -24,6 +24,7 @@ import trio
 
 from .._rows import job_from_row
 from ..jobs import DequeueStrategy, Job
+from ..sql import array_literal
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -57,7 +58,7 @@ class Poller:
         worker = self.worker
         sql = worker.app.sql
         query = sql.CLAIM_PRIORITY if worker.dequeue_strategy is DequeueStrategy.Priority else sql.CLAIM_BY_QUEUE
-        params = {"queues": self._queue_order(), "n": n, "worker_id": worker.id}
+        params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
         async with worker.app.pool.connection() as conn:
             cur = await conn.execute(query, params)
             rows = await cur.fetchall()

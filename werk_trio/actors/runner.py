@@ -72,6 +72,19 @@ def _qualified(exc_type: type[BaseException]) -> str:
 class Runner:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
+        self._shapes: dict[Any, tuple[str, bool]] = {}
+
+    def _shape(self, func: Any) -> tuple[str, bool]:
+        """(handler kind, wants a Context) of ``func``, looked up once per function."""
+        try:
+            return self._shapes[func]
+        except (KeyError, TypeError):
+            shape = (handler_kind(func), wants_context(func))
+            try:
+                self._shapes[func] = shape
+            except TypeError:  # an unhashable callable object
+                pass
+            return shape
 
     async def run(self, jobs: trio.MemoryReceiveChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -106,8 +119,8 @@ class Runner:
             try:
                 for hook in worker.before_process:
                     await _call(hook, ctx)
-                kind = handler_kind(func)
-                call = JobCall(func, tuple(job.args), job.kwargs, ctx if wants_context(func) else None, kind)
+                kind, with_ctx = self._shape(func)
+                call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind)
                 with scope:
                     if job.heartbeat_secs:
                         async with trio.open_nursery() as nursery:

@@ -19,13 +19,24 @@ from psycopg import sql
 from ..config import check_name
 from . import queries
 
-__all__ = ["Migration", "Statements", "migrations"]
+__all__ = ["Migration", "Statements", "array_literal", "migrations"]
 
 _TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
 _MAX_CHANNEL_BASE = 63 - len("_jobs")
+
+
+def array_literal(values: Any) -> str:
+    """A Postgres array literal (``{"a","b"}``) for a ``%(x)s::uuid[]`` or
+    ``::text[]`` parameter: one text value instead of psycopg's element-by-element
+    list dumping, which cost ~0.3 ms per 100 UUIDs on the completer's hot path."""
+    parts = []
+    for value in values:
+        text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'"{text}"')
+    return "{" + ",".join(parts) + "}"
 
 
 @dataclass(frozen=True)
