@@ -12,7 +12,8 @@ Protocol, on a SOCK_SEQPACKET control socket (one pickled message each):
 * parent -> server: ``("init", sys_path, preload_modules)`` once, then
   ``("run", token, module_name)`` with one file descriptor attached (a stream
   socket the child talks to the parent on).
-* server -> parent: ``("pid", token, pid)`` after the fork, and
+* server -> parent: ``("ready", 0, None)`` once the preload modules are
+  imported, ``("pid", token, pid)`` after each fork, and
   ``("exit", token, exitcode)`` once the child is reaped (negative: killed by
   that signal).
 
@@ -113,6 +114,7 @@ def serve(ctrl: socket.socket) -> None:
                 for name in preload:
                     with contextlib.suppress(Exception):
                         importlib.import_module(name)
+                send(("ready", 0, None))
                 continue
             _, token, module = request
             if module:

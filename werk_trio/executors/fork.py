@@ -3,10 +3,13 @@
 Forks come from a fork server (``_forkserver.py``), a clean single-threaded
 interpreter started with the worker, so a fork never copies a lock held by
 one of the worker's threads; the server imports each job's module before
-forking, so children start in milliseconds. The parent talks to each child
-over its own socket: the request goes down, the reply (result already
-encoded, or the exception with its traceback) comes back, read while the
-child runs, so a large result cannot block it.
+forking, so children start in milliseconds. The worker claims nothing until
+the server is up and has imported the preload modules (the registered tasks'
+and ``task_modules``), so that start-up never counts against a job's
+``_timeout``; a module first named by a job is imported at that job's start.
+The parent talks to each child over its own socket: the request goes down,
+the reply (result already encoded, or the exception with its traceback)
+comes back, read while the child runs, so a large result cannot block it.
 
 Stopping a job (timeout, abort, shutdown): SIGTERM, up to ``sigterm_grace``
 seconds, then SIGKILL; the wait is shielded, so a child that ignores SIGTERM
@@ -64,6 +67,7 @@ class ForkExecutor:
         self._children: dict[int, _Child] = {}
         self._tokens = itertools.count(1)
         self._send_lock = trio.Lock()
+        self._ready = trio.Event()
         self.forks = 0
         self.killed = 0
 
@@ -82,6 +86,10 @@ class ForkExecutor:
         try:
             async with trio.open_nursery() as inner:
                 inner.start_soon(self._read_control)
+                # Starting an interpreter and importing the preload modules takes
+                # seconds on a busy machine: claim no job (whose _timeout would
+                # pay for it) before the server can fork.
+                await self._ready.wait()
                 try:
                     yield
                 finally:
@@ -104,11 +112,15 @@ class ForkExecutor:
             msg = await self._ctrl.recv(1 << 16)
             if not msg:
                 logger.error("the fork server exited")
+                self._ready.set()  # run() then fails each job: the server is gone
                 for state in self._children.values():
                     state.started.set()
                     state.exited.set()
                 return
             kind, token, value = pickle.loads(msg)  # noqa: S301 - from our own server
+            if kind == "ready":
+                self._ready.set()
+                continue
             state = self._children.get(token)
             if state is None:
                 continue

@@ -1,0 +1,1 @@
+"""The executor contract: one suite run against every worker type."""
