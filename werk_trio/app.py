@@ -529,7 +529,9 @@ class Werk:
         from .actors.completer import notify_done, resolve_dependents
 
         await notify_done(conn, self.sql, ids)
-        await resolve_dependents(conn, self.sql, ids)
+        failed = await resolve_dependents(conn, self.sql, ids)
+        if failed:  # dependents failed with failure_mode="delete" go now
+            await conn.execute(self.sql.DELETE_FAILED, {"ids": failed})
 
     async def _change(self, query: str, job_id: Any, action: str, allowed: str) -> Job:
         jid = as_job_id(job_id)

@@ -8,6 +8,7 @@ Callbacks resolve through the same allow-list as handlers.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import TYPE_CHECKING, Any
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..executors import HandlerKind, JobCall, handler_kind
-from ..jobs import Context
+from ..jobs import Context, JobStatus
+from ..serializers import decode
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -50,7 +52,17 @@ class Callbacks:
         cb = {"complete": job.on_success, "failed": job.on_failure, "aborted": job.on_stopped}[status]
         try:
             func = worker.app.tasks.resolve(cb.func) if isinstance(cb.func, str) else cb.func
-            ctx = Context(job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name)
+            # the callback sees the job as it ended, not as it was claimed (active, no result)
+            done = status == "complete"
+            ended = dataclasses.replace(
+                job,
+                status=JobStatus(status),
+                result=decode(worker.app.serializer, outcome.result, "result") if done else None,
+                error=None if done else outcome.error,
+            )
+            ctx = Context(
+                job=ended, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name
+            )
             if outcome.error and status != "complete":
                 from ..errors import WerkError
 

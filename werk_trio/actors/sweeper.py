@@ -63,7 +63,9 @@ async def sweep_once(app: Werk) -> dict[str, int]:
         finished = [r[0] for r in rescued if r[1] in ("failed", "aborted")] + expired
         if finished:
             await notify_done(conn, sql, finished)
-            await resolve_dependents(conn, sql, finished)
+            failed = await resolve_dependents(conn, sql, finished)
+            # failure_mode="delete": after the dependents saw them failed
+            await conn.execute(sql.DELETE_FAILED, {"ids": finished + failed})
         if stale:
             cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale, "channel": sql.jobs_channel})
             out["resolved"] = len(await cur.fetchall())
