@@ -294,6 +294,12 @@ def cpu_burn(rounds: int) -> int:
     return acc
 
 
+def cpu_burn_pid(rounds: int) -> int:
+    """CPU work; returns the pid of the process that did it."""
+    cpu_burn(rounds)
+    return os.getpid()
+
+
 # --- ThreadWorker: in-process state ----------------------------------------------------------
 
 

@@ -612,49 +612,32 @@ async def test_fork_does_not_deadlock_while_other_threads_log(app: Werk) -> None
 # --- ProcessWorker --------------------------------------------------------------------------
 
 
-async def _batch_seconds(app: Werk, queue: str, rounds: int, jobs: int) -> float:
-    """Seconds from the first start to the last finish of ``jobs`` CPU-bound jobs
-    on ``queue``, on the database clock (waiting polls slowly, so that it takes
-    no CPU from the pool)."""
-    batch = await app.enqueue_many(
-        [EnqueueParams(h.cpu_burn, (rounds,), {}, queue=queue) for _ in range(jobs)]
-    )
-    ids = [j.id for j in batch if j]
-
-    async def finished() -> bool:
-        return all(j.status == "complete" for j in (await app.get_jobs(ids)).values())
-
-    await until(finished, interval=0.25)
-    executions = [e for i in ids for e in await app.get_executions(i)]
-    assert len(executions) == jobs
-    start = min(e.started_at for e in executions)
-    end = max(e.finished_at for e in executions if e.finished_at is not None)
-    return (end - start).total_seconds()
-
-
-async def test_two_processes_finish_a_cpu_bound_batch_faster_than_one(app: Werk) -> None:
-    # calibrate: about 0.15 s of pure-Python work per job on this machine
+async def test_process_worker_runs_cpu_bound_jobs_in_parallel(app: Werk) -> None:
+    # Parallelism shown by behaviour, not by a timed ratio (that is
+    # benchmarks/bench_executors.py): with concurrency=2, two CPU-bound jobs
+    # (pure Python, holding their own GIL) run in two different processes at
+    # the same time -- each starts before the other one ends, on the database
+    # clock.
     t0 = time.perf_counter()
     h.cpu_burn(200_000)
-    rounds = max(50_000, int(200_000 * 0.15 / max(time.perf_counter() - t0, 1e-3)))
-    times: dict[str, list[float]] = {"one": [], "two": []}
-    # Both workers (and their pools) stay up and short batches alternate between
-    # them, best of eight each: this box is shared, and Linux's autogroup gives a
-    # busy neighbour session an equal share of the two cores, so two processes
-    # can only beat one while nobody else is busy. Slow background loops keep
-    # the worker process and Postgres off the cores meanwhile.
-    quiet = {"abort_interval": 5.0, "poll_interval": 5.0}
+    rounds = max(50_000, int(200_000 * 0.5 / max(time.perf_counter() - t0, 1e-3)))
     with trio.fail_after(90):
-        async with running(make_worker(app, "process", concurrency=1, queues=["one"], **quiet)), \
-                running(make_worker(app, "process", concurrency=2, queues=["two"], **quiet)):  # fmt: skip
-            for _ in range(8):
-                for queue in times:
-                    times[queue].append(await _batch_seconds(app, queue, rounds, jobs=4))
-    one, two = min(times["one"]), min(times["two"])
-    ratio = one / two
-    runs = {q: [round(t, 2) for t in ts] for q, ts in times.items()}
-    print(
-        f"\nProcessWorker CPU-bound batch (4 jobs x {rounds} rounds): 1 process {one:.3f} s, "
-        f"2 processes {two:.3f} s, speedup {ratio:.2f}x (all runs: {runs})"
-    )
-    assert ratio > 1.2, times
+        async with running(make_worker(app, "process", concurrency=2, queues=["cpu"])):
+            batch = await app.enqueue_many(
+                [EnqueueParams(h.cpu_burn_pid, (rounds,), {}, queue="cpu") for _ in range(2)]
+            )
+            ids = [j.id for j in batch if j]
+
+            async def finished() -> bool:
+                return all(j.status == "complete" for j in (await app.get_jobs(ids)).values())
+
+            await until(finished, interval=0.1)
+        jobs = await app.get_jobs(ids)
+        pids = {jobs[i].result for i in ids}
+        assert len(pids) == 2, f"both jobs ran in one process: {pids}"
+        a, b = [(await app.get_executions(i))[0] for i in ids]
+        assert a.finished_at is not None and b.finished_at is not None
+        assert a.started_at < b.finished_at and b.started_at < a.finished_at, (
+            f"the two CPU-bound jobs did not overlap: {a.started_at}..{a.finished_at} and "
+            f"{b.started_at}..{b.finished_at}"
+        )
