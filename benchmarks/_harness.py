@@ -8,8 +8,9 @@
   rows and nothing is left behind.
 * Timing: each measurement runs ``--runs`` times (interleaved with the others,
   so slow drift of the machine hits every row alike); the table shows the
-  median rate, the spread, and the ratio to the section's baseline, which is
-  measured in the same run against the same server.
+  median rate, the spread, the ratio to the section's baseline and the extra
+  microseconds per item, each taken per run (the baseline is measured in the
+  same run against the same server) and reported as the median over runs.
 """
 
 from __future__ import annotations
@@ -115,11 +116,24 @@ class _Row:
     note: str = ""
 
 
+def _paired(rates: list[float], base: list[float]) -> tuple[float, float]:
+    """(ratio, extra microseconds per item) against the baseline: the median of
+    the per-run values when both have one rate per run (run i of each was
+    measured side by side), else from the medians."""
+    pairs = list(zip(rates, base, strict=True)) if len(rates) == len(base) else []
+    if not pairs:
+        pairs = [(statistics.median(rates), statistics.median(base))]
+    ratio = statistics.median(a / b for a, b in pairs)
+    extra = statistics.median(1e6 / a - 1e6 / b for a, b in pairs)
+    return ratio, extra
+
+
 class Results:
     """Rates collected per (section, name); printed as one table per section.
 
-    Each section has one baseline row; every row of the section shows its
-    median rate divided by the baseline's median rate.
+    Each section has one baseline row; every other row shows its ratio to the
+    baseline and its extra time per item, each the median over the runs of that
+    run's value (the rows of one run were measured side by side).
     """
 
     def __init__(self) -> None:
@@ -150,18 +164,21 @@ class Results:
                 sections.setdefault(row.section, []).append(row)
         for section, rows in sections.items():
             base = next((r for r in rows if r.baseline), None)
-            base_rate = statistics.median(base.rates) if base else None
             width = max(len(r.name) for r in rows)
             print(f"\n## {section}", file=out)
             header = f"{'':<{width}}  {'median':>12}  {'unit':<7}  {'min..max':>19}  {'runs':>4}  x baseline"
+            header += "  us/item vs baseline"
             print(header, file=out)
             print("-" * len(header), file=out)
             for r in rows:
                 med = statistics.median(r.rates)
-                ratio = "baseline" if r.baseline else (f"{med / base_rate:.2f}x" if base_rate else "-")
                 spread = f"{min(r.rates):,.0f}..{max(r.rates):,.0f}"
                 line = f"{r.name:<{width}}  {med:>12,.0f}  {r.unit:<7}  {spread:>19}  {len(r.rates):>4}"
-                line += f"  {ratio:>10}"
+                if r.baseline:
+                    line += f"  {'baseline':>10}"
+                elif base is not None:
+                    ratio, extra = _paired(r.rates, base.rates)
+                    line += f"  {ratio:>9.2f}x  {extra:>+18.1f}"
                 print(line + (f"  ({r.note})" if r.note else ""), file=out)
         for what in self._skipped:
             print(f"\nskipped: {what}", file=out)

@@ -8,7 +8,7 @@ median:
   werk_trio's own Trio driver; ``app.enqueue`` is compared with it. Sync
   psycopg is there for reference, and ``enqueue(_conn=...)`` on one held
   connection shows what the pool checkout per enqueue costs. The variants
-  take turns every 50 jobs.
+  take turns every 50 jobs, in a rotating order.
 * **bulk**: 20,000 jobs in one statement. The baseline is one multi-row
   ``INSERT ... SELECT FROM json_to_recordset(...)`` of 20,000 (id, function,
   payload) rows through the Trio driver, the fastest client-side multi-row
@@ -56,6 +56,8 @@ BULK = "bulk: {n:,} jobs in one statement (rows/s)"
 
 FUNCTION = "benchmarks.bench_enqueue.noop"
 SLICE = 50  # single-row jobs per turn
+RAW_TRIO = "raw INSERT, werk_trio.db (Trio driver)"
+RAW_SYNC = "raw INSERT, sync psycopg"
 WERK_CONN = "werk app.enqueue(_conn=...) (one connection held: no pool checkout)"
 JSON_TRIO = "raw multi-row INSERT (json_to_recordset), Trio driver"
 JSON_SYNC = "raw multi-row INSERT (json_to_recordset), sync psycopg"
@@ -101,8 +103,8 @@ async def measure_werk_and_raw(
 ) -> None:
     bulk_section = BULK.format(n=bulk)
     for name, base in (
-        ("raw INSERT, werk_trio.db (Trio driver)", True),
-        ("raw INSERT, sync psycopg", False),
+        (RAW_TRIO, True),
+        (RAW_SYNC, False),
         ("werk app.enqueue", False),
         (WERK_CONN, False),
     ):
@@ -186,20 +188,27 @@ async def measure_werk_and_raw(
             await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(100)])
 
             for _ in range(runs):
-                # --- single-row: slices of SLICE jobs, the variants taking turns,
-                # so that a change of commit latency during the run hits all alike
+                # --- single-row: slices of SLICE jobs, the variants taking turns
+                # (so that a change of commit latency during the run hits all
+                # alike) in a rotating order (so that none always runs after
+                # the same other one, whose code it finds in the CPU caches)
                 await reset()
-                spent = dict.fromkeys(("trio", "sync", "werk", "conn"), 0.0)
-                for start in range(0, single, SLICE):
+                names = [RAW_TRIO, RAW_SYNC, "werk app.enqueue", WERK_CONN]
+                spent = dict.fromkeys(names, 0.0)
+                for turn, start in enumerate(range(0, single, SLICE)):
                     n = min(SLICE, single - start)
-                    spent["trio"] += await _harness.atimed(raw_one_trio, fresh_ids(n))
-                    spent["sync"] += _harness.timed(raw_one_sync, fresh_ids(n))
-                    spent["werk"] += await _harness.atimed(werk_one, n)
-                    spent["conn"] += await _harness.atimed(werk_one_conn, n)
-                results.add(SINGLE, "raw INSERT, werk_trio.db (Trio driver)", single, spent["trio"])
-                results.add(SINGLE, "raw INSERT, sync psycopg", single, spent["sync"])
-                results.add(SINGLE, "werk app.enqueue", single, spent["werk"])
-                results.add(SINGLE, WERK_CONN, single, spent["conn"])
+                    for k in range(len(names)):
+                        name = names[(turn + k) % len(names)]
+                        if name == RAW_TRIO:
+                            spent[name] += await _harness.atimed(raw_one_trio, fresh_ids(n))
+                        elif name == RAW_SYNC:
+                            spent[name] += _harness.timed(raw_one_sync, fresh_ids(n))
+                        elif name == WERK_CONN:
+                            spent[name] += await _harness.atimed(werk_one_conn, n)
+                        else:
+                            spent[name] += await _harness.atimed(werk_one, n)
+                for name, secs in spent.items():
+                    results.add(SINGLE, name, single, secs)
 
                 # --- bulk -------------------------------------------------------
                 ids = fresh_ids(bulk)
