@@ -110,11 +110,28 @@ class TaskRegistry:
             try:
                 for part in qualname.split("."):
                     obj = getattr(obj, part)
+                    if inspect.ismodule(obj) and not self._module_allowed(obj.__name__):
+                        # ``allowed_mod.os.system``: a module the allowed one imported
+                        raise UnknownTask(
+                            f"{path} is not allowed to run: {module_name}.{qualname} reaches into "
+                            f"module {obj.__name__}, which is not allowed: register the function "
+                            "with @app.task or app.register(fn), or list its module in "
+                            "Werk(task_modules=[...])"
+                        )
             except AttributeError:
                 errors.append(f"{module_name} has no attribute {qualname}")
                 continue
             if not callable(obj):
                 raise UnknownTask(f"{path} is not callable")
+            home = getattr(obj, "__module__", None)
+            if not isinstance(home, str) or not self._module_allowed(home):
+                # the function must live in an allowed module, not merely be
+                # reachable from one (``from os import system`` in a task module)
+                raise UnknownTask(
+                    f"{path} is not allowed to run: it is {home}.{getattr(obj, '__qualname__', qualname)}, "
+                    "which does not live in an allowed module: register it with @app.task or "
+                    "app.register(fn), or list its module in Werk(task_modules=[...])"
+                )
             self._cache[path] = obj
             return obj  # type: ignore[no-any-return]
         raise UnknownTask(f"{path} not found: {'; '.join(errors)}")

@@ -7,7 +7,9 @@ fails with the details when any promise of the README is broken:
 * no job is lost (every expected id has a row) or left ``active``/``aborting``;
 * every complete job's body finished at least once;
 * every re-run coincides with a fault: ``reruns_after_kill`` counts re-runs
-  whose earlier run never finished or ran in a process the test killed;
+  whose earlier run never finished or ran in a process the test killed (the
+  body's own process, or the worker it ran under: a process-pool child can
+  finish a run after its worker was killed);
   ``reruns_after_finish`` counts re-runs after a run that finished in a live
   process -- only a lost ack explains those, so a scenario without cut
   connections expects 0 and one that cuts them expects at most the cuts.
@@ -69,9 +71,9 @@ class Report:
 def _history(dsn: str, schema: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
         return conn.execute(
-            sql.SQL("SELECT job_id, attempt, pid, started_at, ended_at FROM {} ORDER BY run_id").format(
-                history_table(schema)
-            )
+            sql.SQL(
+                "SELECT job_id, attempt, pid, started_at, ended_at, worker_pid FROM {} ORDER BY run_id"
+            ).format(history_table(schema))
         ).fetchall()
 
 
@@ -106,7 +108,7 @@ async def check(app: Werk, dsn: str, schema: str, expected: list[uuid.UUID],
         if len(history) > 1:
             report.reruns += len(history) - 1
             for earlier in history[:-1]:
-                if earlier[4] is None or earlier[2] in killed:
+                if earlier[4] is None or earlier[2] in killed or earlier[5] in killed:
                     report.reruns_after_kill += 1
                 else:
                     report.reruns_after_finish += 1

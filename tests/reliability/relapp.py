@@ -7,6 +7,20 @@ a row when it starts and ``ended_at`` when it finishes, each in a
 transaction of its own, over a connection of the job's own process -- so the
 history survives whatever happens to the worker, and works the same in every
 executor (async, thread, process and fork children).
+
+Each history row also names ``worker_pid``: the werk worker process the body
+ran under (itself for async and thread workers, the parent worker of a
+process-pool or fork child), so a run that finished in a pool child after its
+worker was SIGKILLed counts as a run of the killed worker.
+
+The side connection is one per process (psycopg connections are
+thread-safe; threads share it), with its own ``application_name``
+(``werk_rel_side``), so a test that cuts a worker's backends by the worker's
+``application_name`` leaves the history alone.
+
+Knobs for the app, from the environment of the worker process:
+``WERK_REL_MAX_ACTIVE_SECS`` (max_active_secs), ``WERK_REL_MAX_POOL``
+(max_pool_size).
 """
 
 from __future__ import annotations
@@ -24,13 +38,18 @@ from werk_trio import Context, Werk
 
 HISTORY = "rel_history"
 
+SIDE_APPLICATION_NAME = "werk_rel_side"
+
 app = Werk(
     os.environ.get("WERK_PROC_DSN") or None,
     schema=os.environ.get("WERK_PROC_SCHEMA") or None,
     task_modules=["tests"],
+    max_active_secs=float(os.environ.get("WERK_REL_MAX_ACTIVE_SECS") or 3600),
+    max_pool_size=int(os.environ.get("WERK_REL_MAX_POOL") or 10),
 )
 
-_local = threading.local()
+_lock = threading.Lock()
+_side: dict[str, Any] = {}
 
 
 def history_table(schema: str | None) -> sql.Composable:
@@ -45,18 +64,60 @@ def create_history(dsn: str, schema: str) -> None:
             sql.SQL(
                 "CREATE TABLE IF NOT EXISTS {} (run_id bigserial PRIMARY KEY, job_id uuid NOT NULL,"
                 " attempt integer NOT NULL, pid integer NOT NULL,"
-                " started_at timestamptz NOT NULL DEFAULT clock_timestamp(), ended_at timestamptz)"
+                " started_at timestamptz NOT NULL DEFAULT clock_timestamp(), ended_at timestamptz,"
+                " worker_pid integer)"
             ).format(history_table(schema))
         )
 
 
 def _conn() -> psycopg.Connection[Any]:
-    """This process's (and thread's) own connection; a fork child opens a new one."""
-    conn = getattr(_local, "conn", None)
-    if conn is None or getattr(_local, "pid", None) != os.getpid() or conn.closed:
-        conn = psycopg.connect(os.environ["WERK_PROC_DSN"], autocommit=True)
-        _local.conn, _local.pid = conn, os.getpid()
-    return conn
+    """This process's own connection (shared by its threads); a fork child opens a new one."""
+    with _lock:
+        conn = _side.get("conn")
+        if conn is None or _side.get("pid") != os.getpid() or conn.closed or conn.broken:
+            conn = psycopg.connect(
+                os.environ["WERK_PROC_DSN"], autocommit=True, application_name=SIDE_APPLICATION_NAME
+            )
+            _side.update(conn=conn, pid=os.getpid())
+        return conn
+
+
+def _execute(query: sql.Composable, params: tuple[Any, ...]) -> Any:
+    """Run one autocommit statement on the side connection; once more on a new
+    connection if that one was cut under it (a test terminating backends). A
+    cut right after the commit would record a run twice: the checker would then
+    show a re-run that did not happen -- a false alarm, never a hidden one."""
+    for tries in (1, 2):
+        conn = _conn()
+        try:
+            return conn.execute(query, params).fetchall()
+        except psycopg.OperationalError:
+            if tries == 2 or not conn.broken:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _worker_pid() -> int:
+    """The werk worker process this body runs under: the nearest process
+    (this one or an ancestor) started as ``python -m werk_trio.cli``."""
+    pid = os.getpid()
+    if _side.get("wpid_of") == pid:
+        return int(_side["wpid"])
+    found, cur = pid, pid
+    for _ in range(6):
+        try:
+            with open(f"/proc/{cur}/cmdline", "rb") as f:
+                if b"werk_trio.cli" in f.read():
+                    found = cur
+                    break
+            with open(f"/proc/{cur}/stat", "rb") as f:
+                cur = int(f.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        if cur <= 1:
+            break
+    _side.update(wpid_of=pid, wpid=found)
+    return found
 
 
 def _table() -> sql.Composable:
@@ -64,17 +125,19 @@ def _table() -> sql.Composable:
 
 
 def _start(ctx: Context) -> int:
-    row = _conn().execute(
-        sql.SQL("INSERT INTO {} (job_id, attempt, pid) VALUES (%s, %s, %s) RETURNING run_id").format(_table()),
-        (ctx.job.id, ctx.job.attempts, os.getpid()),
-    ).fetchone()
-    assert row is not None
+    [row] = _execute(
+        sql.SQL(
+            "INSERT INTO {} (job_id, attempt, pid, worker_pid) VALUES (%s, %s, %s, %s) RETURNING run_id"
+        ).format(_table()),
+        (ctx.job.id, ctx.job.attempts, os.getpid(), _worker_pid()),
+    )
     return int(row[0])
 
 
 def _end(run_id: int) -> None:
-    _conn().execute(
-        sql.SQL("UPDATE {} SET ended_at = clock_timestamp() WHERE run_id = %s").format(_table()), (run_id,)
+    _execute(
+        sql.SQL("UPDATE {} SET ended_at = clock_timestamp() WHERE run_id = %s RETURNING 1").format(_table()),
+        (run_id,),
     )
 
 
@@ -100,3 +163,28 @@ def kill_my_worker(ctx: Context) -> None:
     """Record the start, then end the process that runs it (a poison pill)."""
     _start(ctx)
     os._exit(13)
+
+
+def cut_my_worker_connections(ctx: Context, ms: float = 0.0) -> int:
+    """Record the start, terminate every backend of this worker (its pool and
+    LISTEN connections: the ``application_name`` of ``WERK_PROC_DSN``, which
+    the test makes unique per worker), record the end; return how many."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    run_id = _start(ctx)
+    name = conninfo_to_dict(os.environ["WERK_PROC_DSN"]).get("application_name")
+    assert name and name != SIDE_APPLICATION_NAME, "give each worker its own application_name"
+    rows = _execute(
+        sql.SQL("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"),
+        (name,),
+    )
+    if ms:
+        time.sleep(ms / 1000)
+    _end(run_id)
+    return len(rows)
+
+
+async def slow_first(ctx: Context, ms: float) -> int:
+    """The Trio body, sleeping ``ms`` milliseconds on the first attempt only
+    (a rescued attempt finishes at once)."""
+    return await awork(ctx, ms if ctx.job.attempts == 1 else 0.0)

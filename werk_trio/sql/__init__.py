@@ -19,7 +19,7 @@ from psycopg import sql
 from ..config import check_name
 from . import queries
 
-__all__ = ["Migration", "Statements", "array_literal", "migrations"]
+__all__ = ["Migration", "Statements", "array_literal", "listen", "migrations"]
 
 _TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
 
@@ -37,6 +37,12 @@ def array_literal(values: Any) -> str:
         text = str(value).replace("\\", "\\\\").replace('"', '\\"')
         parts.append(f'"{text}"')
     return "{" + ",".join(parts) + "}"
+
+
+def listen(channel: str) -> sql.Composed:
+    """``LISTEN "channel"``: the one statement whose name is not a table's (the
+    channel is quoted as an identifier, like every name in these statements)."""
+    return sql.SQL("LISTEN {channel}").format(channel=sql.Identifier(channel))
 
 
 @dataclass(frozen=True)
