@@ -95,6 +95,7 @@ class Worker:
         name: str | None = None,
         handle_signals: bool = True,
         claim_batch: int | None = None,
+        prefetch: int | None = None,
     ) -> None:
         if not isinstance(app, Werk):
             raise ConfigError(f"app must be a Werk instance, got {type(app).__name__}")
@@ -139,8 +140,17 @@ class Worker:
         self.after_process = _hooks("after_process", after_process)
         self.exception_handlers: list[Hook] = []
         self.handle_signals = handle_signals
+        if prefetch is None:
+            prefetch = self._default_prefetch(concurrency)
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ConfigError(f"prefetch must be an int >= 0, got {prefetch!r}")
+        #: Jobs claimed ahead of free runners, waiting in the hand-off channel,
+        #: so a runner that finishes starts the next job without waiting for a
+        #: claim round trip. Jobs held = running + prefetched <= capacity.
+        self.prefetch = prefetch
+        self.capacity = concurrency + prefetch
         if claim_batch is None:
-            claim_batch = concurrency
+            claim_batch = self.capacity
         if isinstance(claim_batch, bool) or not isinstance(claim_batch, int) or claim_batch < 1:
             raise ConfigError(f"claim_batch must be an int >= 1, got {claim_batch!r}")
         self.claim_batch = claim_batch
@@ -156,7 +166,10 @@ class Worker:
         self.running: dict[uuid.UUID, RunningJob] = {}
         self.stats: dict[str, int] = {}
         self.shutdown_deadline: float | None = None
-        self.slots = trio.Semaphore(concurrency)
+        #: Trio time of this worker's last database trouble (a failed heartbeat
+        #: or sweep), or of its start: see db_healthy_for().
+        self.db_ok_since = 0.0
+        self.slots = trio.Semaphore(self.capacity)
         self.burst_done = trio.Event()
         self.started = trio.Event()
         self.stopped = trio.Event()
@@ -172,6 +185,10 @@ class Worker:
         self.heartbeater = Heartbeater(self)
         self.sweeper = Sweeper(self)
         self.abort_watcher = AbortWatcher(self)
+
+    def _default_prefetch(self, concurrency: int) -> int:
+        """No prefetch by default: a claimed job starts at once."""
+        return 0
 
     def _default_executor(self) -> Executor:
         # sync handlers go to threads: allow ``concurrency`` of them at once
@@ -221,6 +238,17 @@ class Worker:
     async def wait_nudge(self, timeout: float) -> None:
         with trio.move_on_after(timeout):
             await self._wake_recv.receive()
+
+    # --- database health (for the sweeper) ---------------------------------------
+
+    def db_trouble(self) -> None:
+        """Note that the database could not be reached just now."""
+        self.db_ok_since = trio.current_time()
+
+    def db_healthy_for(self) -> float:
+        """Seconds since this worker started or last failed to reach the database.
+        Its sweeper judges other workers' silence only within that stretch."""
+        return trio.current_time() - self.db_ok_since
 
     # --- registration -------------------------------------------------------------
 
@@ -292,6 +320,7 @@ class Worker:
             await self.app.connect()
         use_listen = self.app.config.use_listen_notify
         await self.register()
+        self.db_ok_since = trio.current_time()
         logger.info(
             "worker %s started: queues=%s concurrency=%d executor=%s",
             self.name, ",".join(self.queues), self.concurrency, self.executor.name,
@@ -322,7 +351,7 @@ class Worker:
             logger.info("worker %s stopped (%s)", self.name, _summary(self.stats))
 
     async def _pipeline(self, use_listen: bool, task_status: Any) -> None:
-        send, recv = trio.open_memory_channel[Job](self.concurrency)
+        send, recv = trio.open_memory_channel[Job](self.capacity)
         async with trio.open_nursery() as runners:
             self._runner_scope = runners.cancel_scope
             if self.shutdown_deadline is not None:
@@ -330,7 +359,10 @@ class Worker:
             async with recv:
                 for _ in range(self.concurrency):
                     await runners.start(Runner(self).run, recv.clone())
-            async with trio.open_nursery() as claiming:
+            # `send` closes however claiming ends: a stop that came before this
+            # point cancels claiming before the poller (which closes it) starts,
+            # and the runners would wait for jobs until their deadline
+            async with send, trio.open_nursery() as claiming:
                 self._claim_scope = claiming.cancel_scope
                 if self._stopping:
                     claiming.cancel_scope.cancel()
@@ -374,6 +406,10 @@ class ProcessWorker(Worker):
 
     worker_type = "process"
 
+    def _default_prefetch(self, concurrency: int) -> int:
+        # a child round trip costs more than a claim: keep one job ready per child
+        return concurrency
+
     def _default_executor(self) -> Executor:
         from .executors.process import ProcessExecutor
 
@@ -385,6 +421,10 @@ class ForkWorker(Worker):
     shutdown the child gets SIGTERM, then SIGKILL after ``sigterm_grace`` seconds."""
 
     worker_type = "fork"
+
+    def _default_prefetch(self, concurrency: int) -> int:
+        # a fork per job costs more than a claim: keep one job ready per slot
+        return concurrency
 
     def __init__(self, app: Werk, *args: Any, sigterm_grace: float | None = None, **kwargs: Any) -> None:
         grace = app.config.sigterm_grace if sigterm_grace is None else sigterm_grace

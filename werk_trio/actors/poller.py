@@ -120,7 +120,7 @@ class Poller:
                 if backlog:
                     continue  # there may be more: claim again as soon as slots free
                 if worker.burst and not claimed:
-                    if slots.value == worker.concurrency and worker.completer.idle:
+                    if slots.value == worker.capacity and worker.completer.idle:
                         logger.info("burst: nothing left to claim; stopping")
                         worker.burst_done.set()
                         return

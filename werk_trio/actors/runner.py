@@ -91,6 +91,10 @@ class Runner:
         async with jobs:
             async for job in jobs:
                 try:
+                    if self.worker.shutdown_deadline is not None:
+                        # stopping: a prefetched job that has not started stays
+                        # ours until deregistration requeues it, attempt unspent
+                        continue
                     await self.run_job(job)
                 finally:
                     self.worker.slots.release()

@@ -1,0 +1,123 @@
+"""Executor benchmark: drain rate of no-op jobs per worker type, and the
+CPU-bound speedup of a ProcessWorker with two processes over one.
+
+Measured in one run against one server; AsyncWorker's drain is the baseline
+of the drain table (issue 4's targets: thread >= 0.5x of it, process >= 1,500
+jobs/s, fork >= 150 jobs/s). The speedup runs the same batch of pure-Python
+CPU-bound jobs on a ProcessWorker with concurrency 1 and with concurrency 2
+and prints the ratio (first job start to last job end, database clock).
+
+Run: ``python benchmarks/bench_executors.py [--dsn ...] [--jobs 2000] [--runs 3]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import _harness  # noqa: E402
+
+from werk_trio import EnqueueParams, Werk  # noqa: E402
+from werk_trio.worker import worker_class  # noqa: E402
+
+SECTION = "drain of no-op jobs, concurrency 4 (process/fork) or 50 (async/thread)"
+NOOP = "bench_executors.noop"
+BURN = "bench_executors.burn"
+
+
+def noop() -> None:
+    """The no-op job (a plain function: it runs in every executor)."""
+
+
+async def anoop() -> None:
+    """The no-op job for AsyncWorker (a Trio coroutine, the inline path)."""
+
+
+def burn(rounds: int) -> int:
+    acc = 0
+    for i in range(rounds):
+        acc = (acc * 31 + i) % 1_000_003
+    return acc
+
+
+def _app(dsn: str, schema: str) -> Werk:
+    app = Werk(dsn, schema=schema, task_modules=["bench_executors"])
+    app.register(noop, name=NOOP)
+    app.register(anoop, name="bench_executors.anoop")
+    app.register(burn, name=BURN)
+    return app
+
+
+async def drain(app: Werk, kind: str, jobs: int) -> float:
+    await app.truncate()
+    func = "bench_executors.anoop" if kind == "async" else NOOP
+    await app.enqueue_many([EnqueueParams(func) for _ in range(jobs)])
+    concurrency = 4 if kind in ("process", "fork") else 50
+    worker = worker_class(kind)(app, concurrency=concurrency, burst=True, handle_signals=False,
+                                poll_interval=0.5)
+    start = time.perf_counter()
+    await worker.run()
+    elapsed = time.perf_counter() - start
+    done = sum(q.get("complete", 0) for q in (await app.counts()).values())
+    assert done == jobs, f"{kind}: {done} of {jobs} complete"
+    return elapsed
+
+
+async def cpu_batch(app: Werk, concurrency: int, rounds: int, jobs: int) -> float:
+    await app.truncate()
+    batch = await app.enqueue_many([EnqueueParams(BURN, (rounds,)) for _ in range(jobs)])
+    worker = worker_class("process")(app, concurrency=concurrency, burst=True, handle_signals=False,
+                                     poll_interval=0.2)
+    await worker.run()
+    runs = [e for j in batch if j for e in await app.get_executions(j.id)]
+    start = min(e.started_at for e in runs)
+    end = max(e.finished_at for e in runs if e.finished_at)
+    return (end - start).total_seconds()
+
+
+async def measure(dsn: str, schema: str, runs: int, jobs: int, results: _harness.Results) -> None:
+    app = _app(dsn, schema)
+    for kind in ("async", "thread", "process", "fork"):
+        results.declare(SECTION, f"{kind}", "jobs/s", baseline=kind == "async")
+    async with app:
+        for _ in range(runs):
+            for kind in ("async", "thread", "process", "fork"):
+                results.add(SECTION, kind, jobs, await drain(app, kind, jobs))
+        t0 = time.perf_counter()
+        burn(200_000)
+        rounds = max(100_000, int(200_000 * 0.25 / max(time.perf_counter() - t0, 1e-3)))
+        one = [await cpu_batch(app, 1, rounds, 8) for _ in range(runs)]
+        two = [await cpu_batch(app, 2, rounds, 8) for _ in range(runs)]
+    best_one, best_two = min(one), min(two)
+    print(f"\n## ProcessWorker, CPU-bound batch of 8 jobs x {rounds:,} rounds (best of {runs})")
+    print(f"concurrency 1: {best_one:.3f} s   concurrency 2: {best_two:.3f} s   speedup {best_one / best_two:.2f}x")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _harness.arg_parser(__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2000)
+    args = parser.parse_args(argv)
+    dsn = _harness.resolve_dsn(args.dsn)
+    print(_harness.server_info(dsn))
+    print(f"median of {args.runs} runs; {args.jobs:,} jobs per drain")
+    print(_harness.load_note("at start"))
+    results = _harness.Results()
+    with _harness.fresh_schema(dsn) as schema:
+        trio.run(measure, dsn, schema, args.runs, args.jobs, results)
+    results.print()
+    print("\n" + _harness.load_note("at end"))
+    return 0
+
+
+if __name__ == "__main__":
+    # run as the module ``bench_executors``, so that its job functions are
+    # importable by name in process and fork children (not ``__main__.noop``)
+    import bench_executors
+
+    sys.exit(bench_executors.main())
