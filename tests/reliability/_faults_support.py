@@ -9,6 +9,7 @@ to it as one JSON object per line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import psutil
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
@@ -81,6 +83,8 @@ class Fleet:
         self.app_names = app_names
         self.children: list[Child] = []
         self.killed_pids: set[int] = set()
+        #: processes the killed workers had started (pool children, fork server)
+        self.killed_children: set[int] = set()
         self.generation = [0] * slots
         self._stack = AsyncExitStack()
 
@@ -114,10 +118,21 @@ class Fleet:
         child = self.slots[i]
         assert child is not None
         self.killed_pids.add(child.pid)
+        with contextlib.suppress(psutil.Error):
+            self.killed_children |= {p.pid for p in psutil.Process(child.pid).children(recursive=True)}
         os.kill(child.pid, signal.SIGKILL)
         code = await child.wait()
         assert code == -signal.SIGKILL, f"killed worker exited with {code}\n{describe([child])}"
         return child
+
+    def orphans(self) -> list[int]:
+        """Processes of killed workers still running (a zombie is not running)."""
+        alive = []
+        for pid in sorted(self.killed_children):
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        return alive
 
     async def registered(self) -> dict[int, Any]:
         """pid -> worker id of the fleet's registered workers."""

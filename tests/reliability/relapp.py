@@ -9,9 +9,10 @@ history survives whatever happens to the worker, and works the same in every
 executor (async, thread, process and fork children).
 
 Each history row also names ``worker_pid``: the werk worker process the body
-ran under (itself for async and thread workers, the parent worker of a
-process-pool or fork child), so a run that finished in a pool child after its
-worker was SIGKILLed counts as a run of the killed worker.
+ran under (itself for async and thread workers, the worker that started a
+process-pool or fork child; the worker puts its pid in the environment its
+children inherit), so a run that finished in a pool child after its worker
+was SIGKILLed counts as a run of the killed worker.
 
 The side connection is one per process (psycopg connections are
 thread-safe; threads share it), with its own ``application_name``
@@ -97,27 +98,29 @@ def _execute(query: sql.Composable, params: tuple[Any, ...]) -> Any:
     raise AssertionError("unreachable")
 
 
+#: Set by the werk worker process when it imports this module (before its
+#: executor starts any child), inherited by its process-pool and fork children.
+WORKER_PID_ENV = "WERK_REL_WORKER_PID"
+
+
+def _started_as_worker() -> bool:
+    """This process is ``python -m werk_trio.cli ...`` (by its real command
+    line: a multiprocessing child's ``sys.argv`` is copied from its parent)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as f:
+            return b"werk_trio.cli" in f.read()
+    except OSError:
+        return False
+
+
+if _started_as_worker():
+    os.environ[WORKER_PID_ENV] = str(os.getpid())
+
+
 def _worker_pid() -> int:
-    """The werk worker process this body runs under: the nearest process
-    (this one or an ancestor) started as ``python -m werk_trio.cli``."""
-    pid = os.getpid()
-    if _side.get("wpid_of") == pid:
-        return int(_side["wpid"])
-    found, cur = pid, pid
-    for _ in range(6):
-        try:
-            with open(f"/proc/{cur}/cmdline", "rb") as f:
-                if b"werk_trio.cli" in f.read():
-                    found = cur
-                    break
-            with open(f"/proc/{cur}/stat", "rb") as f:
-                cur = int(f.read().rsplit(b")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            break
-        if cur <= 1:
-            break
-    _side.update(wpid_of=pid, wpid=found)
-    return found
+    """The werk worker process this body runs under (known even after that
+    worker was killed: a pool child may still be finishing a body then)."""
+    return int(os.environ.get(WORKER_PID_ENV) or os.getpid())
 
 
 def _table() -> sql.Composable:

@@ -20,6 +20,7 @@ import itertools
 import random
 import re
 import time
+from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -123,12 +124,22 @@ async def test_sigkill_storm_loses_nothing(
                 # the last kill's jobs are rescued, everything drains
                 counts = await wait_all_terminal(app, ids)
             drained = clock()
+            # what the killed workers had started (pool children, fork servers) ends with them
+            await wait_until(lambda: _no_orphans(fleet), interval=0.1)
             await fleet.wait_registered()  # a worker still starting up has no SIGTERM handler yet
             codes = await fleet.stop()
             assert codes == [0] * len(codes), fleet.outputs()
             taken_for_dead = fleet.outputs().count("was taken for dead")
 
         report = await check(app, dsn, schema, ids, fleet.killed_pids)
+        runs = await history(app, schema)
+        rerun = {jid for jid, n in Counter(r["job_id"] for r in runs).items() if n > 1}
+        # bodies a pool or fork child finished after its worker was killed: the ack died with the worker
+        finished_orphaned = sum(
+            1 for r in runs
+            if r["job_id"] in rerun and r["ended_at"] is not None and r["worker_pid"] in fleet.killed_pids
+            and r["pid"] != r["worker_pid"]
+        )  # fmt: skip
         record_figures(
             f"1 storm {worker_type}", workers=STORM_WORKERS, jobs=len(ids), kills=len(kills),
             jobs_in_flight_at_kills=sum(k["in_flight"] for k in kills), lost=len(report.lost),
@@ -137,8 +148,12 @@ async def test_sigkill_storm_loses_nothing(
             recovery_max_s=max(recoveries, default=None),
             recovery_mean_s=round(sum(recoveries) / len(recoveries), 3) if recoveries else None,
             drained_s=drained, counts=counts, live_workers_taken_for_dead=taken_for_dead,
+            children_of_killed_workers=len(fleet.killed_children),
+            runs_finished_by_orphaned_children=finished_orphaned,
         )  # fmt: skip
         assert len(ids) == STORM_JOBS
+        if report.reruns_after_finish:
+            await _explain_reruns(app, schema, report.finished_rerun_jobs[:5], fleet)
         report.assert_ok(max_reruns_after_finish=0)
         assert taken_for_dead == 0, "a live worker was taken for dead: its jobs re-ran without a fault"
         assert all(k["in_flight"] > 0 for k in kills), f"every kill hits running jobs: {kills}"
@@ -155,6 +170,30 @@ async def test_sigkill_storm_loses_nothing(
             )
             failed_attempts, lost_attempts = await cur.fetchone()  # type: ignore[misc]
         assert failed_attempts == lost_attempts, (failed_attempts, lost_attempts)
+
+
+async def _explain_reruns(app: Werk, schema: str, job_ids: list[Any], fleet: Fleet) -> None:
+    """Print what is known of re-runs that followed a finished run (for a failure)."""
+    runs = await history(app, schema)
+    for jid in job_ids:
+        print(f"--- re-run job {jid}; killed worker pids {sorted(fleet.killed_pids)}")
+        for r in runs:
+            if r["job_id"] == jid:
+                print("   run", r)
+        for e in await app.get_executions(jid):
+            print(
+                "   execution",
+                e.attempt,
+                e.status.value,
+                e.worker_id,
+                e.started_at,
+                e.finished_at,
+                (e.error or "")[:200],
+            )
+
+
+async def _no_orphans(fleet: Fleet) -> bool:
+    return not fleet.orphans()
 
 
 async def _none_active(app: Werk, worker_id: Any) -> bool:
