@@ -45,6 +45,11 @@ def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool 
     return value
 
 
+#: Fields whose None is a setting of its own, not "use the default":
+#: ``prepare_threshold=None`` turns server-side prepared statements off.
+_NONE_IS_A_SETTING = frozenset({"prepare_threshold"})
+
+
 @dataclass(frozen=True, repr=False)
 class WerkConfig:
     """Every setting of an app and its workers, validated once.
@@ -87,9 +92,12 @@ class WerkConfig:
     #: ForkWorker: seconds between SIGTERM and SIGKILL of a child.
     sigterm_grace: float = 5.0
     cron_standby_retry_interval: float = 30.0
-    #: Poll-only mode for PgBouncer in transaction mode: no LISTEN, no
-    #: server-side prepared statements.
+    #: False: no LISTEN; workers find jobs by polling every poll_interval and
+    #: wait_for re-checks every second (PgBouncer in transaction mode).
     use_listen_notify: bool = True
+    #: Executions of a statement on one connection before psycopg prepares it
+    #: on the server; None: never (PgBouncer in transaction mode, where the
+    #: next transaction may run on another server connection).
     prepare_threshold: int | None = 5
     #: Seconds a new connection may take before ConnectionTimeout.
     connect_timeout: float = 10.0
@@ -157,7 +165,9 @@ class WerkConfig:
             base = dict(config)
         else:
             raise ConfigError(f"config must be a WerkConfig or a dict, got {type(config).__name__}")
-        base.update({k: v for k, v in overrides.items() if v is not None})
+        # A keyword of None means "not given" (Werk(None) keeps the config's
+        # DSN), except where None is itself the setting asked for.
+        base.update({k: v for k, v in overrides.items() if v is not None or k in _NONE_IS_A_SETTING})
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(base) - known)
         if unknown:

@@ -3,8 +3,10 @@
 Loop every ``heartbeat_interval``: HEARTBEAT_WORKER (``last_seen = now()``).
 If the row is gone (a sweeper took this worker for dead), it registers again
 and logs a warning: jobs it was running have been rescued, and their late
-acks will be refused. On a connection error it logs and tries again at the
-next beat (a dead database means dead heartbeats anyway).
+acks will be refused. On a connection error it logs, marks the worker's
+database trouble (its sweeper then takes nobody for dead until it has seen
+the database for three of their heartbeat intervals: everyone's beats were
+failing too) and tries again at the next beat.
 """
 
 from __future__ import annotations
@@ -42,4 +44,5 @@ class Heartbeater:
                     await worker.register()
                 self.beats += 1
             except psycopg.OperationalError as ex:
+                worker.db_trouble()
                 logger.warning("heartbeat failed (%s); next try in %ss", ex, worker.heartbeat_interval)

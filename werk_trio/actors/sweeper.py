@@ -3,13 +3,16 @@
 Loop every ``sweep_interval`` (and once at start): :func:`sweep_once`, which
 in one transaction, under a try-advisory lock (a sweep already running
 elsewhere is skipped): deletes workers silent for three heartbeat intervals
-(DEAD_WORKERS); rescues running jobs whose worker is gone or that were not
-touched for ``max_active_secs`` (RESCUE_JOBS: the attempt is spent, so a job
+(DEAD_WORKERS) -- only if this worker itself reached the database for all
+of that time, so an outage that silenced everyone kills no one; rescues
+running jobs whose worker is gone or that were not touched for
+``max_active_secs`` (RESCUE_JOBS: the attempt is spent, so a job
 that kills its worker every time ends failed after max_attempts); expires
 unstarted jobs past their ``_ttl`` (EXPIRE_JOBS); deletes finished rows past
 their result/failure TTL; resolves waiting jobs whose parents all ended (a
 safety net for a worker that died between a commit and its resolution).
-On a connection error it logs and tries again next interval.
+On a connection error it logs, marks the worker's database trouble
+(:meth:`Worker.db_trouble`) and tries again next interval.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ logger = logging.getLogger("werk_trio.worker")
 __all__ = ["Sweeper", "sweep_once"]
 
 
-async def sweep_once(app: Werk) -> dict[str, int]:
-    """One maintenance pass; returns what it did (all zeros if another sweep holds the lock)."""
+async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str, int]:
+    """One maintenance pass; returns what it did (all zeros if another sweep holds the lock).
+
+    ``healthy_for``: seconds the calling worker has reached the database
+    without an error; a worker counts as dead only if its three silent
+    heartbeat intervals fit in that stretch (None: no such limit).
+    """
     sql = app.sql
     out = {"dead_workers": 0, "rescued": 0, "expired": 0, "deleted": 0, "resolved": 0}
     async with app.pool.connection() as conn, conn.transaction():
@@ -40,7 +48,7 @@ async def sweep_once(app: Werk) -> dict[str, int]:
         row = await cur.fetchone()
         if not row or not row[0]:
             return out
-        cur = await conn.execute(sql.DEAD_WORKERS)
+        cur = await conn.execute(sql.DEAD_WORKERS, {"healthy_for": healthy_for})
         dead = await cur.fetchall()
         out["dead_workers"] = len(dead)
         for wid, name in dead:
@@ -81,8 +89,9 @@ class Sweeper:
         task_status.started()
         while True:
             try:
-                await sweep_once(self.worker.app)
+                await sweep_once(self.worker.app, healthy_for=self.worker.db_healthy_for())
                 self.sweeps += 1
             except psycopg.OperationalError as ex:
+                self.worker.db_trouble()
                 logger.warning("sweep failed (%s); next try in %ss", ex, self.worker.sweep_interval)
             await trio.sleep(self.worker.sweep_interval)

@@ -2,7 +2,8 @@
 
 :meth:`Listener.run` connects, issues ``LISTEN`` for every channel, reports
 readiness through ``task_status``, then forwards each notification to a Trio
-memory channel. When the connection is lost (server restart,
+memory channel (a first connection that fails is retried the same way as a
+lost one). When the connection is lost (server restart,
 ``pg_terminate_backend``, network cut) it logs, waits with capped exponential
 back-off, reconnects, re-issues every ``LISTEN`` and sends :data:`RECONNECTED`
 on the channel: notifications may have been missed meanwhile, so the receiver
@@ -19,9 +20,9 @@ from typing import Any, Final
 
 import psycopg
 import trio
-from psycopg import sql
 from psycopg.rows import Row
 
+from ..sql import listen
 from .connection import Connection
 
 __all__ = ["RECONNECTED", "Listener", "Notification"]
@@ -84,7 +85,7 @@ class Listener:
         )
         try:
             for channel in self.channels:
-                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                await conn.execute(listen(channel))
         except BaseException:
             await conn.close()
             raise
@@ -93,8 +94,22 @@ class Listener:
         return conn
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen until cancelled. Readiness (``nursery.start``): LISTEN issued."""
-        conn = await self._open()
+        """Listen until cancelled. Readiness (``nursery.start``): LISTEN issued.
+
+        A first connection that fails (the server is restarting, the network
+        is cut) is retried with the same back-off as a reconnect: readiness
+        waits for it instead of raising out of the caller's nursery.
+        """
+        delay = self.backoff_initial
+        while True:
+            try:
+                conn = await self._open()
+            except psycopg.OperationalError as ex:
+                logger.warning("LISTEN connect failed (%s); next try in %.1fs", _first_line(ex), delay)
+                await trio.sleep(delay)
+                delay = min(delay * 2, self.backoff_max)
+                continue
+            break
         task_status.started()
         delay = self.backoff_initial
         try:

@@ -5,7 +5,8 @@ they share nothing with the worker's Trio loop or its connections), results
 back over a pipe read with Trio's waits. A cancel (timeout, abort, shutdown)
 kills that child at once and the pool starts a replacement. A child that dies
 (segfault, ``os._exit``, SIGKILL) fails the attempt with an error naming the
-exit code or signal; the worker goes on.
+exit code or signal; the worker goes on. When the worker stops, the pool's
+children get 5 s to exit; slower ones are killed (logged, not an error).
 
 Spawning a child takes about half a second, so the pool is filled before the
 worker starts claiming, and a killed or dead child is replaced in the
@@ -15,6 +16,7 @@ background: otherwise that time would count against the next job's ``_timeout``.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import pickle
 from collections.abc import AsyncIterator
@@ -27,6 +29,8 @@ from . import ChildDied, JobCall, child_request, describe_exit, reply_to_result
 from ._child import run_request
 
 __all__ = ["ProcessExecutor"]
+
+logger = logging.getLogger("werk_trio.worker")
 
 
 class ProcessExecutor:
@@ -43,22 +47,32 @@ class ProcessExecutor:
     async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
         import trio_parallel
 
-        async with trio_parallel.open_worker_context(idle_timeout=math.inf, grace_period=5.0) as ctx:
-            self._ctx = ctx
-            try:
-                async with trio.open_nursery() as warm:
-                    # concurrent calls while the cache is empty: one spawn each
-                    for _ in range(int(self.limiter.total_tokens)):
-                        warm.start_soon(self._spawn_one)
-                async with trio.open_nursery() as spares:
-                    self._spares = spares
-                    try:
-                        yield
-                    finally:
-                        self._spares = None
-                        spares.cancel_scope.cancel()
-            finally:
-                self._ctx = None
+        clean = False
+        try:
+            async with trio_parallel.open_worker_context(idle_timeout=math.inf, grace_period=5.0) as ctx:
+                self._ctx = ctx
+                try:
+                    async with trio.open_nursery() as warm:
+                        # concurrent calls while the cache is empty: one spawn each
+                        for _ in range(int(self.limiter.total_tokens)):
+                            warm.start_soon(self._spawn_one)
+                    async with trio.open_nursery() as spares:
+                        self._spares = spares
+                        try:
+                            yield
+                        finally:
+                            self._spares = None
+                            spares.cancel_scope.cancel()
+                finally:
+                    self._ctx = None
+                clean = True
+        except trio_parallel.BrokenWorkerError as ex:
+            if not clean:
+                raise
+            # Closing the pool after every job ended: children slower to exit
+            # than the grace period (a loaded machine, a slow exit hook) were
+            # killed. Nothing was lost; the worker stops normally.
+            logger.warning("process pool: %s (killed at shutdown)", ex.args[0] if ex.args else ex)
 
     async def _spawn_one(self) -> None:
         """Start a pool process ahead of the job that will need it (it stays cached)."""

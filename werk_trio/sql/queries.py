@@ -471,10 +471,14 @@ SELECT id FROM {jobs} WHERE worker_id = %(worker_id)s AND status = 'aborting'
 
 SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 1))"
 
-# Workers silent for three of their heartbeat intervals are dead.
+# Workers silent for three of their heartbeat intervals are dead -- judged
+# only over a stretch in which the sweeping worker itself reached the
+# database (%(healthy_for)s seconds; NULL for a sweep outside a worker): after
+# a database outage every live worker's last beat is old, and none is dead.
 DEAD_WORKERS = """
 DELETE FROM {workers}
 WHERE last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
+  AND (%(healthy_for)s::float8 IS NULL OR 3 * heartbeat_interval < %(healthy_for)s::float8)
 RETURNING id, name
 """
 
