@@ -319,20 +319,22 @@ class Worker:
         if not self.app.connected:
             await self.app.connect()
         use_listen = self.app.config.use_listen_notify
-        await self.register()
-        self.db_ok_since = trio.current_time()
-        logger.info(
-            "worker %s started: queues=%s concurrency=%d executor=%s",
-            self.name, ",".join(self.queues), self.concurrency, self.executor.name,
-        )
         try:
             async with trio.open_nursery() as services:
+                # signals first: a SIGTERM once the worker row exists is a clean
+                # stop (deregistered, exit 0), not the default death leaving the row
+                if self.handle_signals and threading.current_thread() is threading.main_thread():
+                    await services.start(SignalHandler(self).run)
+                await self.register()
+                self.db_ok_since = trio.current_time()
+                logger.info(
+                    "worker %s started: queues=%s concurrency=%d executor=%s",
+                    self.name, ",".join(self.queues), self.concurrency, self.executor.name,
+                )
                 await services.start(self.heartbeater.run)
                 await services.start(self.sweeper.run)
                 await services.start(self.abort_watcher.run)
                 await services.start(self.callbacks.run)
-                if self.handle_signals and threading.current_thread() is threading.main_thread():
-                    await services.start(SignalHandler(self).run)
                 await services.start(self.completer.run)
                 async with self.executor.running(services), self.executor_inline.running(services):
                     await self._pipeline(use_listen, task_status)
