@@ -147,9 +147,15 @@ class Pool:
         if self._closed:
             raise psycopg.OperationalError(f"the {self.name} pool is closed: call connect() first")
         wait = self.timeout if timeout is None else timeout
-        with trio.move_on_after(wait) as scope:
-            await self._slots.acquire()
-        if scope.cancelled_caught:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            self._slots.acquire_nowait()  # fast path: a free slot, no scheduler round
+        except trio.WouldBlock:
+            with trio.move_on_after(wait) as scope:
+                await self._slots.acquire()
+        else:
+            scope = None
+        if scope is not None and scope.cancelled_caught:
             raise PoolTimeout(
                 f"no database connection free after {wait:g}s: all {self.max_size} are in use "
                 "(raise max_pool_size, or return connections sooner)"
@@ -171,6 +177,18 @@ class Pool:
         Cancellation: shielded (bounded by the rollback's own limit), so a
         connection is never lost or kept in an unknown state.
         """
+        if (
+            not self._closed
+            and conn._pipeline is None
+            and conn.pgconn.pipeline_status == pq.PipelineStatus.OFF
+            and conn.pgconn.transaction_status == _IDLE
+            and conn.autocommit
+            and not conn.broken
+        ):
+            # fast path: nothing to reset (the usual case), so no shielded await
+            self._idle.append(conn)
+            self._slots.release()
+            return
         try:
             with trio.CancelScope(shield=True):
                 keep = await self._reset(conn)
