@@ -18,6 +18,7 @@ from .errors import UnknownTask as UnknownTask
 from .errors import WaitTimeout as WaitTimeout
 from .errors import WerkError as WerkError
 from .errors import WorkerShutdown as WorkerShutdown
+from .executors import asyncio_handler as asyncio_handler
 from .jobs import Callback as Callback
 from .jobs import Context as Context
 from .jobs import Dependency as Dependency
@@ -32,7 +33,6 @@ from .jobs import Retry as Retry
 from .serializers import JSONSerializer as JSONSerializer
 from .serializers import PickleSerializer as PickleSerializer
 from .serializers import Serializer as Serializer
-from .executors import asyncio_handler as asyncio_handler
 from .worker import AsyncWorker as AsyncWorker
 from .worker import ForkWorker as ForkWorker
 from .worker import ProcessWorker as ProcessWorker

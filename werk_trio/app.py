@@ -20,6 +20,7 @@ import trio
 from . import sql as sqlmod
 from ._logging import setup_logging
 from ._rows import RowBuilder, execution_from_row, job_from_row, split_options
+from ._waiting import DoneWatcher
 from .config import WerkConfig, describe_dsn, mask_dsn, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
@@ -34,7 +35,6 @@ from .jobs import (
 )
 from .serializers import JSONSerializer, Serializer, check_serializer
 from .tasks import TaskRegistry, caller_package
-from ._waiting import DoneWatcher
 
 __all__ = ["Werk"]
 

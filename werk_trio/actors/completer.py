@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from ..sql import array_literal
-
 from .._rows import job_from_row
+from ..sql import array_literal
 
 if TYPE_CHECKING:
     from ..worker import Worker

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
+import trio.lowlevel
 
 from .._rows import job_from_row
 from ..jobs import DequeueStrategy, Job
@@ -98,7 +99,7 @@ class Poller:
                     # two workers raced for one concurrency group: the loser retries
                     for _ in range(n):
                         slots.release()
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
                     continue
                 except psycopg.OperationalError as ex:
                     for _ in range(n):

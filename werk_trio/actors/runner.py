@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["RunningJob", "Runner", "format_error"]
+__all__ = ["Runner", "RunningJob", "format_error"]
 
 
 @dataclass(slots=True)

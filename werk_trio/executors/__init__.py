@@ -150,7 +150,7 @@ def remote_error_from_reply(reply: tuple[Any, ...]) -> RemoteError:
     original = None
     if pickled is not None:
         try:
-            original = pickle.loads(pickled)  # noqa: S301 - from our own child
+            original = pickle.loads(pickled)
         except Exception:
             original = None
     return RemoteError(type_name, message, text, final=final, original=original)

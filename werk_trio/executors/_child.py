@@ -54,7 +54,7 @@ def _error_reply(exc: BaseException, *, final: bool = False) -> bytes:
 def run_request(payload: bytes) -> bytes:
     """Run one attempt in this (child) process; never raises."""
     try:
-        req: ChildRequest = pickle.loads(payload)  # noqa: S301 - from our own parent
+        req: ChildRequest = pickle.loads(payload)
     except BaseException as exc:
         return _error_reply(exc, final=True)
     try:

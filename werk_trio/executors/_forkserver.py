@@ -107,7 +107,7 @@ def serve(ctrl: socket.socket) -> None:
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 1 << 16, 1)
             if not msg:
                 return  # the parent is gone
-            request = pickle.loads(msg)  # noqa: S301 - from our own parent
+            request = pickle.loads(msg)
             if request[0] == "init":
                 _, path, preload = request
                 sys.path[:] = path

@@ -117,7 +117,7 @@ class ForkExecutor:
                     state.started.set()
                     state.exited.set()
                 return
-            kind, token, value = pickle.loads(msg)  # noqa: S301 - from our own server
+            kind, token, value = pickle.loads(msg)
             if kind == "ready":
                 self._ready.set()
                 continue
@@ -166,7 +166,7 @@ class ForkExecutor:
                 self._children.pop(state.token, None)
         if reply is None:
             raise ChildDied(f"the job's forked process {describe_exit(state.exitcode)}")
-        return reply_to_result(pickle.loads(reply))  # noqa: S301 - from our own child
+        return reply_to_result(pickle.loads(reply))
 
     async def _talk(self, stream: trio.SocketStream, payload: bytes) -> bytes | None:
         """Send the request, then read the whole reply; None if the child died first."""

@@ -103,7 +103,7 @@ class ProcessExecutor:
             proc = next((a for a in ex.args if hasattr(a, "exitcode")), None)
             code = getattr(proc, "exitcode", None)
             raise ChildDied(f"the job's worker process {describe_exit(code)}") from None
-        return reply_to_result(pickle.loads(reply))  # noqa: S301 - from our own child
+        return reply_to_result(pickle.loads(reply))
 
 
 def _ready() -> None:
