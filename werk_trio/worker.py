@@ -17,7 +17,6 @@ Stopping:
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
 import threading
@@ -41,7 +40,7 @@ from .config import check_name
 from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
-from .jobs import DequeueStrategy, Job
+from .jobs import DequeueStrategy, Job, _seconds
 
 __all__ = ["AsyncWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class"]
 
@@ -50,16 +49,11 @@ logger = logging.getLogger("werk_trio.worker")
 Hook = Callable[..., Any]
 
 
-def _positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    # finite, as in WerkConfig: an infinite heartbeat_interval in the workers
-    # table would make DEAD_WORKERS overflow (interval out of range) in every sweep
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(
-            f"{name} must be a finite number of seconds {'>= 0' if allow_zero else '> 0'}, got {value!r}"
-        )
-    return float(value)
+def _interval(name: str, given: float | None, default: float, *, allow_zero: bool = False) -> float:
+    """``given`` (or the config's ``default``) as finite seconds; ConfigError otherwise.
+    Finite, as in WerkConfig: an infinite heartbeat_interval in the workers table
+    would make DEAD_WORKERS overflow (interval out of range) in every sweep."""
+    return _seconds(name, default if given is None else given, allow_zero=allow_zero)
 
 
 def _hooks(name: str, hooks: Sequence[Hook] | None) -> list[Hook]:
@@ -114,25 +108,19 @@ class Worker:
                 dequeue_strategy = DequeueStrategy(dequeue_strategy)
             except ValueError:
                 valid = ", ".join(f"DequeueStrategy.{s.name}" for s in DequeueStrategy)
-                raise ConfigError(f"dequeue_strategy must be one of {valid}, got {dequeue_strategy!r}") from None
+                raise ConfigError(
+                    f"dequeue_strategy must be one of {valid}, got {dequeue_strategy!r}"
+                ) from None
         cfg = app.config
         self.app = app
         self.queues = list(dict.fromkeys(queues))
         self.concurrency = concurrency
-        self.heartbeat_interval = _positive(
-            "heartbeat_interval", cfg.heartbeat_interval if heartbeat_interval is None else heartbeat_interval
-        )
-        self.poll_interval = _positive("poll_interval", cfg.poll_interval if poll_interval is None else poll_interval)
-        self.sweep_interval = _positive(
-            "sweep_interval", cfg.sweep_interval if sweep_interval is None else sweep_interval
-        )
-        self.abort_interval = _positive(
-            "abort_interval", cfg.abort_interval if abort_interval is None else abort_interval
-        )
-        self.shutdown_timeout = _positive(
-            "shutdown_timeout",
-            cfg.shutdown_timeout if shutdown_timeout is None else shutdown_timeout,
-            allow_zero=True,
+        self.heartbeat_interval = _interval("heartbeat_interval", heartbeat_interval, cfg.heartbeat_interval)
+        self.poll_interval = _interval("poll_interval", poll_interval, cfg.poll_interval)
+        self.sweep_interval = _interval("sweep_interval", sweep_interval, cfg.sweep_interval)
+        self.abort_interval = _interval("abort_interval", abort_interval, cfg.abort_interval)
+        self.shutdown_timeout = _interval(
+            "shutdown_timeout", shutdown_timeout, cfg.shutdown_timeout, allow_zero=True
         )
         self.dequeue_strategy = dequeue_strategy
         self.burst = bool(burst)
@@ -429,8 +417,9 @@ class ForkWorker(Worker):
         return concurrency
 
     def __init__(self, app: Werk, *args: Any, sigterm_grace: float | None = None, **kwargs: Any) -> None:
-        grace = app.config.sigterm_grace if sigterm_grace is None else sigterm_grace
-        self.sigterm_grace = _positive("sigterm_grace", grace, allow_zero=True)
+        self.sigterm_grace = _interval(
+            "sigterm_grace", sigterm_grace, app.config.sigterm_grace, allow_zero=True
+        )
         super().__init__(app, *args, **kwargs)
 
     def _default_executor(self) -> Executor:

@@ -115,11 +115,6 @@ SELECT id, status, queue,
 FROM upd
 """
 
-# Dependents (direct) of the given parents that are still waiting.
-WAITING_DEPENDENTS = """
-SELECT DISTINCT d.job_id FROM {job_deps} d JOIN {jobs} w ON w.id = d.job_id
-WHERE d.depends_on = ANY(%(ids)s::uuid[]) AND w.status = 'waiting'
-"""
 
 GET_DEPENDENCIES = """
 SELECT d.depends_on, d.allow_failure, p.status
@@ -247,7 +242,6 @@ ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running'
 
 # The worker's heartbeat; no row back means a sweeper took it for dead.
 HEARTBEAT_WORKER = "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s RETURNING 1"
-STOPPING_WORKER = "UPDATE {workers} SET status = 'stopping', last_seen = now() WHERE id = %(id)s"
 DEREGISTER_WORKER = "DELETE FROM {workers} WHERE id = %(id)s"
 
 # At deregistration, after the last outcome was written: jobs still active for
@@ -448,7 +442,6 @@ DELETE_FAILED = """
 DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed' AND failure_mode = 'delete'
 """
 
-DELETE_JOBS = "DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[])"
 NOTIFY_DONE = "SELECT pg_notify(%(channel)s, %(payload)s)"
 
 # Dependents of the given (now terminal) parents, locked: their resolution
