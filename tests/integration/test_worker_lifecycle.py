@@ -406,9 +406,14 @@ async def test_stop_requeues_a_long_job_after_shutdown_timeout_without_spending_
         await make_worker(app, burst=True).run()
         done = await app.get_job(job.id)
         assert (done.status, done.attempts, done.result) == ("complete", 2, "finished attempt 2")
-        assert [(e.attempt, e.status) for e in await app.get_executions(job.id)] == [
+        execs = await app.get_executions(job.id)
+        assert [(e.attempt, e.status) for e in execs] == [
             (1, "failed"), (2, "complete"),
         ]  # fmt: skip
+        # the completed attempt is read off the job row, which hides the row the
+        # shutdown wrote for the interrupted run of attempt 2
+        assert (execs[1].finished_at, execs[1].worker_id) == (done.completed_at, done.worker_id)
+        assert execs[1].started_at == done.started_at and execs[1].error is None
 
 
 async def test_stop_now_requeues_at_once(app: Werk) -> None:

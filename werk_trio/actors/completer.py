@@ -145,7 +145,11 @@ class Completer:
         ids = array_literal(o.job.id for o in batch)
         deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with worker.app.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
+            # One pipeline, one Sync: its statements run as one implicit
+            # transaction (an error rolls all of them back), in one round trip.
+            # An explicit transaction() here would cost two more round trips
+            # of psycopg's nested-pipeline syncs (~130 us of CPU per batch).
+            async with conn.pipeline():
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
                     {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel,

@@ -61,7 +61,10 @@ class Poller:
         query = sql.CLAIM_PRIORITY if worker.dequeue_strategy is DequeueStrategy.Priority else sql.CLAIM_BY_QUEUE
         params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
         async with worker.app.pool.connection() as conn:
-            cur = await conn.execute(query, params)
+            # one round trip; the pipeline's statements are one implicit transaction
+            async with conn.pipeline():
+                await conn.execute(sql.GENERIC_PLANS)
+                cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         self.claims += 1
         self.claimed += len(rows)
