@@ -1,4 +1,4 @@
-"""Drain and wake-up benchmark: werk workers against the raw-SQL floor.
+"""Drain and wake-up benchmark: werk workers against the raw-SQL floor and peers.
 
 Measured in one run against one server:
 
@@ -7,19 +7,31 @@ Measured in one run against one server:
   LIMIT n) RETURNING id`` then ``UPDATE ... SET status = 'done'``, batch 1 and
   batch 100, each its own durable commit. The baseline of the drain table.
 * werk: N no-op jobs drained by one AsyncWorker at concurrency 10 and 50 (in
-  this process), and by four ``werk worker --burst`` processes at once.
+  this process), and by four ``werk worker --burst`` processes at once; the
+  four-process rate is taken on the database clock, N / (last
+  ``completed_at`` - first ``started_at``), so the interpreters' start-up is
+  not in it.
 * idle wake-up latency: an idle AsyncWorker (poll_interval 30 s, so only
   NOTIFY can wake it); jobs enqueued 20 ms apart; enqueue -> start on the
   database clock (``started_at - enqueued_at``), p50 and p99, against a raw
   LISTEN -> claim loop in plain psycopg as the floor.
 * with ``--groups-deps``: the same drain with 10 % of the jobs in concurrency
   groups and 10 % depending on another job, as a ratio to the plain drain.
+* peers, when installed (``pip install -e '.[bench]'``) and not
+  ``--no-peers``: pgqueuer (QueueManager in drain mode) and procrastinate
+  (``run_worker_async(wait=False)``) drain the same N no-op jobs at
+  concurrency 10 and 50, and their idle wake-up latency is measured the same
+  way, each on the database clock from the timestamps the peer records
+  itself. Each peer runs in its own ``asyncio.run``, on its own tables in the
+  same schema; a peer that fails is reported and does not hide werk's numbers.
 
-Run: ``python benchmarks/bench_drain.py [--dsn ...] [--jobs 10000] [--runs 3]``.
+Run: ``python benchmarks/bench_drain.py [--dsn ...] [--jobs 10000] [--runs 3] [--no-peers]``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import select
 import statistics
@@ -27,7 +39,9 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import trio
@@ -43,6 +57,9 @@ from werk_trio import AsyncWorker, Dependency, EnqueueParams, Werk  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "drain (no-op jobs)"
 LATENCY = "idle wake-up, enqueue -> start"
+WAKE_JOBS = 150  # jobs per wake-up measurement
+WAKE_GAP = 0.02  # seconds between two enqueues of the wake-up measurement
+FOUR = "werk, 4 worker processes x concurrency 50 (database clock: first start -> last completion)"
 
 
 async def noop() -> None:
@@ -176,19 +193,29 @@ async def werk_drain(app: Werk, jobs: int, concurrency: int, groups_deps: bool =
 
 
 async def werk_four_processes(app: Werk, dsn: str, schema: str, jobs: int) -> float:
+    """Seconds from the first job's start to the last job's completion, on the
+    database clock: the four interpreter start-ups before it, which dominated
+    the wall time at 10,000 no-op jobs, are not in it. The time the first
+    process claims alone while the others are still starting is."""
     await _fill(app, jobs, False)
     env = dict(os.environ, WERK_BENCH_DSN=dsn, WERK_BENCH_SCHEMA=schema, PYTHONPATH=str(REPO))
     argv = [sys.executable, "-m", "werk_trio.cli", "worker", "bench_drain:app", "--burst",
             "--concurrency", "50", "--log-level", "WARNING"]
-    start = time.perf_counter()
     procs = [subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parent) for _ in range(4)]
     codes = [await trio.to_thread.run_sync(p.wait) for p in procs]
-    elapsed = time.perf_counter() - start
     assert codes == [0, 0, 0, 0], codes
     counts = await app.counts()
     done = sum(q.get("complete", 0) for q in counts.values())
     assert done == jobs, f"drained {done} of {jobs}: {counts}"
-    return elapsed
+    span = sql.SQL(
+        "SELECT count(*), extract(epoch FROM max(completed_at) - min(started_at)) FROM {}"
+        " WHERE status = 'complete'"
+    ).format(sql.Identifier(schema, f"{app.config.prefix}_jobs"))
+    async with app.connection() as conn:
+        cur = await conn.execute(span)
+        row = await cur.fetchone()
+    assert row is not None and row[0] == jobs and row[1] is not None, row
+    return float(row[1])
 
 
 async def werk_wakeup(app: Werk, count: int, gap: float) -> list[float]:
@@ -220,14 +247,17 @@ app = Werk(os.environ.get("WERK_BENCH_DSN") or None, schema=os.environ.get("WERK
 app.register(noop, name="bench_drain.noop")
 
 
-async def measure(dsn: str, schema: str, runs: int, jobs: int, groups_deps: bool, results: _harness.Results) -> None:
+async def measure(
+    dsn: str, schema: str, runs: int, jobs: int, groups_deps: bool, results: _harness.Results,
+    latencies: dict[str, list[float]],
+) -> None:
     werk = Werk(dsn, schema=schema, task_modules=["bench_drain", "__main__"])
     werk.register(noop, name="bench_drain.noop")
     results.declare(SECTION, "raw floor, claim 100 + complete (psycopg)", "jobs/s", baseline=True)
     results.declare(SECTION, "raw floor, claim 1 + complete (psycopg)", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 10", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 50", "jobs/s")
-    results.declare(SECTION, "werk, 4 worker processes x concurrency 50", "jobs/s")
+    results.declare(SECTION, FOUR, "jobs/s")
     if groups_deps:
         results.declare(SECTION, "werk c=50, 10% groups + 10% dependencies", "jobs/s")
     async with werk:
@@ -238,16 +268,247 @@ async def measure(dsn: str, schema: str, runs: int, jobs: int, groups_deps: bool
                         await trio.to_thread.run_sync(raw_floor, dsn, schema, min(jobs, 2000), 1))
             results.add(SECTION, "werk AsyncWorker, concurrency 10", jobs, await werk_drain(werk, jobs, 10))
             results.add(SECTION, "werk AsyncWorker, concurrency 50", jobs, await werk_drain(werk, jobs, 50))
-            results.add(SECTION, "werk, 4 worker processes x concurrency 50", jobs,
-                        await werk_four_processes(werk, dsn, schema, jobs))
+            results.add(SECTION, FOUR, jobs, await werk_four_processes(werk, dsn, schema, jobs))
             if groups_deps:
                 results.add(SECTION, "werk c=50, 10% groups + 10% dependencies", jobs,
                             await werk_drain(werk, jobs, 50, groups_deps=True))
-        raw = await trio.to_thread.run_sync(raw_wakeup, dsn, schema, 150, 0.02)
-        ours = await werk_wakeup(werk, 150, 0.02)
-    print(f"\n## {LATENCY} (jobs enqueued 20 ms apart, database clock)")
-    for name, lat in (("raw LISTEN -> claim (psycopg)", raw), ("werk AsyncWorker (poll_interval 30 s)", ours)):
-        print(f"{name:<40} p50 {_pct(lat, 0.5) * 1000:6.2f} ms   p99 {_pct(lat, 0.99) * 1000:6.2f} ms"
+        latencies["raw LISTEN -> claim (psycopg)"] = await trio.to_thread.run_sync(
+            raw_wakeup, dsn, schema, WAKE_JOBS, WAKE_GAP)
+        latencies["werk AsyncWorker (poll_interval 30 s)"] = await werk_wakeup(werk, WAKE_JOBS, WAKE_GAP)
+
+
+# --- peers (each in its own asyncio run, on its own tables in the same schema) --------
+#
+# Every peer gets the same work as werk: N no-op jobs (an async function that
+# returns at once) bulk-enqueued into its own empty tables, then drained by one
+# worker in this process; the time is the worker's run, from start to return,
+# as werk's is. Each drain is checked against the peer's own record that all N
+# ran. The wake-up measurement is werk's: an idle worker that only a NOTIFY can
+# wake (its polling fallback set to 30 s), WAKE_JOBS jobs enqueued WAKE_GAP apart
+# from a second connection, enqueue -> start from timestamps the peer writes
+# itself with now(), i.e. on the database clock.
+
+PGQ_ENTRYPOINT = "bench_drain.noop"
+
+
+async def _pgqueuer_queries(dsn: str, schema: str) -> tuple[str, Any, Any]:
+    """(driver name, connection, pgqueuer ``Queries``) on a new connection in
+    ``schema``: asyncpg when installed (pgqueuer's fastest driver, and the one
+    its docs name for a QueueManager), else psycopg's async connection."""
+    from pgqueuer.queries import Queries
+
+    try:
+        import asyncpg  # type: ignore[import-not-found]
+    except ImportError:
+        asyncpg = None
+    if asyncpg is not None:
+        conn: Any = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+        return "asyncpg", conn, Queries.from_asyncpg_connection(conn)
+    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, options=f"-c search_path={schema}")
+    return "psycopg async", conn, Queries.from_psycopg_connection(conn)
+
+
+def _pgqueuer_manager(queries: Any) -> Any:
+    from pgqueuer.qm import QueueManager
+
+    manager = QueueManager(queries)
+
+    @manager.entrypoint(PGQ_ENTRYPOINT)
+    async def _noop(job: Any) -> None:
+        """The no-op job."""
+
+    return manager
+
+
+async def _pgqueuer_reset(queries: Any) -> None:
+    await queries.clear_queue()
+    await queries.clear_queue_log()
+    await queries.clear_statistics_log()
+
+
+def _pgqueuer_run_settings(concurrency: int) -> dict[str, int]:
+    # pgqueuer has no single "concurrency" setting. What bounds the jobs one
+    # QueueManager has in flight is max_concurrent_tasks (enforced in its
+    # dequeue SQL), so concurrency C is max_concurrent_tasks=C. For short jobs
+    # its performance guide says to raise batch_size (jobs claimed per dequeue
+    # round trip), and it refuses a batch_size above max_concurrent_tasks / 2
+    # (RuntimeError: "at least twice the batch size"), so batch_size = C // 2
+    # is the largest batch it accepts at that ceiling; its completion log
+    # buffer flushes every batch_size jobs (or 0.1 s). Measured here on 2,000
+    # jobs: at C=50, batch 25 drained ~1.7x faster than its default batch of
+    # 10, and faster than no ceiling at all with batch 10 (the setting of its
+    # own tools/benchmark.py), so this is not a handicap. One direct asyncpg
+    # connection, not a pool, as the guide says for a QueueManager; default
+    # (durable, logged) tables like werk's; default heartbeat and
+    # log-aggregation intervals.
+    return {"max_concurrent_tasks": concurrency, "batch_size": max(1, concurrency // 2)}
+
+
+async def pgqueuer_drain(dsn: str, schema: str, jobs: int, concurrency: int) -> float:
+    from pgqueuer.types import QueueExecutionMode
+
+    _, conn, queries = await _pgqueuer_queries(dsn, schema)
+    try:
+        await _pgqueuer_reset(queries)
+        for chunk in range(0, jobs, 20_000):
+            n = min(20_000, jobs - chunk)
+            await queries.enqueue([PGQ_ENTRYPOINT] * n, [None] * n, [0] * n)
+        manager = _pgqueuer_manager(queries)
+        start = time.perf_counter()
+        await manager.run(mode=QueueExecutionMode.drain, **_pgqueuer_run_settings(concurrency))
+        elapsed = time.perf_counter() - start
+        names = queries.qbe.settings.qualified
+        rows = await queries.driver.fetch(
+            f"SELECT (SELECT count(*) FROM {names.queue_table}) AS left_over,"
+            f" (SELECT count(*) FROM {names.queue_table_log} WHERE status = 'successful') AS done"
+        )
+        left_over, done = rows[0]["left_over"], rows[0]["done"]
+        assert (left_over, done) == (0, jobs), f"pgqueuer drained {done} of {jobs}; {left_over} left queued"
+        return elapsed
+    finally:
+        await conn.close()
+
+
+async def pgqueuer_wakeup(dsn: str, schema: str, count: int, gap: float) -> list[float]:
+    _, worker_conn, worker_queries = await _pgqueuer_queries(dsn, schema)
+    _, conn, queries = await _pgqueuer_queries(dsn, schema)
+    try:
+        await _pgqueuer_reset(queries)
+        manager = _pgqueuer_manager(worker_queries)
+        # dequeue_timeout is its polling fallback: 30 s, so only NOTIFY wakes it
+        settings = _pgqueuer_run_settings(10)
+        run = asyncio.create_task(manager.run(dequeue_timeout=timedelta(seconds=30), **settings))
+        await asyncio.sleep(1.0)  # no readiness signal: give it time to LISTEN
+        for _ in range(count):
+            await queries.enqueue(PGQ_ENTRYPOINT, None, 0)
+            await asyncio.sleep(gap)
+        await asyncio.sleep(0.3)
+        manager.shutdown.set()
+        await run
+        # its log gets a 'queued' row at enqueue and a 'picked' row at the
+        # claim, each stamped now() by the server
+        log = queries.qbe.settings.qualified.queue_table_log
+        rows = await queries.driver.fetch(
+            f"SELECT extract(epoch FROM p.created - q.created)::float8 AS latency FROM {log} q"
+            f" JOIN {log} p ON p.job_id = q.job_id AND p.status = 'picked' WHERE q.status = 'queued'"
+        )
+        return [float(r["latency"]) for r in rows]
+    finally:
+        await conn.close()
+        await worker_conn.close()
+
+
+async def measure_pgqueuer(
+    dsn: str, schema: str, runs: int, jobs: int, results: _harness.Results, latencies: dict[str, list[float]]
+) -> None:
+    logging.getLogger("pgqueuer").setLevel(logging.WARNING)
+    driver_name, conn, queries = await _pgqueuer_queries(dsn, schema)
+    try:
+        await queries.install()
+    finally:
+        await conn.close()
+    names = {c: f"pgqueuer QueueManager, concurrency {c} ({driver_name}, asyncio)" for c in (10, 50)}
+    for name in names.values():
+        results.declare(SECTION, name, "jobs/s")
+    for _ in range(runs):
+        for c, name in names.items():
+            results.add(SECTION, name, jobs, await pgqueuer_drain(dsn, schema, jobs, c))
+    wake = f"pgqueuer QueueManager (dequeue_timeout 30 s; {driver_name}, asyncio)"
+    latencies[wake] = await pgqueuer_wakeup(dsn, schema, WAKE_JOBS, WAKE_GAP)
+
+
+def _procrastinate_app(dsn: str, schema: str) -> Any:
+    import procrastinate
+
+    # Its default pool (psycopg_pool's 4 connections; the LISTEN connection is
+    # a separate one): a pool of 10, werk's maximum, was no faster here at
+    # concurrency 10 or 50 (each job is one fetch and one finish round trip,
+    # and the worker fetches one job at a time).
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
+    papp = procrastinate.App(connector=connector)
+
+    @papp.task(name="noop")
+    async def _noop() -> None:
+        """The no-op job."""
+
+    return papp
+
+
+async def procrastinate_drain(papp: Any, jobs: int, concurrency: int) -> float:
+    connector = papp.connector
+    await connector.execute_query_async("TRUNCATE procrastinate_jobs CASCADE")
+    task = papp.tasks["noop"]
+    for chunk in range(0, jobs, 20_000):
+        await task.batch_defer_async(*({} for _ in range(min(20_000, jobs - chunk))))
+    start = time.perf_counter()
+    # wait=False: the worker returns once it finds the queue empty and its
+    # running jobs are done; the rest are procrastinate's defaults
+    await papp.run_worker_async(concurrency=concurrency, wait=False, install_signal_handlers=False)
+    elapsed = time.perf_counter() - start
+    row = await connector.execute_query_one_async(
+        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS done, count(*) AS total"
+        " FROM procrastinate_jobs"
+    )
+    assert (row["done"], row["total"]) == (jobs, jobs), f"procrastinate drained {row['done']} of {jobs}"
+    return elapsed
+
+
+async def procrastinate_wakeup(papp: Any, count: int, gap: float) -> list[float]:
+    connector = papp.connector
+    await connector.execute_query_async("TRUNCATE procrastinate_jobs CASCADE")
+    task = papp.tasks["noop"]
+    # fetch_job_polling_interval is its polling fallback: 30 s, so only NOTIFY wakes it
+    run = asyncio.create_task(papp.run_worker_async(
+        concurrency=10, wait=True, fetch_job_polling_interval=30, install_signal_handlers=False))
+    await asyncio.sleep(1.0)  # no readiness signal: give it time to LISTEN
+    for _ in range(count):
+        await task.defer_async()
+        await asyncio.sleep(gap)
+    await asyncio.sleep(0.3)
+    run.cancel()  # its documented way to stop a run_worker_async: a graceful stop
+    try:
+        await run
+    except asyncio.CancelledError:
+        pass
+    # its events table gets a 'deferred' and a 'started' row per job, each
+    # stamped now() by the server (by its triggers)
+    rows = await connector.execute_query_all_async(
+        "SELECT extract(epoch FROM s.at - d.at)::float8 AS latency FROM procrastinate_events d"
+        " JOIN procrastinate_events s ON s.job_id = d.job_id AND s.type = 'started' WHERE d.type = 'deferred'"
+    )
+    return [float(r["latency"]) for r in rows]
+
+
+async def measure_procrastinate(
+    dsn: str, schema: str, runs: int, jobs: int, results: _harness.Results, latencies: dict[str, list[float]]
+) -> None:
+    # its per-job INFO lines (start, success) are not part of the work, nor is
+    # its warning about an app defined in __main__
+    logging.getLogger("procrastinate").setLevel(logging.ERROR)
+    papp = _procrastinate_app(dsn, schema)
+    names = {c: f"procrastinate worker, concurrency {c} (psycopg pool, asyncio)" for c in (10, 50)}
+    for name in names.values():
+        results.declare(SECTION, name, "jobs/s")
+    async with papp.open_async():
+        await papp.schema_manager.apply_schema_async()
+        for _ in range(runs):
+            for c, name in names.items():
+                results.add(SECTION, name, jobs, await procrastinate_drain(papp, jobs, c))
+        wake = "procrastinate worker (polling interval 30 s; psycopg, asyncio)"
+        latencies[wake] = await procrastinate_wakeup(papp, WAKE_JOBS, WAKE_GAP)
+
+
+PEERS = {"pgqueuer": measure_pgqueuer, "procrastinate": measure_procrastinate}
+
+
+def print_latencies(latencies: dict[str, list[float]]) -> None:
+    print(f"\n## {LATENCY} (jobs enqueued {WAKE_GAP * 1000:.0f} ms apart, database clock)")
+    width = max([40, *(len(name) for name in latencies)])
+    for name, lat in latencies.items():
+        if not lat:
+            print(f"{name:<{width}} no job started")
+            continue
+        print(f"{name:<{width}} p50 {_pct(lat, 0.5) * 1000:6.2f} ms   p99 {_pct(lat, 0.99) * 1000:6.2f} ms"
               f"   mean {statistics.mean(lat) * 1000:6.2f} ms   n={len(lat)}")
 
 
@@ -255,14 +516,30 @@ def main(argv: list[str] | None = None) -> int:
     parser = _harness.arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--groups-deps", action="store_true", help="also drain with 10%% groups and deps")
+    parser.add_argument("--no-peers", action="store_true", help="skip pgqueuer / procrastinate")
     args = parser.parse_args(argv)
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
     print(f"median of {args.runs} runs; {args.jobs:,} jobs per drain")
     print(_harness.load_note("at start"))
     results = _harness.Results()
+    latencies: dict[str, list[float]] = {}
     with _harness.fresh_schema(dsn) as schema:
-        trio.run(measure, dsn, schema, args.runs, args.jobs, args.groups_deps, results)
+        trio.run(measure, dsn, schema, args.runs, args.jobs, args.groups_deps, results, latencies)
+        for name, measure_peer in PEERS.items():
+            if args.no_peers:
+                results.skip(f"{name} (--no-peers)")
+                continue
+            try:
+                __import__(name)
+            except ImportError:
+                results.skip(f"{name} (not installed: pip install -e '.[bench]')")
+                continue
+            try:
+                asyncio.run(measure_peer(dsn, schema, args.runs, args.jobs, results, latencies))
+            except Exception as ex:  # a peer's failure must not hide werk's numbers
+                results.skip(f"{name} failed: {type(ex).__name__}: {ex}")
+    print_latencies(latencies)
     results.print()
     print("\n" + _harness.load_note("at end"))
     return 0
