@@ -338,6 +338,32 @@ async def test_thread_timeout_abandons_the_thread_on_time_and_keeps_the_limit(
         assert sorted(h.Gauge.started[concurrency:]) == [f"next-{i}" for i in range(4)]
 
 
+async def test_thread_call_that_times_out_before_a_thread_is_free_never_starts(
+    app: Werk, thread_state: Any
+) -> None:
+    with trio.fail_after(20):
+        holder = await app.enqueue(h.stuck_thread, "holder", _timeout=0.2)
+        assert holder
+        worker = make_worker(app, "thread", concurrency=1, prefetch=1)
+        executor = worker.executor
+        assert isinstance(executor, ThreadExecutor)
+        async with running(worker):
+            await job_in(app, holder.id, "failed")
+            assert executor.stuck == 1  # the only thread is still inside the handler
+            # claimed and handed to the pool, but no thread is free to take it
+            late = await app.enqueue(h.counted_thread, "late", _timeout=0.3)
+            assert late
+            failed = await job_in(app, late.id, "failed", "complete")
+            assert failed.status == "failed" and "JobTimeout" in (failed.error or "")
+            h.RELEASE.set()  # the thread comes back and reads the queue
+            await until(lambda: executor.stuck == 0)
+            after = await app.enqueue(h.counted_thread, "after")
+            assert after
+            assert (await job_in(app, after.id, "complete")).result == "after"
+        # the call whose job had ended was dropped, not run late
+        assert h.Gauge.started == ["holder", "after"]
+
+
 async def _count(app: Werk, ids: list[Any], status: str, *, at_least: int) -> bool:
     jobs = await app.get_jobs(ids)
     return sum(1 for j in jobs.values() if j.status == status) >= at_least
