@@ -101,6 +101,12 @@ class WerkConfig:
     prepare_threshold: int | None = 5
     #: Seconds a new connection may take before ConnectionTimeout.
     connect_timeout: float = 10.0
+    #: True: a worker's claims wait for the WAL flush like every other commit.
+    #: False (default): claims commit asynchronously -- a crash of the database
+    #: server itself may undo the last ~0.6 s of claims, whose jobs are then
+    #: queued again (at-least-once holds; see docs/architecture.md).
+    #: Completions and enqueues are always durable.
+    durable_claims: bool = False
     #: Directory of the embedded Postgres data (None: the default location).
     embedded_dir: str | None = field(default=None)
 
@@ -143,6 +149,9 @@ class WerkConfig:
         object.__setattr__(self, "task_modules", modules)
         if self.prepare_threshold is not None:
             _positive("prepare_threshold", self.prepare_threshold, integer=True, allow_zero=True)
+        for name in ("durable_claims", "auto_migrate", "use_listen_notify"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def __repr__(self) -> str:
         # the DSN may hold a password: show it masked

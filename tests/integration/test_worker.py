@@ -681,3 +681,36 @@ async def test_stats_and_running(app: Werk) -> None:
             await app.enqueue(noop)
             await until(lambda: w.stats.get("complete", 0) == 1)
         assert w.running == {}
+
+
+# --- claim settings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("durable", [False, True])
+async def test_claim_settings_apply_to_the_claim_only(dsn: str, schema: str, durable: bool) -> None:
+    """A claim runs with its generic plan and (unless durable_claims) an
+    asynchronous commit, set local to the claim's pipeline: inside it the
+    settings hold, and no pooled connection keeps them afterwards."""
+    with trio.fail_after(20):
+        async with Werk(dsn, schema=schema, task_modules=["tests"], min_pool_size=2,
+                        max_pool_size=2, durable_claims=durable) as app:  # fmt: skip
+            sql = app.sql
+            settings = sql.GENERIC_PLANS if durable else sql.CLAIM_SETTINGS
+            async with app.connection() as conn:
+                async with conn.pipeline():
+                    await conn.execute(settings)
+                    inside = await conn.execute("SELECT current_setting('synchronous_commit'),"
+                                                " current_setting('plan_cache_mode')")  # fmt: skip
+                assert await inside.fetchone() == ("on" if durable else "off", "force_generic_plan")
+
+            jobs = await app.enqueue_many([EnqueueParams(noop) for _ in range(30)])
+            worker = make_worker(app, burst=True, concurrency=5)
+            await worker.run()
+            assert worker.poller.claims >= 6  # the claims ran on the pool's connections
+            done = await app.get_jobs([j.id for j in jobs if j])
+            assert len(done) == 30 and all(j.status == "complete" for j in done.values())
+            async with app.connection() as one, app.connection() as two:  # the whole pool
+                for conn in (one, two):
+                    cur = await conn.execute("SELECT current_setting('synchronous_commit'),"
+                                             " current_setting('plan_cache_mode')")  # fmt: skip
+                    assert await cur.fetchone() == ("on", "auto")

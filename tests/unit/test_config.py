@@ -30,6 +30,7 @@ def test_defaults_match_the_spec() -> None:
     assert c.shutdown_timeout == 30.0
     assert c.sigterm_grace == 5
     assert c.cron_standby_retry_interval == 30.0
+    assert c.durable_claims is False  # claims commit asynchronously (architecture.md)
 
 
 def test_config_is_frozen() -> None:
@@ -98,6 +99,9 @@ def test_unknown_setting_lists_the_valid_ones() -> None:
         ("task_modules", [3]),
         ("prepare_threshold", -1),
         ("dsn", 5432),
+        ("durable_claims", "yes"),
+        ("auto_migrate", 1),
+        ("use_listen_notify", None),
     ],
 )
 def test_bad_settings_raise_config_error(field: str, value: object) -> None:

@@ -43,6 +43,9 @@ class Poller:
         self.gather_window = 0.002
         self.claims = 0
         self.claimed = 0
+        #: Sent with every claim (see CLAIM_SETTINGS in sql/queries.py).
+        sql = worker.app.sql
+        self._settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
 
     def _queue_order(self) -> list[str]:
         queues = list(self.worker.queues)
@@ -63,7 +66,7 @@ class Poller:
         async with worker.app.pool.connection() as conn:
             # one round trip; the pipeline's statements are one implicit transaction
             async with conn.pipeline():
-                await conn.execute(sql.GENERIC_PLANS)
+                await conn.execute(self._settings)
                 cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         self.claims += 1
