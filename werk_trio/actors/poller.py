@@ -43,9 +43,6 @@ class Poller:
         self.gather_window = 0.002
         self.claims = 0
         self.claimed = 0
-        #: Sent with every claim (see CLAIM_SETTINGS in sql/queries.py).
-        sql = worker.app.sql
-        self._settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
 
     def _queue_order(self) -> list[str]:
         queues = list(self.worker.queues)
@@ -63,10 +60,12 @@ class Poller:
         sql = worker.app.sql
         query = sql.CLAIM_PRIORITY if worker.dequeue_strategy is DequeueStrategy.Priority else sql.CLAIM_BY_QUEUE
         params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
+        # sent with every claim: see CLAIM_SETTINGS in sql/queries.py
+        settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
         async with worker.app.pool.connection() as conn:
             # one round trip; the pipeline's statements are one implicit transaction
             async with conn.pipeline():
-                await conn.execute(self._settings)
+                await conn.execute(settings)
                 cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         self.claims += 1
