@@ -31,6 +31,7 @@ from psycopg import sql
 
 __all__ = [
     "DEFAULT_DSN",
+    "completed_span",
     "Results",
     "arg_parser",
     "atimed",
@@ -182,3 +183,19 @@ class Results:
                 print(line + (f"  ({r.note})" if r.note else ""), file=out)
         for what in self._skipped:
             print(f"\nskipped: {what}", file=out)
+
+
+async def completed_span(app: Any, schema: str, expected: int) -> float:
+    """Seconds from the first job's start to the last job's completion on the
+    database clock, over the complete jobs of ``app``'s table in ``schema``
+    (asserting there are ``expected`` of them): a drain rate without the
+    worker's own start-up (process pools, interpreters) in it."""
+    span = sql.SQL(
+        "SELECT count(*), extract(epoch FROM max(completed_at) - min(started_at)) FROM {}"
+        " WHERE status = 'complete'"
+    ).format(sql.Identifier(schema, f"{app.config.prefix}_jobs"))
+    async with app.connection() as conn:
+        cur = await conn.execute(span)
+        row = await cur.fetchone()
+    assert row is not None and row[0] == expected and row[1] is not None, row
+    return float(row[1])

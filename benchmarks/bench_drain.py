@@ -207,15 +207,7 @@ async def werk_four_processes(app: Werk, dsn: str, schema: str, jobs: int) -> fl
     counts = await app.counts()
     done = sum(q.get("complete", 0) for q in counts.values())
     assert done == jobs, f"drained {done} of {jobs}: {counts}"
-    span = sql.SQL(
-        "SELECT count(*), extract(epoch FROM max(completed_at) - min(started_at)) FROM {}"
-        " WHERE status = 'complete'"
-    ).format(sql.Identifier(schema, f"{app.config.prefix}_jobs"))
-    async with app.connection() as conn:
-        cur = await conn.execute(span)
-        row = await cur.fetchone()
-    assert row is not None and row[0] == jobs and row[1] is not None, row
-    return float(row[1])
+    return await _harness.completed_span(app, schema, jobs)
 
 
 async def werk_wakeup(app: Werk, count: int, gap: float) -> list[float]:
