@@ -162,7 +162,9 @@ def _params(jobs: int, groups_deps: bool) -> list[EnqueueParams]:
     params = []
     for i in range(jobs):
         if groups_deps and i % 10 == 0:
-            params.append(EnqueueParams(NOOP, group=f"g{i % 40}"))
+            # every 10th job, in 40 groups of N/400 jobs each (i % 40 would be
+            # only 4 groups: i is a multiple of 10)
+            params.append(EnqueueParams(NOOP, group=f"g{(i // 10) % 40}"))
         else:
             params.append(EnqueueParams(NOOP))
     return params

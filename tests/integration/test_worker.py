@@ -714,3 +714,18 @@ async def test_claim_settings_apply_to_the_claim_only(dsn: str, schema: str, dur
                     cur = await conn.execute("SELECT current_setting('synchronous_commit'),"
                                              " current_setting('plan_cache_mode')")  # fmt: skip
                     assert await cur.fetchone() == ("on", "auto")
+
+
+async def test_burst_drains_a_concurrency_group_chain(app: Werk) -> None:
+    """Only one job of a group is claimable at a time, so a burst worker keeps
+    finding nothing while the group's running job is being acked. It must not
+    take such an empty claim for the end: a claim that began before the ack
+    committed could not see the next job of the group."""
+    with trio.fail_after(30):
+        for round_no in range(3):
+            jobs = await app.enqueue_many([EnqueueParams(noop, group=f"chain-{round_no}") for _ in range(40)])
+            worker = make_worker(app, burst=True, concurrency=4)
+            await worker.run()
+            done = await app.get_jobs([j.id for j in jobs if j])
+            left = [j.status.value for j in done.values() if j.status != "complete"]
+            assert not left, f"round {round_no}: burst stopped with {len(left)} of 40 not run: {left[:3]}"

@@ -74,6 +74,9 @@ class Completer:
         self.flushed = trio.Event()
         self.written = 0
         self.refused = 0
+        #: Batches committed so far (burst mode: a claim that began before the
+        #: latest commit may have missed the jobs that commit made claimable).
+        self.flushes = 0
 
     def submit(self, outcome: Outcome) -> None:
         """Hand over an outcome (never blocks, never fails)."""
@@ -170,6 +173,7 @@ class Completer:
                     failed = failed_dependents + await resolve_dependents(conn, sql, failed_dependents)
                     dependency_failures = await _end_dependency_failures(conn, worker.app, failed)
         self.written += len(rows)
+        self.flushes += 1
         refused = len(batch) - len(rows)
         if refused:
             self.refused += refused

@@ -98,6 +98,7 @@ class Poller:
                         break
                     n += 1
                 worker.drain_nudges()
+                flushes = worker.completer.flushes
                 try:
                     claimed = await self.claim(n)
                 except psycopg.errors.UniqueViolation:
@@ -127,6 +128,11 @@ class Poller:
                     continue  # there may be more: claim again as soon as slots free
                 if worker.burst and not claimed:
                     if slots.value == worker.capacity and worker.completer.idle:
+                        if worker.completer.flushes != flushes:
+                            # a completion committed while this claim ran: it may
+                            # have freed a group or queued a dependent the claim
+                            # could not see yet -- look once more
+                            continue
                         logger.info("burst: nothing left to claim; stopping")
                         worker.burst_done.set()
                         return
