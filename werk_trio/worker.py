@@ -381,7 +381,7 @@ class AsyncWorker(Worker):
 
 
 class ThreadWorker(Worker):
-    """Each handler in a thread (``trio.to_thread``, at most ``concurrency`` at once)."""
+    """Each handler in a thread of a pool of up to ``concurrency`` threads (``executors/thread.py``)."""
 
     worker_type = "thread"
 

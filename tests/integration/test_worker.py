@@ -729,3 +729,18 @@ async def test_burst_drains_a_concurrency_group_chain(app: Werk) -> None:
             done = await app.get_jobs([j.id for j in jobs if j])
             left = [j.status.value for j in done.values() if j.status != "complete"]
             assert not left, f"round {round_no}: burst stopped with {len(left)} of 40 not run: {left[:3]}"
+
+
+async def test_async_worker_starts_threads_only_for_plain_functions(app: Werk) -> None:
+    """AsyncWorker runs plain functions on the thread executor's pool, whose
+    threads start on demand: none for coroutines, at most ``concurrency``."""
+    with trio.fail_after(20):
+        await app.enqueue_many([EnqueueParams(noop) for _ in range(20)])
+        worker = make_worker(app, concurrency=3)
+        pool = worker.executor.threads  # type: ignore[attr-defined]
+        async with running(worker):
+            await until(lambda: worker.stats.get("complete") == 20)
+            assert pool.threads_started == 0
+            await app.enqueue_many([EnqueueParams(sync_blocking, (0.05,)) for _ in range(12)])
+            await until(lambda: worker.stats.get("complete") == 32)
+            assert 1 <= pool.threads_started <= 3

@@ -2,9 +2,10 @@
 
 * Trio ``async def`` handlers are awaited directly; a cancel stops them at
   their next checkpoint.
-* Plain functions run in a thread (``trio.to_thread.run_sync``) so the loop
-  never blocks; a cancel abandons the thread on time and sets
-  ``ctx.cancelled`` for the handler to notice.
+* Plain functions run in a thread of the thread executor's pool (see
+  ``thread.py``: long-lived threads, batched wake-ups) so the loop never
+  blocks; a cancel abandons the thread on time and sets ``ctx.cancelled``
+  for the handler to notice.
 * asyncio coroutine functions marked for the bridge run through trio-asyncio
   in a loop the executor opens for the worker's lifetime (only when such a
   handler first appears, or at start when ``asyncio_bridge=True``).
@@ -24,19 +25,27 @@ from . import HandlerKind, JobCall
 
 __all__ = ["InlineExecutor"]
 
+#: Threads for plain functions when no limit is given (Trio's own default).
+DEFAULT_THREAD_LIMIT = 40
+
 
 class InlineExecutor:
     name = "async"
 
     def __init__(self, *, thread_limit: int | None = None) -> None:
-        self._limiter = trio.CapacityLimiter(thread_limit) if thread_limit else None
+        from .thread import ThreadExecutor
+
+        #: Plain functions: the thread executor's pool (threads start only when
+        #: a plain function first runs), at most ``thread_limit`` at once
+        #: (Trio's default of 40 when not given).
+        self.threads = ThreadExecutor(thread_limit or DEFAULT_THREAD_LIMIT)
         self._aio_loop: Any = None
 
     @asynccontextmanager
     async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
         import trio_asyncio
 
-        async with trio_asyncio.open_loop() as loop:
+        async with self.threads.running(nursery), trio_asyncio.open_loop() as loop:
             self._aio_loop = loop
             try:
                 yield
@@ -52,7 +61,7 @@ class InlineExecutor:
             if self._aio_loop is None:
                 raise RuntimeError("the asyncio bridge is not running")
             return await trio_asyncio.aio_as_trio(call.func)(*call.positional(), **call.kwargs)
-        return await run_sync_abandoning(call, self._limiter)
+        return await self.threads.run(call)
 
 
 async def run_sync_abandoning(call: JobCall, limiter: trio.CapacityLimiter | None) -> Any:

@@ -1,6 +1,7 @@
 """The thread executor (ThreadWorker): every handler in a worker thread.
 
-A pool of exactly ``concurrency`` long-lived threads serves one queue of calls;
+A pool of up to ``concurrency`` long-lived threads (started as calls need
+them) serves one queue of calls;
 async handlers (Trio or asyncio) run in the thread's own event loop. A thread
 cannot be killed: on timeout, abort or shutdown the job is ended on time, the
 thread is abandoned (``ctx.cancelled`` becomes true for the handler to
@@ -77,6 +78,8 @@ class ThreadExecutor:
         self._delivery_due = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a call
+        self._queued = 0  # calls no thread has taken yet
 
     @asynccontextmanager
     async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
@@ -84,12 +87,8 @@ class ThreadExecutor:
         # a queue per run: a thread still stuck in a handler from an earlier run
         # takes its stop signal from that run's queue, not from this one
         self._calls = calls = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._serve, args=(calls,), name=f"werk-thread-{i}", daemon=True)
-            for i in range(self.concurrency)
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._threads = []
+        self._idle = self._queued = 0
         try:
             yield
         finally:
@@ -100,15 +99,31 @@ class ThreadExecutor:
             self._threads = []
             self._token = None
 
+    @property
+    def threads_started(self) -> int:
+        """Pool threads started in this run (they start as calls need them)."""
+        return len(self._threads)
+
+    def _start_thread(self) -> None:
+        thread = threading.Thread(
+            target=self._serve, args=(self._calls,), name=f"werk-thread-{len(self._threads)}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
     def _serve(self, calls: queue.SimpleQueue[_Call | None]) -> None:
         """A pool thread: run calls until told to stop."""
         token = self._token
         assert token is not None
         while True:
-            item = calls.get()
-            if item is None:
-                return
             with self._lock:
+                self._idle += 1
+            item = calls.get()
+            with self._lock:
+                self._idle -= 1
+                if item is None:
+                    return
+                self._queued -= 1
                 if item.abandoned:  # its job ended while it waited: never start it
                     continue
                 item.started = True
@@ -157,5 +172,13 @@ class ThreadExecutor:
                 )
             return trio.lowlevel.Abort.SUCCEEDED
 
+        with self._lock:
+            # threads start on demand, up to the limit: one more when the calls
+            # waiting outnumber the idle threads (an abandoned thread keeps its
+            # place until it returns, so it still counts against the limit)
+            self._queued += 1
+            grow = self._queued > self._idle and len(self._threads) < self.concurrency
+        if grow:
+            self._start_thread()
         self._calls.put(item)
         return await trio.lowlevel.wait_task_rescheduled(abort)
