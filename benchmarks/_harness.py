@@ -31,10 +31,10 @@ from psycopg import sql
 
 __all__ = [
     "DEFAULT_DSN",
-    "completed_span",
     "Results",
     "arg_parser",
     "atimed",
+    "completed_span",
     "fresh_schema",
     "load_note",
     "resolve_dsn",

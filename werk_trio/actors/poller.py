@@ -58,7 +58,8 @@ class Poller:
     async def claim(self, n: int) -> list[Job]:
         worker = self.worker
         sql = worker.app.sql
-        query = sql.CLAIM_PRIORITY if worker.dequeue_strategy is DequeueStrategy.Priority else sql.CLAIM_BY_QUEUE
+        by_priority = worker.dequeue_strategy is DequeueStrategy.Priority
+        query = sql.CLAIM_PRIORITY if by_priority else sql.CLAIM_BY_QUEUE
         params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
         # sent with every claim: see CLAIM_SETTINGS in sql/queries.py
         settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
@@ -73,7 +74,9 @@ class Poller:
         serializer = worker.app.serializer
         return [job_from_row(row, serializer) for row in rows]
 
-    async def run(self, jobs: trio.MemorySendChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, jobs: trio.MemorySendChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         worker = self.worker
         slots = worker.slots
         backoff = 0.05
@@ -126,16 +129,16 @@ class Poller:
                 backlog = len(claimed) == n
                 if backlog:
                     continue  # there may be more: claim again as soon as slots free
-                if worker.burst and not claimed:
-                    if slots.value == worker.capacity and worker.completer.idle:
-                        if worker.completer.flushes != flushes:
-                            # a completion committed while this claim ran: it may
-                            # have freed a group or queued a dependent the claim
-                            # could not see yet -- look once more
-                            continue
-                        logger.info("burst: nothing left to claim; stopping")
-                        worker.burst_done.set()
-                        return
+                idle = not claimed and slots.value == worker.capacity and worker.completer.idle
+                if worker.burst and idle:
+                    if worker.completer.flushes != flushes:
+                        # a completion committed while this claim ran: it may
+                        # have freed a group or queued a dependent the claim
+                        # could not see yet -- look once more
+                        continue
+                    logger.info("burst: nothing left to claim; stopping")
+                    worker.burst_done.set()
+                    return
                 await worker.wait_nudge(worker.poll_interval)
 
 
