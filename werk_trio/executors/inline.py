@@ -38,7 +38,7 @@ class InlineExecutor:
         #: Plain functions: the thread executor's pool (threads start only when
         #: a plain function first runs), at most ``thread_limit`` at once
         #: (Trio's default of 40 when not given).
-        self.threads = ThreadExecutor(thread_limit or DEFAULT_THREAD_LIMIT)
+        self.threads = ThreadExecutor(thread_limit or DEFAULT_THREAD_LIMIT, eager=False)
         self._aio_loop: Any = None
 
     @asynccontextmanager

@@ -1,7 +1,8 @@
 """The thread executor (ThreadWorker): every handler in a worker thread.
 
-A pool of up to ``concurrency`` long-lived threads (started as calls need
-them) serves one queue of calls;
+A pool of up to ``concurrency`` long-lived threads (all started with the
+pool, or, for AsyncWorker's plain functions, as calls need them) serves one
+queue of calls;
 async handlers (Trio or asyncio) run in the thread's own event loop. A thread
 cannot be killed: on timeout, abort or shutdown the job is ended on time, the
 thread is abandoned (``ctx.cancelled`` becomes true for the handler to
@@ -68,8 +69,11 @@ class _Call:
 class ThreadExecutor:
     name = "thread"
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, *, eager: bool = True) -> None:
         self.concurrency = concurrency
+        #: Start every thread with the pool (ThreadWorker: the threads will be
+        #: needed), or only as calls need them (AsyncWorker's plain functions).
+        self.eager = eager
         #: Threads abandoned after a timeout/abort/shutdown that have not returned yet.
         self.stuck = 0
         self._lock = threading.Lock()
@@ -89,6 +93,9 @@ class ThreadExecutor:
         self._calls = calls = queue.SimpleQueue()
         self._threads = []
         self._idle = self._queued = 0
+        if self.eager:
+            for _ in range(self.concurrency):
+                self._start_thread()
         try:
             yield
         finally:
