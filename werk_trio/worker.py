@@ -152,6 +152,10 @@ class Worker:
 
         # runtime state (reset by run())
         self.running: dict[uuid.UUID, RunningJob] = {}
+        #: Every job this worker knows it holds: claimed (prefetched or running)
+        #: or finished with its outcome not yet committed. Anything active for
+        #: this worker beyond these came from a claim whose reply was lost.
+        self.held: set[uuid.UUID] = set()
         self.stats: dict[str, int] = {}
         self.shutdown_deadline: float | None = None
         #: Trio time of this worker's last database trouble (a failed heartbeat
@@ -315,6 +319,7 @@ class Worker:
                 # stop (deregistered, exit 0), not the default death leaving the row
                 if self.handle_signals and threading.current_thread() is threading.main_thread():
                     await services.start(SignalHandler(self).run)
+                self.held.clear()  # a new registration holds nothing yet
                 await self.register()
                 self.db_ok_since = trio.current_time()
                 logger.info(

@@ -63,6 +63,10 @@ class Proxy:
         self.hold_eof = hold_eof
         #: Set when a server connection has closed and its last bytes were forwarded.
         self.server_closed = trio.Event()
+        #: Bytes that, seen in what the server sends, make the proxy drop that
+        #: chunk and cut the connection instead (once): a reply lost on its way.
+        self.cut_reply_containing: bytes | None = None
+        self.cuts = 0
 
     async def _open_upstream(self) -> trio.SocketStream:
         if self.kind == "unix":
@@ -76,6 +80,11 @@ class Proxy:
             async def pipe(src: trio.SocketStream, dst: trio.SocketStream) -> None:
                 try:
                     async for chunk in src:
+                        marker = self.cut_reply_containing
+                        if src is server and marker is not None and marker in chunk:
+                            self.cut_reply_containing = None
+                            self.cuts += 1
+                            break  # the reply never reaches the client
                         await dst.send_all(chunk)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass

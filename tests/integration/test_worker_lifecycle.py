@@ -21,6 +21,7 @@ from psycopg import sql
 from werk_trio import Context, EnqueueParams, ExecutionStatus, Retry, Werk
 
 from ._worker_support import gone, job_in, make_worker, running, until, worker_ids
+from .test_db import tcp_proxy
 
 # --- handlers ------------------------------------------------------------------
 
@@ -52,6 +53,11 @@ async def flaky(ctx: Context, fail_times: int) -> str:
     if ctx.job.attempts <= fail_times:
         raise ValueError(f"attempt {ctx.job.attempts} fails")
     return f"done on attempt {ctx.job.attempts}"
+
+
+async def lost_reply_marker() -> str:
+    """A job whose name marks its claim's reply for the proxy to cut."""
+    return "ran once"
 
 
 async def hang(token: str) -> None:
@@ -566,3 +572,34 @@ async def test_stopping_at_any_moment_leaves_no_job_claimed(app: Werk, how: str)
         counts = (await app.counts())["default"]
         assert set(counts) <= {"complete", "queued"} and sum(counts.values()) == 300
         assert all(j.attempts == 0 for j in await app.list_jobs(status="queued", limit=300))
+
+
+# --- a claim whose reply was lost ---------------------------------------------------
+
+
+async def test_jobs_of_a_claim_whose_reply_was_lost_are_given_back(dsn: str, schema: str) -> None:
+    """The claim commits on the server, but the connection dies before its reply
+    arrives (a real proxy drops the reply and cuts the connection): the job is
+    active for a live worker that never got it. The heartbeater finds it after
+    ``grace`` and queues it again with the attempt unspent; it then runs once."""
+    with trio.fail_after(30):
+        async with tcp_proxy(dsn) as (proxied, proxy):
+            async with Werk(proxied, schema=schema, task_modules=["tests"]) as app:
+                proxy.cut_reply_containing = b"lost_reply_marker"
+                job = await app.enqueue(lost_reply_marker)
+                assert job
+                w = make_worker(app, heartbeat_interval=0.2)
+                w.heartbeater.grace = 1.0
+                async with running(w):
+                    await until(lambda: proxy.cuts == 1)  # the claim's reply was dropped
+                    lost = await app.get_job(job.id)  # ... but the claim had committed
+                    assert lost.status == "active"
+                    assert lost.worker_id == w.id and lost.attempts == 1
+                    assert job.id not in w.held
+                    done = await job_in(app, job.id, "complete")
+                assert w.heartbeater.released == 1
+                assert (done.attempts, done.result) == (1, "ran once")  # the lost attempt unspent
+                # given back only after the grace, not by the first beat that saw it
+                assert done.started_at is not None and lost.started_at is not None
+                assert (done.started_at - lost.started_at).total_seconds() >= 1.0
+                assert [(e.attempt, e.status) for e in await app.get_executions(job.id)] == [(1, "complete")]

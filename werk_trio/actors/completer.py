@@ -174,6 +174,9 @@ class Completer:
                     dependency_failures = await _end_dependency_failures(conn, worker.app, failed)
         self.written += len(rows)
         self.flushes += 1
+        held = worker.held
+        for outcome in batch:  # written (or refused: no longer ours)
+            held.discard(outcome.job.id)
         refused = len(batch) - len(rows)
         if refused:
             self.refused += refused

@@ -72,7 +72,9 @@ class Poller:
         self.claims += 1
         self.claimed += len(rows)
         serializer = worker.app.serializer
-        return [job_from_row(row, serializer) for row in rows]
+        jobs = [job_from_row(row, serializer) for row in rows]
+        worker.held.update(job.id for job in jobs)
+        return jobs
 
     async def run(
         self, jobs: trio.MemorySendChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED

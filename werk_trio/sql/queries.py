@@ -263,6 +263,28 @@ SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
 FROM upd
 """
+# Jobs active for this worker that it does not know it holds: a claim that
+# committed but whose reply never arrived (the connection died on the way
+# back). They never started here, so they go back to queued with the attempt
+# unspent. %(held)s is every job the worker knows (claimed, running, or
+# finished but not yet acked); %(grace)s seconds keep a claim whose reply is
+# still on its way out of it.
+RELEASE_UNKNOWN_JOBS = """
+WITH lost AS (
+    SELECT id FROM {jobs}
+    WHERE worker_id = %(worker_id)s AND status = 'active'
+      AND started_at < now() - make_interval(secs => %(grace)s)
+      AND NOT (id = ANY(%(held)s::uuid[]))
+    FOR UPDATE SKIP LOCKED
+), upd AS (
+    UPDATE {jobs} j SET status = 'queued', attempts = j.attempts - 1, worker_id = NULL
+    FROM lost l WHERE j.id = l.id AND j.status = 'active' AND j.worker_id = %(worker_id)s
+    RETURNING j.id, j.queue
+)
+SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+              FROM (SELECT DISTINCT queue FROM upd) q) AS woke
+FROM upd
+"""
 LIST_WORKERS = """
 SELECT id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
     last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age
