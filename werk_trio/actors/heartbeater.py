@@ -4,7 +4,9 @@ Loop every ``heartbeat_interval``: HEARTBEAT_WORKER (``last_seen = now()``),
 then RELEASE_UNKNOWN_JOBS: jobs active for this worker that it does not hold
 (``Worker.held``) and that were claimed over ``grace`` seconds ago came from a
 claim whose reply was lost; they are queued again, attempt unspent (they never
-started here), instead of waiting for ``max_active_secs``. If the row is gone (a sweeper took this worker for dead), it registers again
+started here), instead of waiting for ``max_active_secs``.
+
+If the row is gone (a sweeper took this worker for dead), it registers again
 and logs a warning: jobs it was running have been rescued, and their late
 acks will be refused. On a connection error it logs, marks the worker's
 database trouble (its sweeper then takes nobody for dead until it has seen
