@@ -51,12 +51,12 @@ def embedded_dsn(directory: str | os.PathLike[str] | None = None) -> str:
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
                 warnings.simplefilter("ignore")
                 try:
-                    import pgserver
+                    from pgserver.postgres_server import get_server
                 except ImportError:
                     raise ConfigError(INSTALL_HINT) from None
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    server = pgserver.get_server(path, cleanup_mode="stop")
+                    server = get_server(path, cleanup_mode="stop")
                 except Exception as ex:
                     raise ConfigError(
                         f"the embedded Postgres in {path} did not start: {ex}. Check the log in "

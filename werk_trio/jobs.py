@@ -88,7 +88,7 @@ def _seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
-    return value
+    return float(value)
 
 
 def _intervals(name: str, value: Any) -> list[float]:

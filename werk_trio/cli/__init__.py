@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--jobs", type=int, default=3000)
     d.add_argument("--concurrency", type=int, default=50)
     d.add_argument("--dsn", default=None, help="default: WERK_DSN, DATABASE_URL, or embedded")
+    d.add_argument("--schema", default="werk_demo", help="schema for the demo's tables (emptied first)")
     _log_args(d, default_level="WARNING")
 
     for name, helptext in (

@@ -84,7 +84,7 @@ def _bar(done: int, total: int, width: int = 32) -> str:
 
 async def run_demo(args: argparse.Namespace) -> int:
     total = max(1, int(args.jobs))
-    app = Werk(args.dsn, schema="werk_demo", log_level=args.log_level)
+    app = Werk(args.dsn, schema=args.schema, log_level=args.log_level)
     for fn in (send_email, build_report, flaky, flaky_ctx, crunch, doomed):
         app.register(fn)
     out = sys.stdout
@@ -95,19 +95,28 @@ async def run_demo(args: argparse.Namespace) -> int:
         await app.enqueue_many(_params(total))
         t_enq = time.perf_counter() - t0
         print(f"enqueued {total} jobs in {t_enq * 1000:.0f} ms across queues {', '.join(QUEUES)}", file=out)
-        worker = AsyncWorker(app, queues=list(QUEUES), concurrency=args.concurrency, burst=True,
-                             poll_interval=0.2, handle_signals=True)
         start = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(worker.run)
-            while not worker.stopped.is_set():
-                done = sum(v for k, v in worker.stats.items() if k != "requeue")
-                rate = done / max(time.perf_counter() - start, 1e-9)
-                line = f"\r{_bar(min(done, total), total)}  {rate:7.0f} attempts/s"
-                out.write(line)
-                out.flush()
-                with trio.move_on_after(0.1):
-                    await worker.stopped.wait()
+        earlier = 0  # attempts of the burst runs before this one
+        while True:
+            worker = AsyncWorker(app, queues=list(QUEUES), concurrency=args.concurrency, burst=True,
+                                 poll_interval=0.2, handle_signals=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.run)
+                while not worker.stopped.is_set():
+                    done = earlier + sum(v for k, v in worker.stats.items() if k != "requeue")
+                    rate = done / max(time.perf_counter() - start, 1e-9)
+                    line = f"\r{_bar(min(done, total), total)}  {rate:7.0f} attempts/s"
+                    out.write(line)
+                    out.flush()
+                    with trio.move_on_after(0.1):
+                        await worker.stopped.wait()
+            earlier += sum(v for k, v in worker.stats.items() if k != "requeue")
+            # burst ends when nothing is claimable *now*; retries waiting out
+            # their back-off (50 ms here) are not yet: run again for them
+            counts = await app.counts()
+            if not any(q.get("scheduled") or q.get("queued") for q in counts.values()):
+                break
+            await trio.sleep(0.05)
         elapsed = time.perf_counter() - start
         out.write(f"\r{_bar(total, total)}  done in {elapsed:.2f}s{' ' * 20}\n")
         await _summary(app, total, elapsed)

@@ -198,7 +198,7 @@ class Connection(psycopg.AsyncConnection[Row]):
         self.add_notice_handler(on_notice)
 
     @classmethod
-    async def connect(  # type: ignore[override]
+    async def connect(
         cls,
         conninfo: str = "",
         *,
@@ -240,7 +240,7 @@ class Connection(psycopg.AsyncConnection[Row]):
         rv.prepare_threshold = prepare_threshold
         return rv
 
-    async def wait(  # type: ignore[override]
+    async def wait(
         self,
         gen: Generator[Any, Any, RV],
         interval: float | None = None,

@@ -148,6 +148,7 @@ class Pool:
             raise psycopg.OperationalError(f"the {self.name} pool is closed: call connect() first")
         wait = self.timeout if timeout is None else timeout
         await trio.lowlevel.checkpoint_if_cancelled()
+        scope: trio.CancelScope | None
         try:
             self._slots.acquire_nowait()  # fast path: a free slot, no scheduler round
         except trio.WouldBlock:

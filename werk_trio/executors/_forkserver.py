@@ -94,7 +94,7 @@ def serve(ctrl: socket.socket) -> None:
     try:
         while True:
             try:
-                ready, _, _ = select.select([ctrl, wake_r], [], [])
+                ready, _, _ = select.select([ctrl.fileno(), wake_r], [], [])
             except InterruptedError:
                 continue
             if wake_r in ready:
@@ -102,7 +102,7 @@ def serve(ctrl: socket.socket) -> None:
                     while os.read(wake_r, 4096):
                         pass
                 reap()
-            if ctrl not in ready:
+            if ctrl.fileno() not in ready:
                 continue
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 1 << 16, 1)
             if not msg:

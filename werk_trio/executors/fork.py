@@ -121,16 +121,16 @@ class ForkExecutor:
             if kind == "ready":
                 self._ready.set()
                 continue
-            state = self._children.get(token)
-            if state is None:
+            child = self._children.get(token)
+            if child is None:
                 continue
             if kind == "pid":
-                state.pid = value
-                state.started.set()
+                child.pid = value
+                child.started.set()
             elif kind == "exit":
-                state.exitcode = value
-                state.started.set()
-                state.exited.set()
+                child.exitcode = value
+                child.started.set()
+                child.exited.set()
 
     async def run(self, call: JobCall) -> Any:
         if self._ctrl is None:

@@ -90,7 +90,8 @@ class ThreadExecutor:
         self._token = trio.lowlevel.current_trio_token()
         # a queue per run: a thread still stuck in a handler from an earlier run
         # takes its stop signal from that run's queue, not from this one
-        self._calls = calls = queue.SimpleQueue()
+        calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._calls = calls
         self._threads = []
         self._idle = self._queued = 0
         if self.eager:

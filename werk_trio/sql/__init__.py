@@ -106,7 +106,7 @@ class Statements:
                 fill[name] = sql.Identifier(self.schema or "public")
             else:  # indexes and constraints live in their table's schema: unqualified
                 fill[name] = sql.Identifier(f"{self.prefix}_{name}")
-        return sql.SQL(template).format(**fill).as_string(None)  # type: ignore[arg-type]
+        return sql.SQL(template).format(**fill).as_string(None)
 
     def __getattr__(self, name: str) -> Any:
         try:
