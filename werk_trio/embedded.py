@@ -51,6 +51,9 @@ def embedded_dsn(directory: str | os.PathLike[str] | None = None) -> str:
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI)
                 warnings.simplefilter("ignore")
                 try:
+                    # the package first: a submodule already imported would
+                    # otherwise hide that the package itself is not importable
+                    import pgserver  # noqa: F401
                     from pgserver.postgres_server import get_server
                 except ImportError:
                     raise ConfigError(INSTALL_HINT) from None
