@@ -129,10 +129,12 @@ class PrivatePostgres:
                 f"{result.stderr.decode()}\n{self.log_tail()}"
             )
 
-    async def stop_server(self) -> float:
-        """Stop the server (fast: sessions are terminated); the seconds it took."""
+    async def stop_server(self, mode: str = "fast") -> float:
+        """Stop the server; the seconds it took. ``fast``: sessions are terminated
+        and the server shuts down cleanly. ``immediate``: it quits at once, like
+        a crash -- nothing is flushed, the next start recovers from the WAL."""
         started = time.monotonic()
-        await self._run(self._pg_ctl("-w", "-t", "60", "-m", "fast", "stop"))
+        await self._run(self._pg_ctl("-w", "-t", "60", "-m", mode, "stop"))
         return time.monotonic() - started
 
     async def start_server(self) -> float:

@@ -116,6 +116,16 @@ async def terminal_count(app: Werk, queue: str) -> int:
     return sum(counts.get(s, 0) for s in TERMINAL)
 
 
+async def complete_ids(app: Werk, queue: str) -> set[uuid.UUID]:
+    """Ids of the complete jobs of ``queue`` (every page of them)."""
+    found: set[uuid.UUID] = set()
+    while True:
+        page = await app.list_jobs(queue=queue, status="complete", limit=10_000, offset=len(found))
+        found.update(j.id for j in page)
+        if len(page) < 10_000:
+            return found
+
+
 async def enqueue_chunks(app: Werk, params: Sequence[EnqueueParams], chunk: int = 5000) -> list[uuid.UUID]:
     ids: list[uuid.UUID] = []
     for start in range(0, len(params), chunk):
@@ -501,8 +511,14 @@ async def test_connection_chaos_loses_nothing(private_pg: PrivatePostgres, tmp_p
 # --- 5. Postgres restart --------------------------------------------------------------------
 
 
-async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_path: Path) -> None:
-    """Stop the (dedicated) server mid-drain, keep it down, start it: every job finishes."""
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_path: Path, mode: str) -> None:
+    """Stop the (dedicated) server mid-drain, keep it down, start it: every job
+    finishes. ``fast`` is a clean shutdown; ``immediate`` is a crash of the
+    server: what was not flushed is gone, including the last claims (they
+    commit asynchronously) and acks still in flight -- those jobs run again,
+    but a job the database showed complete before the crash is complete after
+    it, and none is lost or failed."""
     pg = restartable_pg
     n_jobs = size(600, 6000)
     job_ms = size(100, 100)
@@ -548,7 +564,8 @@ async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_p
                     while await terminal_count(app, "restart") < target:
                         await trio.sleep(0.05)
                     before = await terminal_count(app, "restart")
-                    stop_s = await pg.stop_server()
+                    shown_complete = await complete_ids(app, "restart")
+                    stop_s = await pg.stop_server(mode)
                     await trio.sleep(downtime)  # the outage itself: paced, not awaited on a condition
                     start_s = await pg.start_server()
                     back = time.monotonic()
@@ -563,6 +580,9 @@ async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_p
                         if done > before:
                             break
                         await trio.sleep(0.05)
+                    # completions are durable: none of them was undone
+                    undone = shown_complete - await complete_ids(app, "restart")
+                    assert not undone, f"{len(undone)} complete jobs were not complete after the {mode} stop"
                     outages.append(
                         {
                             "stop_s": round(stop_s, 2),
@@ -582,7 +602,7 @@ async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_p
             assert codes == [0] * len(children), describe(children)
             report = await check(app, dsn, schema, ids)
             figures(
-                "postgres-restart",
+                f"postgres-restart ({mode})",
                 size="full" if FULL else "small",
                 jobs=n_jobs,
                 workers=len(children),
@@ -594,16 +614,23 @@ async def test_postgres_restart_mid_drain(restartable_pg: PrivatePostgres, tmp_p
                 reruns=report.reruns,
                 summary=report.summary(),
             )
-            report.assert_ok(max_reruns_after_finish=0)
+            # a crash undoes what was not flushed: acks in flight (their runs
+            # finished) and claims of the last moments (their runs may have
+            # finished too) -- at most what the workers held at each crash
+            held = restarts * sum(5 if t in ("async", "thread") else 10 for t in TYPES)
+            report.assert_ok(max_reruns_after_finish=0 if mode == "fast" else held)
             if report.failed:
                 failed = [j for j in (await app.get_jobs(ids)).values() if j.status is JobStatus.FAILED]
                 raise AssertionError(
                     f"{len(failed)} jobs failed across a restart that killed no worker; first error:\n"
                     f"{failed[0].error}\n{report.summary()}"
                 )
-            assert report.reruns == 0, (
-                f"jobs re-ran after a restart that killed no worker: {report.summary()}"
-            )
+            if mode == "fast":
+                assert report.reruns == 0, (
+                    f"jobs re-ran after a restart that killed no worker: {report.summary()}"
+                )
+            else:
+                assert report.reruns <= held, report.summary()
         finally:
             with trio.CancelScope(shield=True):
                 await app.disconnect()
