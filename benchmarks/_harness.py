@@ -38,6 +38,7 @@ __all__ = [
     "fresh_schema",
     "load_note",
     "resolve_dsn",
+    "run_peers",
     "server_info",
     "timed",
 ]
@@ -199,3 +200,24 @@ async def completed_span(app: Any, schema: str, expected: int) -> float:
         row = await cur.fetchone()
     assert row is not None and row[0] == expected and row[1] is not None, row
     return float(row[1])
+
+
+def run_peers(peers: dict[str, Any], skip_all: bool, results: Results, *args: Any) -> None:
+    """Run each peer's ``measure(*args)`` in its own asyncio loop; a peer that
+    is not installed, skipped (``skip_all``: ``--no-peers``) or that fails is
+    listed as skipped, never hiding werk's numbers."""
+    import asyncio
+
+    for name, measure in peers.items():
+        if skip_all:
+            results.skip(f"{name} (--no-peers)")
+            continue
+        try:
+            __import__(name)
+        except ImportError:
+            results.skip(f"{name} (not installed: pip install -e '.[bench]')")
+            continue
+        try:
+            asyncio.run(measure(*args))
+        except Exception as ex:  # a peer's failure must not hide werk's numbers
+            results.skip(f"{name} failed: {type(ex).__name__}: {ex}")

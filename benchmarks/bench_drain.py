@@ -50,9 +50,9 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import _harness  # noqa: E402
+import _harness
 
-from werk_trio import AsyncWorker, Dependency, EnqueueParams, Werk  # noqa: E402
+from werk_trio import AsyncWorker, Dependency, EnqueueParams, Werk
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "drain (no-op jobs)"
@@ -520,19 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     latencies: dict[str, list[float]] = {}
     with _harness.fresh_schema(dsn) as schema:
         trio.run(measure, dsn, schema, args.runs, args.jobs, args.groups_deps, results, latencies)
-        for name, measure_peer in PEERS.items():
-            if args.no_peers:
-                results.skip(f"{name} (--no-peers)")
-                continue
-            try:
-                __import__(name)
-            except ImportError:
-                results.skip(f"{name} (not installed: pip install -e '.[bench]')")
-                continue
-            try:
-                asyncio.run(measure_peer(dsn, schema, args.runs, args.jobs, results, latencies))
-            except Exception as ex:  # a peer's failure must not hide werk's numbers
-                results.skip(f"{name} failed: {type(ex).__name__}: {ex}")
+        peer_args = (dsn, schema, args.runs, args.jobs, results, latencies)
+        _harness.run_peers(PEERS, args.no_peers, results, *peer_args)
     print_latencies(latencies)
     results.print()
     print("\n" + _harness.load_note("at end"))

@@ -32,7 +32,6 @@ Run: ``python benchmarks/bench_enqueue.py [--dsn DSN] [--runs 5]``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import uuid
@@ -352,18 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     results = _harness.Results()
     with _harness.fresh_schema(dsn) as schema:
         trio.run(measure_werk_and_raw, dsn, schema, args.runs, args.single, args.bulk, results)
-        for name, measure in PEERS.items():
-            if args.no_peers:
-                break
-            try:
-                __import__(name)
-            except ImportError:
-                results.skip(f"{name} (not installed: pip install -e '.[bench]')")
-                continue
-            try:
-                asyncio.run(measure(dsn, schema, args.runs, args.single, args.bulk, results))
-            except Exception as ex:  # a peer's failure must not hide werk's numbers
-                results.skip(f"{name} failed: {type(ex).__name__}: {ex}")
+        peer_args = (dsn, schema, args.runs, args.single, args.bulk, results)
+        _harness.run_peers(PEERS, args.no_peers, results, *peer_args)
     results.print()
     print("\n" + _harness.load_note("at end"))
     return 0

@@ -25,10 +25,10 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import _harness  # noqa: E402
+import _harness
 
-from werk_trio import EnqueueParams, Werk  # noqa: E402
-from werk_trio.worker import worker_class  # noqa: E402
+from werk_trio import EnqueueParams, Werk
+from werk_trio.worker import worker_class
 
 SECTION = ("drain of no-op jobs, concurrency 4 (process/fork) or 50 (async/thread); database"
            " clock, first start -> last completion")

@@ -208,7 +208,8 @@ def describe_dsn(dsn: str) -> str:
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     where = f"socket {host}" if str(host).startswith("/") else f"{host}:{port}"
-    return f"database {params.get('dbname') or params.get('user') or '?'!s} at {where} as {params.get('user') or '?'}"
+    user = params.get("user") or "?"
+    return f"database {params.get('dbname') or user!s} at {where} as {user}"
 
 
 def resolve_dsn(explicit: str | None) -> tuple[str, str]:

@@ -166,7 +166,6 @@ class Worker:
         self.started = trio.Event()
         self.stopped = trio.Event()
         self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
-        self._nudge_pending = False  # a nudge sits in the size-1 channel
         self._claim_scope: trio.CancelScope | None = None
         self._runner_scope: trio.CancelScope | None = None
         self._stopping = False
@@ -217,21 +216,20 @@ class Worker:
 
     def nudge(self) -> None:
         """Wake the poller (coalesced: many nudges cost one claim)."""
-        # A finishing runner nudges for every job; while a nudge is pending the
-        # rest cost one attribute test, not a WouldBlock raised and caught.
-        if not self._nudge_pending:
-            self._nudge_pending = True
+        try:
             self._wake_send.send_nowait(None)
+        except trio.WouldBlock:
+            pass
 
     def drain_nudges(self) -> None:
-        if self._nudge_pending:
-            self._nudge_pending = False
+        try:
             self._wake_recv.receive_nowait()
+        except trio.WouldBlock:
+            pass
 
     async def wait_nudge(self, timeout: float) -> None:
         with trio.move_on_after(timeout):
             await self._wake_recv.receive()
-            self._nudge_pending = False
 
     # --- database health (for the sweeper) ---------------------------------------
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..executors import HandlerKind, JobCall, handler_kind
+from ..executors import JobCall, handler_kind
 from ..jobs import Context, JobStatus
 from ..serializers import decode
 
@@ -69,12 +69,7 @@ class Callbacks:
                 ctx.exception = WerkError(outcome.error.strip().splitlines()[-1])
             call = JobCall(func, (), {}, ctx, handler_kind(func))
             with trio.move_on_after(cb.timeout) as scope:
-                if call.kind == HandlerKind.SYNC:
-                    from ..executors.inline import run_sync_abandoning
-
-                    await run_sync_abandoning(call, None)
-                else:
-                    await worker.executor_inline.run(call)
+                await worker.executor_inline.run(call)
             if scope.cancelled_caught:
                 logger.warning("callback %s of job %s cut off after %ss", cb.func, job.id, cb.timeout)
             else:

@@ -7,7 +7,7 @@ write is in flight the next outcomes pile up (group commit), so an idle
 worker acks at once and a busy one acks hundreds per commit:
 COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, the
 execution rows, fenced by worker id and attempt, and the NOTIFYs that wake
-workers and ``wait_for``), LOCK_DEPENDENTS_OF + RESOLVE_DEPENDENTS_OF
+workers and ``wait_for``), LOCK_DEPENDENTS + RESOLVE_DEPENDENTS_OF
 (dependency promotion, same transaction) and DELETE_FAILED
 (``failure_mode="delete"``) -- sent as one pipeline, so a batch costs one
 round trip and one commit. Dependents failed by the batch (DependencyFailed)
@@ -74,9 +74,6 @@ class Completer:
         self.flushed = trio.Event()
         self.written = 0
         self.refused = 0
-        #: Batches committed so far (burst mode: a claim that began before the
-        #: latest commit may have missed the jobs that commit made claimable).
-        self.flushes = 0
 
     def submit(self, outcome: Outcome) -> None:
         """Hand over an outcome (never blocks, never fails)."""
@@ -158,7 +155,7 @@ class Completer:
                     {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel,
                      "done_channel": sql.done_channel},
                 )  # fmt: skip
-                await conn.execute(sql.LOCK_DEPENDENTS_OF, {"ids": ids})
+                await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
                 dep = await conn.execute(
                     sql.RESOLVE_DEPENDENTS_OF, {"ids": ids, "channel": sql.jobs_channel}
                 )
@@ -173,7 +170,6 @@ class Completer:
                     failed = failed_dependents + await resolve_dependents(conn, sql, failed_dependents)
                     dependency_failures = await _end_dependency_failures(conn, worker.app, failed)
         self.written += len(rows)
-        self.flushes += 1
         held = worker.held
         for outcome in batch:  # written (or refused: no longer ours)
             held.discard(outcome.job.id)

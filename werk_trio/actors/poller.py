@@ -103,7 +103,7 @@ class Poller:
                         break
                     n += 1
                 worker.drain_nudges()
-                flushes = worker.completer.flushes
+                written = worker.completer.written
                 try:
                     claimed = await self.claim(n)
                 except psycopg.errors.UniqueViolation:
@@ -133,7 +133,7 @@ class Poller:
                     continue  # there may be more: claim again as soon as slots free
                 idle = not claimed and slots.value == worker.capacity and worker.completer.idle
                 if worker.burst and idle:
-                    if worker.completer.flushes != flushes:
+                    if worker.completer.written != written:
                         # a completion committed while this claim ran: it may
                         # have freed a group or queued a dependent the claim
                         # could not see yet -- look once more

@@ -134,5 +134,6 @@ async def _summary(app: Werk, total: int, elapsed: float) -> None:
         wait_p, run_p, attempts = await cur.fetchone()  # type: ignore[misc]
     print(f"\nthroughput: {attempts / elapsed:,.0f} attempts/s ({total / elapsed:,.0f} jobs/s), {attempts} attempts")
     if wait_p:
-        print("latency, enqueue -> start (ms): p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(x * 1000 for x in wait_p)))
-        print("run time (ms):                  p50 {:.1f}  p95 {:.1f}  p99 {:.1f}".format(*(x * 1000 for x in run_p)))
+        for label, values in (("latency, enqueue -> start (ms):", wait_p), ("run time (ms):", run_p)):
+            p50, p95, p99 = (x * 1000 for x in values)
+            print(f"{label:<31} p50 {p50:.1f}  p95 {p95:.1f}  p99 {p99:.1f}")

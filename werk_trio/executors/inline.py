@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import functools
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -62,17 +60,3 @@ class InlineExecutor:
                 raise RuntimeError("the asyncio bridge is not running")
             return await trio_asyncio.aio_as_trio(call.func)(*call.positional(), **call.kwargs)
         return await self.threads.run(call)
-
-
-async def run_sync_abandoning(call: JobCall, limiter: trio.CapacityLimiter | None) -> Any:
-    """Run a plain function in a thread; on cancel, flag ``ctx.cancelled`` and
-    abandon the thread (it cannot be killed)."""
-    flag = threading.Event()
-    if call.ctx is not None:
-        call.ctx._cancelled = flag
-    fn = functools.partial(call.func, *call.positional(), **call.kwargs)
-    try:
-        return await trio.to_thread.run_sync(fn, abandon_on_cancel=True, limiter=limiter)
-    except trio.Cancelled:
-        flag.set()
-        raise

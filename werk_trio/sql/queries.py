@@ -476,14 +476,6 @@ FROM upd
 # they find nothing to do). Dependents are locked by one statement and
 # resolved by the next, whose snapshot is taken after the locks are held, so a
 # parent finished concurrently by another worker is seen.
-LOCK_DEPENDENTS_OF = """
-SELECT w.id FROM {jobs} w
-WHERE w.status = 'waiting' AND w.id IN (
-    SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))
-ORDER BY w.id
-FOR UPDATE OF w
-"""
-
 RESOLVE_DEPENDENTS_OF = RESOLVE_WAITING.replace(
     "WHERE d.job_id = ANY(%(ids)s::uuid[])",
     "WHERE d.job_id IN (SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))",
