@@ -50,14 +50,6 @@ async def test_groups_never_overlap_across_two_processes_but_run_in_parallel(
 ) -> None:
     with trio.fail_after(60):
         await make_tables(dsn, schema)
-        # enqueued group by group, so each claim's candidates are mostly one group
-        jobs = await app.enqueue_many(
-            EnqueueParams(procapp.sleep_job, args=(JOB_SECONDS,), queue="grouped", group=f"g{g}")
-            for g in range(GROUPS)
-            for _ in range(PER_GROUP)
-        )
-        ids = [j.id for j in jobs if j is not None]
-        assert len(ids) == GROUPS * PER_GROUP
         args = (
             "--queues",
             "grouped",
@@ -70,6 +62,16 @@ async def test_groups_never_overlap_across_two_processes_but_run_in_parallel(
         )
         started = time.monotonic()
         async with workers(app, dsn, schema, tmp_path, *args) as children:
+            # enqueued once both listen (a worker started first could drain every chain
+            # alone on a loaded machine), group by group, so each claim's candidates are
+            # mostly one group
+            jobs = await app.enqueue_many(
+                EnqueueParams(procapp.sleep_job, args=(JOB_SECONDS,), queue="grouped", group=f"g{g}")
+                for g in range(GROUPS)
+                for _ in range(PER_GROUP)
+            )
+            ids = [j.id for j in jobs if j is not None]
+            assert len(ids) == GROUPS * PER_GROUP
             ended = await wait_terminal(app, ids)
             elapsed = time.monotonic() - started
             for child in children:
