@@ -12,10 +12,13 @@ unstarted jobs past their ``_ttl`` (EXPIRE_JOBS); deletes finished rows past
 their result/failure TTL; resolves waiting jobs whose parents all ended (a
 safety net for a worker that died between a commit and its resolution);
 then the introspection upkeep: deletes stopped workers past
-``stopped_worker_retention`` (DELETE_STOPPED_WORKERS), takes a queue-depth
-sample when none was taken in the last ``stats_sample_interval``
-(SAMPLE_QUEUES: one row per queue) and prunes samples older than
-``stats_retention`` (PRUNE_SAMPLES).
+``stopped_worker_retention`` (DELETE_STOPPED_WORKERS) and, when no worker
+did it in the last ``stats_sample_interval`` (STATS_DUE), the statistics
+pass: a queue-depth sample (SAMPLE_QUEUES: one row per queue), the
+per-minute throughput roll-up (ROLLUP_THROUGHPUT), the recount of finished
+rows by queue and status (RECOUNT_FINISHED: the one full read of the
+finished rows, an index-only scan, once per interval) and the pruning of
+samples and roll-ups past ``stats_retention`` (PRUNE_STATS).
 On a connection error it logs, marks the worker's database trouble
 (:meth:`Worker.db_trouble`) and tries again next interval.
 """
@@ -89,14 +92,24 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
 
 async def _introspection_upkeep(conn: Any, app: Werk, out: dict[str, int]) -> None:
     """The introspection tables' share of a sweep (under its lock, so one
-    writer at a time): delete stopped workers past their retention, take a
-    queue-depth sample if one is due, prune samples past their retention."""
+    writer at a time): delete stopped workers past their retention; once per
+    ``stats_sample_interval``, the statistics pass -- a queue-depth sample,
+    the throughput roll-up of the minutes since the last one, the recount of
+    the finished rows -- and the pruning of samples and roll-ups past
+    ``stats_retention``."""
     sql, cfg = app.sql, app.config
     cur = await conn.execute(sql.DELETE_STOPPED_WORKERS)
     out["stopped_workers"] = len(await cur.fetchall())
-    cur = await conn.execute(sql.SAMPLE_QUEUES, {"interval": float(cfg.stats_sample_interval)})
+    cur = await conn.execute(sql.STATS_DUE, {"interval": float(cfg.stats_sample_interval)})
+    due = await cur.fetchone()
+    if not due or not due[0]:
+        return
+    retention = {"retention": float(cfg.stats_retention)}
+    cur = await conn.execute(sql.SAMPLE_QUEUES)
     out["sampled_queues"] = len(await cur.fetchall())
-    await conn.execute(sql.PRUNE_SAMPLES, {"retention": float(cfg.stats_retention)})
+    await conn.execute(sql.ROLLUP_THROUGHPUT, retention)
+    await conn.execute(sql.RECOUNT_FINISHED)
+    await conn.execute(sql.PRUNE_STATS, retention)
 
 
 class Sweeper:

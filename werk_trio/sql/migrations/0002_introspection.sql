@@ -40,3 +40,34 @@ END
 $$;
 CREATE INDEX {jobs_finished_idx} ON {jobs} (completed_at) INCLUDE (status, queue, worker_id)
     WHERE status IN ('complete', 'failed', 'aborted');
+
+-- Finished jobs per minute, per queue and per worker, rolled up by the same
+-- sweeping worker from the finished-rows index once each minute has passed
+-- (the throughput history reads these and the job rows of the minutes after
+-- the last roll-up). History: a job deleted later still counts here.
+CREATE TABLE {throughput} (
+    bucket     timestamptz NOT NULL,
+    queue      text NOT NULL,
+    worker_id  uuid,
+    completed  integer NOT NULL CHECK (completed >= 0),
+    failed     integer NOT NULL CHECK (failed >= 0),
+    aborted    integer NOT NULL CHECK (aborted >= 0)
+);
+CREATE INDEX {throughput_bucket_idx} ON {throughput} (bucket);
+
+-- The finished rows counted by queue and status as of a moment (recounted
+-- by the sweeping worker each sample): get_queue_stats adds the rows
+-- finished since, so it never counts a million rows itself.
+CREATE TABLE {finished_counts} (
+    queue   text NOT NULL,
+    status  text NOT NULL,
+    n       bigint NOT NULL CHECK (n >= 0),
+    as_of   timestamptz NOT NULL
+);
+
+-- When the statistics were last sampled ('sample') and up to which instant
+-- the throughput is rolled up ('throughput').
+CREATE TABLE {stats_marks} (
+    name  text PRIMARY KEY,
+    at    timestamptz NOT NULL
+);
