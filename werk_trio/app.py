@@ -566,11 +566,13 @@ class Werk:
         return queues, total, online
 
     async def get_throughput_history(
-        self, minutes: int = 60, *, bucket_secs: int = 60
+        self, minutes: int = 60, *, bucket_secs: int | None = None
     ) -> list[dict[str, Any]]:
-        """Finished jobs per minute (``bucket_secs``, a multiple of 60, for
-        coarser buckets) over the last ``minutes`` (1..10080), per queue and
-        per worker, oldest bucket first.
+        """Finished jobs per minute over the last ``minutes`` (1..10080), per
+        queue and per worker, oldest bucket first. ``bucket_secs`` (a multiple
+        of 60) sets the bucket; by default it is a minute for windows up to 6
+        hours, 15 minutes up to a day, an hour beyond (a day of minutes per
+        queue per worker is tens of thousands of rows).
 
         Each dict: ``time`` (the bucket's start, UTC, aligned to whole
         buckets; the last one is the current, partial bucket), ``queue``,
@@ -583,6 +585,8 @@ class Werk:
         it was rolled up still counts) and, for the minutes since the last
         roll-up, from the job rows."""
         _int_in("minutes", minutes, 1, 10080)
+        if bucket_secs is None:
+            bucket_secs = 60 if minutes <= 360 else 900 if minutes <= 1440 else 3600
         _int_in("bucket_secs", bucket_secs, 60, 86400)
         if bucket_secs % 60:
             raise ConfigError(f"bucket_secs must be a multiple of 60, got {bucket_secs}")
