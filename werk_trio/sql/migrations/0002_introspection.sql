@@ -5,7 +5,20 @@
 -- deletes it then), so an operator sees who left. A stopped row holds no job:
 -- its deregistration released them, and the sweeper treats a stopped worker
 -- like a missing one.
-ALTER TABLE {workers} DROP CONSTRAINT IF EXISTS {workers_status_check};
+-- (0001's status CHECK is unnamed: found by its definition, whatever name
+-- Postgres gave it.)
+DO $$
+DECLARE
+    old text;
+BEGIN
+    FOR old IN SELECT conname FROM pg_constraint
+               WHERE conrelid = '{workers}'::regclass AND contype = 'c'
+                 AND pg_get_constraintdef(oid) LIKE '%stopping%'
+    LOOP
+        EXECUTE 'ALTER TABLE {workers} DROP CONSTRAINT ' || quote_ident(old);
+    END LOOP;
+END
+$$;
 ALTER TABLE {workers} ADD CONSTRAINT {workers_status_check}
     CHECK (status IN ('running', 'stopping', 'stopped'));
 ALTER TABLE {workers} ADD COLUMN stopped_at timestamptz;
