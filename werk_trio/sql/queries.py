@@ -232,8 +232,14 @@ WITH del AS (
 SELECT count(*) FROM del
 """
 
-TRUNCATE = "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}"
-VACUUM = "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}"
+TRUNCATE = (
+    "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}, {queue_samples}, {throughput},"
+    " {finished_counts}, {stats_marks}"
+)
+VACUUM = (
+    "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}, {queue_samples}, {throughput},"
+    " {finished_counts}, {stats_marks}"
+)
 
 # --- workers ------------------------------------------------------------------
 
@@ -241,12 +247,23 @@ REGISTER_WORKER = """
 INSERT INTO {workers} (id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval)
 VALUES (%(id)s, %(name)s, %(hostname)s, %(pid)s, %(worker_type)s, %(queues)s, %(concurrency)s,
         %(heartbeat_interval)s)
-ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running'
+ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running', stopped_at = NULL,
+    expires_at = NULL
 """
 
 # The worker's heartbeat; no row back means a sweeper took it for dead.
-HEARTBEAT_WORKER = "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s RETURNING 1"
-DEREGISTER_WORKER = "DELETE FROM {workers} WHERE id = %(id)s"
+HEARTBEAT_WORKER = (
+    "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s AND status <> 'stopped' RETURNING 1"
+)
+# A stopped worker stays listed (status 'stopped') until expires_at, so an
+# operator sees who left; DELETE_STOPPED_WORKERS removes it then. It holds no
+# job (RELEASE_WORKER_JOBS ran first, in the same transaction), and the
+# sweeper treats it like a missing worker (RESCUE_JOBS, DEAD_WORKERS).
+DEREGISTER_WORKER = """
+UPDATE {workers} SET status = 'stopped', stopped_at = now(),
+    expires_at = now() + make_interval(secs => %(retention)s)
+WHERE id = %(id)s
+"""
 
 # At deregistration, after the last outcome was written: jobs still active for
 # this worker were claimed but never run (a claim cut off by stop or cancel
@@ -285,11 +302,11 @@ SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
 FROM upd
 """
-LIST_WORKERS = """
-SELECT id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
-    last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age
-FROM {workers} ORDER BY started_at
-"""
+_WORKER_COLUMNS = """id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval,
+    started_at, last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age,
+    stopped_at, expires_at"""
+LIST_WORKERS = "SELECT " + _WORKER_COLUMNS + " FROM {workers} ORDER BY started_at"
+GET_WORKER = "SELECT " + _WORKER_COLUMNS + " FROM {workers} WHERE id = %(id)s"
 
 # Jobs with _heartbeat that this worker runs: touched so the sweep leaves them.
 TOUCH_JOBS = """
@@ -513,7 +530,7 @@ SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 1))"
 # a database outage every live worker's last beat is old, and none is dead.
 DEAD_WORKERS = """
 DELETE FROM {workers}
-WHERE last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
+WHERE status <> 'stopped' AND last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
   AND (%(healthy_for)s::float8 IS NULL OR 3 * heartbeat_interval < %(healthy_for)s::float8)
 RETURNING id, name
 """
@@ -528,7 +545,7 @@ WITH lost AS (
                                     || ' died (no heartbeat for 3 intervals) while running this job'
              ELSE 'worker lost: job stuck, not touched for '
                   || %(max_active_secs)s::text || 's (max_active_secs)' END AS reason
-    FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id
+    FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id AND w.status <> 'stopped'
     WHERE j.status IN ('active', 'aborting')
       AND (w.id IS NULL
            OR COALESCE(j.touched_at, j.started_at) < now() - make_interval(secs => %(max_active_secs)s))
@@ -610,3 +627,242 @@ FROM runs
 
 # werk_trio.testing: drop a test schema and everything in it.
 DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"
+
+# --- introspection (the API behind the dashboards) ----------------------------
+
+# Stopped workers past their retention (the sweeper).
+DELETE_STOPPED_WORKERS = """
+DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING id
+"""
+
+_EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
+
+# The live jobs (not finished), each branch through its own partial index --
+# dequeue, running, waiting -- so the cost follows the live jobs, never the
+# finished ones.
+_LIVE_JOBS = """
+    SELECT queue, status FROM {jobs} WHERE status IN ('queued', 'scheduled')
+    UNION ALL
+    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting')
+    UNION ALL
+    SELECT queue, status FROM {jobs} WHERE status = 'waiting'"""
+
+# Per-queue counts by status, with the number of workers online (running and
+# heard from within three of their heartbeat intervals) on every row; one row
+# with a NULL queue when there is no job at all. Live jobs are counted as they
+# are; finished ones are the last recount (FINISHED_COUNTS, as of its as_of)
+# plus the rows finished since (a range of the finished-rows index), so a
+# million finished rows are never counted here. Without a recount yet, every
+# finished row is counted. (The upper bound 'infinity' changes no result: as a
+# second unknown bound it makes the planner guess a short range -- 0.5 % of
+# the rows, not a third -- so it reads the index without launching parallel
+# workers, which cost more than the whole range.)
+QUEUE_STATS = """
+WITH since AS (
+    SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
+    FROM {finished_counts}
+), counted AS (
+    SELECT queue, status, 1::bigint AS n FROM (""" + _LIVE_JOBS + """
+    ) live
+    UNION ALL
+    SELECT queue, status, n FROM {finished_counts}
+    UNION ALL
+    SELECT queue, status, count(*) FROM {jobs}
+    WHERE status IN ('complete', 'failed', 'aborted') AND completed_at >= (SELECT at FROM since)
+      AND completed_at < (SELECT until FROM since)
+    GROUP BY queue, status
+), per AS (
+    SELECT queue,
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'active'), 0) AS active,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborting'), 0) AS aborting,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0) AS complete,
+        COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted
+    FROM counted GROUP BY queue HAVING sum(n) > 0
+), online AS (
+    SELECT count(*) AS n FROM {workers}
+    WHERE status <> 'stopped' AND last_seen > now() - make_interval(secs => 3 * heartbeat_interval)
+)
+SELECT p.queue, p.scheduled, p.queued, p.active, p.aborting, p.waiting, p.complete, p.failed,
+    p.aborted, o.n
+FROM online o LEFT JOIN per p ON true
+ORDER BY p.queue
+"""
+
+# Finished jobs per time bucket (%(bucket)s seconds, a multiple of 60, aligned
+# to the epoch), per queue and per worker, over the last %(n)s buckets (the
+# current one included): completed and failed (jobs that ended failed; a
+# retried attempt is not a failure of the job). Minutes already rolled up
+# (THROUGHPUT, up to the 'throughput' mark) come from there; the minutes
+# after the mark from the job rows (a short range of the finished-rows index,
+# which carries status, queue and worker_id). Every bucket appears at least
+# once (queue and worker NULL, counts 0 when nothing finished in it).
+THROUGHPUT_HISTORY = """
+WITH b AS (
+    SELECT make_interval(secs => %(bucket)s) AS step,
+        date_bin(make_interval(secs => %(bucket)s), now(), """ + _EPOCH + """) AS last
+), w AS (
+    SELECT b.step, b.last, b.last - b.step * (%(n)s - 1) AS first,
+        COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput'), '-infinity') AS mark,
+        timestamptz 'infinity' AS until
+    FROM b
+), grid AS (
+    SELECT w.last - w.step * g.i AS t FROM w, generate_series(0, %(n)s - 1) AS g(i)
+), parts AS (
+    SELECT date_bin(w.step, r.bucket, """ + _EPOCH + """) AS t, r.queue, r.worker_id,
+        r.completed::bigint AS completed, r.failed::bigint AS failed
+    FROM {throughput} r, w
+    WHERE r.bucket >= w.first AND r.bucket < w.mark
+    UNION ALL
+    SELECT date_bin(w.step, j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
+        count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed')
+    FROM {jobs} j, w
+    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= GREATEST(w.first, w.mark)
+      AND j.completed_at < w.until  -- a short range for the planner, as in QUEUE_STATS
+    GROUP BY 1, 2, 3
+), done AS (
+    SELECT t, queue, worker_id, sum(completed) AS completed, sum(failed) AS failed
+    FROM parts GROUP BY 1, 2, 3 HAVING sum(completed) + sum(failed) > 0
+)
+SELECT g.t, d.queue, d.worker_id, COALESCE(wk.name, d.worker_id::text) AS worker_name,
+    COALESCE(d.completed, 0), COALESCE(d.failed, 0)
+FROM grid g LEFT JOIN done d ON d.t = g.t LEFT JOIN {workers} wk ON wk.id = d.worker_id
+ORDER BY g.t, d.queue, worker_name
+"""
+
+# --- the statistics pass (the sweeper, under its lock: one writer at a time)
+
+# Is a pass due? None was taken in the last 0.9 * %(interval)s seconds
+# (whichever worker took it).
+STATS_DUE = """
+SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
+    WHERE name = 'sample' AND at > now() - make_interval(secs => 0.9 * %(interval)s))
+"""
+
+# One queue-depth sample: one row per queue with live jobs, plus a zero row
+# for a queue whose previous sample was not all zeros (the drop to empty is
+# recorded once); then the pass's mark.
+SAMPLE_QUEUES = """
+WITH counts AS (
+    SELECT queue,
+        count(*) FILTER (WHERE status = 'queued') AS queued,
+        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+        count(*) FILTER (WHERE status = 'waiting') AS waiting,
+        count(*) FILTER (WHERE status IN ('active', 'aborting')) AS active
+    FROM (""" + _LIVE_JOBS + """
+    ) live GROUP BY queue
+), previous AS (
+    SELECT queue FROM {queue_samples}
+    WHERE sampled_at = (SELECT max(sampled_at) FROM {queue_samples})
+      AND queued + scheduled + waiting + active > 0
+), mark AS (
+    INSERT INTO {stats_marks} (name, at) VALUES ('sample', now())
+    ON CONFLICT (name) DO UPDATE SET at = excluded.at
+)
+INSERT INTO {queue_samples} (sampled_at, queue, queued, scheduled, waiting, active)
+SELECT now(), q.queue, COALESCE(c.queued, 0), COALESCE(c.scheduled, 0), COALESCE(c.waiting, 0),
+    COALESCE(c.active, 0)
+FROM (SELECT queue FROM counts UNION SELECT queue FROM previous) q
+LEFT JOIN counts c ON c.queue = q.queue
+RETURNING queue
+"""
+
+# Roll up the finished jobs of every whole minute since the 'throughput' mark
+# (first pass: since %(retention)s seconds ago) that ended at least 5 s ago
+# (so completions still committing are in), and move the mark.
+ROLLUP_THROUGHPUT = """
+WITH span AS (
+    SELECT COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput'),
+                    date_bin(interval '1 minute', now() - make_interval(secs => %(retention)s), """ + _EPOCH + """)) AS first,
+        date_bin(interval '1 minute', now() - interval '5 seconds', """ + _EPOCH + """) AS last
+), ins AS (
+    INSERT INTO {throughput} (bucket, queue, worker_id, completed, failed, aborted)
+    SELECT date_bin(interval '1 minute', j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
+        count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed'),
+        count(*) FILTER (WHERE j.status = 'aborted')
+    FROM {jobs} j, span
+    WHERE j.status IN ('complete', 'failed', 'aborted')
+      AND j.completed_at >= span.first AND j.completed_at < span.last
+    GROUP BY 1, 2, 3
+    RETURNING 1
+)
+INSERT INTO {stats_marks} (name, at)
+SELECT 'throughput', last FROM span WHERE last > first
+ON CONFLICT (name) DO UPDATE SET at = excluded.at
+RETURNING (SELECT count(*) FROM ins)
+"""
+
+# Count the finished rows again, by queue and status, as of 5 s ago (the rows
+# finished since are counted by QUEUE_STATS itself). Deletes and requeues of
+# finished rows show in get_queue_stats from this recount on.
+RECOUNT_FINISHED = """
+WITH t AS (SELECT now() - interval '5 seconds' AS as_of), old AS (
+    DELETE FROM {finished_counts}
+)
+INSERT INTO {finished_counts} (queue, status, n, as_of)
+SELECT j.queue, j.status, count(*), t.as_of FROM {jobs} j, t
+WHERE j.status IN ('complete', 'failed', 'aborted') AND j.completed_at < t.as_of
+GROUP BY j.queue, j.status, t.as_of
+"""
+
+# Samples and roll-ups past the retention.
+PRUNE_STATS = """
+WITH s AS (
+    DELETE FROM {queue_samples} WHERE sampled_at < now() - make_interval(secs => %(retention)s)
+)
+DELETE FROM {throughput} WHERE bucket < now() - make_interval(secs => %(retention)s)
+"""
+
+# Samples of the last %(minutes)s; with %(bucket)s seconds, averaged per
+# bucket (aligned to the epoch) and queue, the bucket's start as its time.
+QUEUE_DEPTH_HISTORY = """
+SELECT sampled_at, queue, queued, scheduled, waiting, active FROM {queue_samples}
+WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY sampled_at, queue
+"""
+QUEUE_DEPTH_HISTORY_BINNED = """
+SELECT date_bin(make_interval(secs => %(bucket)s), sampled_at, """ + _EPOCH + """) AS t, queue,
+    round(avg(queued))::int, round(avg(scheduled))::int, round(avg(waiting))::int,
+    round(avg(active))::int
+FROM {queue_samples}
+WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+# Server version, database size, and each of this app's tables (%(tables)s:
+# their qualified names) with its total size (indexes and TOAST included) and
+# the statistics' live-row estimate.
+SERVER_INFO = """
+SELECT current_setting('server_version'), version(), pg_database_size(current_database()),
+    (SELECT COALESCE(json_agg(json_build_object(
+            'name', c.relname, 'size_bytes', pg_total_relation_size(c.oid),
+            'row_count', pg_stat_get_live_tuples(c.oid))
+            ORDER BY pg_total_relation_size(c.oid) DESC), '[]'::json)
+     FROM unnest(%(tables)s::text[]) AS t(name)
+     JOIN pg_class c ON c.oid = to_regclass(t.name))
+"""
+
+# The jobs a worker runs now (active/aborting, through the running-jobs
+# index) and, after them, the finished jobs it ran last (the finished-rows
+# index read backwards from the newest, index-only: it carries worker_id).
+LIST_WORKER_JOBS = (
+    "SELECT " + JOB_COLUMNS + """ FROM (
+    SELECT j.*, 0 AS part, j.started_at AS at FROM {jobs} j
+    WHERE j.worker_id = %(worker_id)s AND j.status IN ('active', 'aborting')
+    UNION ALL
+    SELECT f.*, 1 AS part, f.completed_at AS at FROM (
+        SELECT * FROM {jobs}
+        WHERE worker_id = %(worker_id)s AND status IN ('complete', 'failed', 'aborted')
+        ORDER BY completed_at DESC
+        LIMIT %(limit)s + %(offset)s
+    ) f
+) x
+ORDER BY part, at DESC, id
+LIMIT %(limit)s OFFSET %(offset)s"""
+)
