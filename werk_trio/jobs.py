@@ -235,7 +235,10 @@ def as_job_id(value: Any) -> uuid.UUID:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise ConfigError(f"expected a Job or a job id (UUID), got {value!r}")
+    raise ConfigError(
+        f"expected a Job or a job id (UUID), got {value!r}: job ids are uuid.UUID values "
+        "(str(job.id) is the text form, uuid.UUID(text) reads it back)"
+    )
 
 
 @dataclass(slots=True)
