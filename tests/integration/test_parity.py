@@ -50,8 +50,9 @@ async def test_apply_map_wait_for_take_poll_interval_and_it_never_reaches_the_ha
     with trio.fail_after(20):
         async with running(make_worker(app)):
             assert await app.apply(add, 1, 2, timeout=10, poll_interval=0.5) == 3
-            assert await app.map(add, [{"x": 1, "y": 1}, {"x": 2, "y": 2}], timeout=10,
-                                  poll_interval=0.5) == [2, 4]
+            assert await app.map(
+                add, [{"x": 1, "y": 1}, {"x": 2, "y": 2}], timeout=10, poll_interval=0.5
+            ) == [2, 4]
             job = await app.enqueue(add, 5, 5)
             assert job is not None
             done = await app.wait_for(job.id, timeout=10, poll_interval=0.2)
@@ -137,8 +138,9 @@ async def test_app_run_runs_a_worker_of_the_given_type(app: Werk) -> None:
         job = await app.enqueue(echo, "via app.run", _queue="run_q")
         assert job is not None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(lambda: app.run(["run_q"], 2, "thread", handle_signals=False,
-                                               poll_interval=0.05))
+            nursery.start_soon(
+                lambda: app.run(["run_q"], 2, "thread", handle_signals=False, poll_interval=0.05)
+            )
             done = await app.wait_for(job.id, timeout=10)
             nursery.cancel_scope.cancel()
         assert done.result == "via app.run"
@@ -149,10 +151,9 @@ async def test_app_run_runs_a_worker_of_the_given_type(app: Werk) -> None:
 async def test_ephemeral_tables_make_the_worker_registry_unlogged(dsn: str, schema: str) -> None:
     query = "SELECT relpersistence FROM pg_class WHERE oid = %s::regclass"
     with trio.fail_after(20):
-        async with Werk(dsn, schema=schema, prefix="durable") as plain:
-            async with plain.connection() as conn:
-                cur = await conn.execute(query, (f"{schema}.durable_workers",))
-                assert await cur.fetchone() == ("p",)
+        async with Werk(dsn, schema=schema, prefix="durable") as plain, plain.connection() as conn:
+            cur = await conn.execute(query, (f"{schema}.durable_workers",))
+            assert await cur.fetchone() == ("p",)
         async with Werk(dsn, schema=schema, prefix="eph", ephemeral_tables=True) as eph:
             async with eph.connection() as conn:
                 cur = await conn.execute(query, (f"{schema}.eph_workers",))
@@ -225,15 +226,14 @@ async def test_the_errors_of_the_deliberate_differences(app: Werk, dsn: str) -> 
         with pytest.raises(ConfigError, match="naive datetime: pass an aware one"):
             await app.enqueue(echo, 1, _at=datetime(2030, 1, 1))
         # a job id given as a string that is not a UUID
-        with pytest.raises(ConfigError, match="job ids are uuid.UUID values"):
+        with pytest.raises(ConfigError, match=r"job ids are uuid\.UUID values"):
             await app.get_job("job-42")
         # an unknown _option (pgwerk put it into the payload)
         with pytest.raises(ConfigError, match="unknown enqueue option '_sync'"):
             await app.enqueue(echo, 1, _sync=True)
         # _conn from the program's own psycopg connection
-        with psycopg.connect(dsn) as own:
-            with pytest.raises(ConfigError, match="_conn must be a connection from app.connection"):
-                await app.enqueue(echo, 1, _conn=own)
+        with psycopg.connect(dsn) as own, pytest.raises(ConfigError, match=r"from app\.connection\(\)"):
+            await app.enqueue(echo, 1, _conn=own)
         # a function outside the allow-list (pgwerk imported any dotted path)
         with pytest.raises(UnknownTask, match=r"register it with @app.task or app.register\(fn\)"):
             app.tasks.resolve("os.getcwd")
@@ -251,9 +251,31 @@ async def test_the_errors_of_the_deliberate_differences(app: Werk, dsn: str) -> 
         async with app.connection() as conn:
             await conn.execute(
                 psycopg.sql.SQL("UPDATE {} SET function = 'os.getcwd' WHERE id = %s").format(
-                    app.sql.idents["jobs"]),
+                    app.sql.idents["jobs"]
+                ),
                 (job.id,),
             )
         async with running(make_worker(app)):
             failed = await job_in(app, job.id, "failed")
         assert failed.error and "UnknownTask" in failed.error and "app.register" in failed.error
+
+
+async def test_every_way_a_job_ends_sets_expires_at_from_its_failure_ttl(app: Werk) -> None:
+    with trio.fail_after(10):
+        cancelled = await app.enqueue(echo, 1, _failure_ttl=120, _ttl=3600)
+        bulk = await app.enqueue(echo, 2, _failure_ttl=30, _queue="bulk_cancel")
+        parent = await app.enqueue(echo, 3)
+        child = await app.enqueue(echo, 4, _depends_on=parent, _failure_ttl=45)
+        assert cancelled and bulk and parent and child
+        assert await app.cancel_job(cancelled.id) is True
+        assert await app.bulk_cancel_jobs(queue="bulk_cancel") == 1
+        assert await app.cancel_job(parent.id) is True  # fails the child (DependencyFailed)
+        for job, ttl in ((cancelled, 120), (bulk, 30), (child, 45)):
+            row = await app.get_job(job.id)
+            assert row.is_terminal and row.completed_at is not None
+            assert row.expires_at == row.completed_at + timedelta(seconds=ttl), (row, ttl)
+        # a requeued job's expiry is its own _ttl again, not the failure's
+        assert await app.bulk_requeue_jobs() == 4  # the three and the cancelled parent
+        again = await app.get_job(cancelled.id)
+        assert again.expires_at == again.scheduled_at + timedelta(seconds=3600)
+        assert (await app.get_job(bulk.id)).expires_at is None

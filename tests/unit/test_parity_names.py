@@ -45,7 +45,15 @@ def test_enum_members_by_pgwerk_names_are_the_same_members() -> None:
         assert pgwerk_name is ours
     # aliases do not add members: iteration, and so the CLI's choices, are unchanged
     assert [s.value for s in JobStatus] == [
-        "scheduled", "queued", "waiting", "active", "aborting", "complete", "failed", "aborted"]
+        "scheduled",
+        "queued",
+        "waiting",
+        "active",
+        "aborting",
+        "complete",
+        "failed",
+        "aborted",
+    ]
     assert len(list(ExecutionStatus)) == 4 and len(list(DequeueStrategy)) == 3
     assert JobStatus("complete") is JobStatus.Complete and FailureMode("delete") == "delete"
     assert BaseWorker is Worker
@@ -54,11 +62,23 @@ def test_enum_members_by_pgwerk_names_are_the_same_members() -> None:
 @pytest.mark.parametrize(
     ("module", "names"),
     [
-        ("werk_trio.schemas", ["Job", "JobExecution", "Retry", "Repeat", "Dependency", "Callback",
-                               "Context", "EnqueueParams"]),
+        (
+            "werk_trio.schemas",
+            ["Job", "JobExecution", "Retry", "Repeat", "Dependency", "Callback", "Context", "EnqueueParams"],
+        ),
         ("werk_trio.commons", ["JobStatus", "ExecutionStatus", "DequeueStrategy", "FailureMode"]),
-        ("werk_trio.exceptions", ["WerkError", "JobNotFound", "JobTimeout", "JobError",
-                                  "DependencyFailed", "WorkerShutdown", "UnknownTask"]),
+        (
+            "werk_trio.exceptions",
+            [
+                "WerkError",
+                "JobNotFound",
+                "JobTimeout",
+                "JobError",
+                "DependencyFailed",
+                "WorkerShutdown",
+                "UnknownTask",
+            ],
+        ),
         ("werk_trio.serializers", ["Serializer", "JSONSerializer", "PickleSerializer"]),
         ("werk_trio.worker", ["BaseWorker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker"]),
     ],
@@ -103,8 +123,9 @@ def test_job_execution_has_id_result_and_completed_at() -> None:
 
 
 def test_app_attributes_before_connect(monkeypatch: pytest.MonkeyPatch) -> None:
-    app = Werk("postgresql://u:secret@db.example:5432/jobs", schema="werk", prefix="_jobs",
-               max_active_secs=120)
+    app = Werk(
+        "postgresql://u:secret@db.example:5432/jobs", schema="werk", prefix="_jobs", max_active_secs=120
+    )
     assert app.dsn == "postgresql://u:secret@db.example:5432/jobs"
     assert (app.schema, app.prefix, app.max_active_secs) == ("werk", "_jobs", 120)
     monkeypatch.delenv("WERK_DSN", raising=False)

@@ -111,7 +111,10 @@ WITH cand AS (
                       WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
         completed_at = CASE WHEN c.dep_failed THEN now() END,
         error = CASE WHEN c.dep_failed THEN
-            'werk_trio.errors.DependencyFailed: dependency ' || c.failed_parent || ' ended failed or aborted' END
+            'werk_trio.errors.DependencyFailed: dependency ' || c.failed_parent || ' ended failed or aborted' END,
+        expires_at = CASE WHEN c.dep_failed
+                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          ELSE j.expires_at END
     FROM cand c
     WHERE j.id = c.job_id AND j.status = 'waiting' AND (c.all_done OR c.dep_failed)
     RETURNING j.id, j.status, j.queue
@@ -174,7 +177,8 @@ SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status ORDER BY queue
 
 CANCEL_JOB = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-    error = COALESCE(error, 'cancelled before it started')
+    error = COALESCE(error, 'cancelled before it started'),
+    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
 WHERE id = %(id)s AND status IN ('queued', 'scheduled', 'waiting')
 RETURNING """ + JOB_COLUMNS
 
@@ -208,7 +212,8 @@ RETURNING touched_at
 BULK_REQUEUE = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
-        completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL
+        completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL,
+        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
     WHERE status IN ('failed', 'aborted')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
       AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -221,7 +226,8 @@ FROM upd
 BULK_CANCEL = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-        error = COALESCE(error, 'cancelled before it started')
+        error = COALESCE(error, 'cancelled before it started'),
+        expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
     WHERE status IN ('queued', 'scheduled', 'waiting')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     RETURNING id
@@ -574,7 +580,10 @@ WITH lost AS (
         scheduled_at = CASE WHEN j.status <> 'aborting' AND j.attempts < j.max_attempts THEN now()
                             ELSE j.scheduled_at END,
         completed_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts THEN now() END,
-        error = l.reason
+        error = l.reason,
+        expires_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts
+                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          ELSE j.expires_at END
     FROM lost l WHERE j.id = l.id
     RETURNING j.id, j.status, j.queue
 ), ex AS (
@@ -591,12 +600,14 @@ FROM upd
 # Unstarted jobs past their _ttl never run.
 EXPIRE_JOBS = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-    error = 'expired: not started within its ttl'
+    error = 'expired: not started within its ttl',
+    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
 WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
 RETURNING id
 """
 
-# Finished rows past their result_ttl / failure_ttl.
+# Finished rows past their result_ttl / failure_ttl (their expires_at, which
+# every statement that ends a job sets from those ttls).
 DELETE_EXPIRED_RESULTS = """
 WITH del AS (
     DELETE FROM {jobs}
