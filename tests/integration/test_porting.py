@@ -384,9 +384,9 @@ def _write(tmp_path: Path, name: str, source: str) -> None:
     (tmp_path / f"{name}.py").write_text(port(source))
 
 
-async def _run_program(tmp_path: Path, env: dict[str, str], name: str) -> str:
-    # run as a script (`python program.py`), as pgwerk's guide programs are
-    argv = [sys.executable, str(tmp_path / f"{name}.py")]
+async def _run_program(tmp_path: Path, env: dict[str, str], name: str, *, as_module: bool = False) -> str:
+    # run as a script (`python program.py`), as pgwerk's guide programs are, or with `python -m`
+    argv = [sys.executable, *(["-m", name] if as_module else [str(tmp_path / f"{name}.py")])]
     async with spawn(argv, env=env, log_path=tmp_path / f"{name}.log") as child:
         rc = await child.wait()
     out = child.output()
@@ -418,6 +418,9 @@ async def test_quickstart_workers_and_serializers_programs_run_ported(
             _write(tmp_path, name, source)
         out = await _run_program(tmp_path, env, "pg_quickstart")
         assert "greet: Hello, world!" in out and "send_email: complete" in out, out
+        # `python -m`: the in-process worker runs the handlers of the running module, not a second copy
+        out = await _run_program(tmp_path, env, "pg_quickstart", as_module=True)
+        assert out.count("greet: Hello, world!") == 1 and "send_email: complete" in out, out
         out = await _run_program(tmp_path, env, "pg_workers")
         expected = ["completed", "completed", "failed", "handler", "server", "start", "start", "start"]
         assert f"workers: {expected}" in out, out
