@@ -321,7 +321,17 @@ class Werk:
     async def _enqueue(self, items: list[EnqueueParams], conn: Connection[Any] | None) -> list[Job | None]:
         for callback in self._before_enqueue:
             for item in items:
-                await _call(callback, item)
+                try:
+                    await _call(callback, item)
+                except AttributeError as ex:
+                    if not isinstance(getattr(ex, "obj", None), EnqueueParams):
+                        raise
+                    raise ConfigError(
+                        f"before-enqueue callback {callback!r} read a field EnqueueParams does not "
+                        f"have ({ex}): it is called with the EnqueueParams before the insert, "
+                        "not with the inserted Job as in pgwerk (use params.func, .kwargs, .queue, "
+                        ".meta...); nothing was enqueued"
+                    ) from ex
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
         for item in items:
             builder.add(item)

@@ -243,6 +243,15 @@ async def test_the_errors_of_the_deliberate_differences(app: Werk, dsn: str) -> 
         # an unknown Werk setting
         with pytest.raises(ConfigError, match="unknown setting"):
             Werk(dsn, auto_vacuum=True)
+        # a before-enqueue callback written for pgwerk's (inserted) Job
+        def audit(job: Any) -> None:
+            print(job.id)
+
+        app.register_before_enqueue(audit)
+        with pytest.raises(ConfigError, match="called with the EnqueueParams before the insert"):
+            await app.enqueue(echo, "audited")
+        app.unregister_before_enqueue(audit)
+        assert await app.list_jobs(search="audited") == [], "nothing was enqueued"
         # Job.id is a uuid.UUID: compare with str(job.id)
         job = await app.enqueue(echo, 1)
         assert job is not None and job.id != str(job.id)
