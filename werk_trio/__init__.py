@@ -26,6 +26,7 @@ from .jobs import Dependency as Dependency
 from .jobs import DequeueStrategy as DequeueStrategy
 from .jobs import EnqueueParams as EnqueueParams
 from .jobs import ExecutionStatus as ExecutionStatus
+from .jobs import FailureMode as FailureMode
 from .jobs import Job as Job
 from .jobs import JobExecution as JobExecution
 from .jobs import JobStatus as JobStatus
@@ -35,6 +36,7 @@ from .serializers import JSONSerializer as JSONSerializer
 from .serializers import PickleSerializer as PickleSerializer
 from .serializers import Serializer as Serializer
 from .worker import AsyncWorker as AsyncWorker
+from .worker import BaseWorker as BaseWorker
 from .worker import ForkWorker as ForkWorker
 from .worker import ProcessWorker as ProcessWorker
 from .worker import ThreadWorker as ThreadWorker
@@ -43,10 +45,10 @@ from .worker import Worker as Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
-    "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "ForkWorker", "JSONSerializer", "Job", "JobError",
-    "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
-    "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
-    "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
-    "asyncio_handler", "configure_logging",
+    "AsyncWorker", "BaseWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency",
+    "DependencyFailed", "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "FailureMode",
+    "ForkWorker", "JSONSerializer", "Job", "JobError", "JobExecution", "JobNotFound", "JobStatus",
+    "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat",
+    "Retry", "SerializationError", "Serializer", "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk",
+    "WerkConfig", "WerkError", "Worker", "WorkerShutdown", "asyncio_handler", "configure_logging",
 ]  # fmt: skip

@@ -173,7 +173,8 @@ class RowBuilder:
         elif isinstance(retry, Retry):
             retry_obj = retry
         elif isinstance(retry, int) and not isinstance(retry, bool):
-            retry_obj = Retry(retry)
+            # pgwerk's reading: _retry=0 (no retries) is one attempt, as is 1
+            retry_obj = _DEFAULT_RETRY if retry == 0 else Retry(retry)
         else:
             raise ConfigError(f"_retry must be an int (total attempts) or Retry(...), got {retry!r}")
         if retry_obj.max > 1:
@@ -224,7 +225,7 @@ class RowBuilder:
                     f"_repeat must be Repeat(times, interval=... | intervals=[...]), got {repeat!r}"
                 )
             extra["rr"] = rare["repeat_remaining"] = repeat.times
-            if repeat.interval is not None:
+            if repeat.intervals is None:
                 extra["rs"] = rare["repeat_interval_secs"] = repeat.interval
             else:
                 # one delay per repeat (the last value reused), so the next
@@ -334,6 +335,12 @@ def job_from_row(row: Sequence[Any], serializer: Serializer) -> Job:
     )  # fmt: skip
 
 
-def execution_from_row(row: Sequence[Any]) -> JobExecution:
-    job_id, attempt, worker_id, status, started_at, finished_at, error = row
-    return JobExecution(job_id, attempt, worker_id, _EXEC_STATUS[status], started_at, finished_at, error)
+def execution_from_row(row: Sequence[Any], serializer: Serializer | None = None) -> JobExecution:
+    """A JobExecution from a GET_EXECUTIONS row (the result decoded with ``serializer``)."""
+    job_id, attempt, worker_id, status, started_at, finished_at, error = row[:7]
+    result = row[7] if len(row) > 7 else None
+    if result is not None and serializer is not None:
+        result = decode(serializer, result, "result")
+    return JobExecution(
+        job_id, attempt, worker_id, _EXEC_STATUS[status], started_at, finished_at, error, result
+    )

@@ -92,10 +92,32 @@ class Werk:
 
     @property
     def dsn(self) -> str:
-        """The conninfo in use (contains the password: never log it)."""
-        if self._dsn is None:
-            raise WerkError("the app is not connected: call `await app.connect()` first")
-        return self._dsn
+        """The conninfo in use once connected; before, the DSN given (or found in
+        WERK_DSN / DATABASE_URL). Contains the password: never log it."""
+        if self._dsn is not None:
+            return self._dsn
+        dsn, source = resolve_dsn(self.config.dsn)
+        if source == "embedded":
+            raise WerkError(
+                "no DSN was given (nor WERK_DSN / DATABASE_URL): the embedded Postgres's DSN "
+                "is known once connected; call `await app.connect()` first"
+            )
+        return dsn
+
+    @property
+    def schema(self) -> str | None:
+        """The Postgres schema of the tables (``config.schema``)."""
+        return self.config.schema
+
+    @property
+    def prefix(self) -> str:
+        """The table name prefix (``config.prefix``)."""
+        return self.config.prefix
+
+    @property
+    def max_active_secs(self) -> float:
+        """Seconds an untouched active job may run before the sweep takes it for stuck."""
+        return self.config.max_active_secs
 
     def on_startup(self, func: F) -> F:
         """Decorator: run ``func()`` (sync or async) once, at the end of connect()."""
@@ -226,6 +248,12 @@ class Werk:
                     self.sql.RECORD_MIGRATION, {"version": migration.version, "name": migration.name}
                 )
                 applied_now.append(migration.version)
+            if self.config.ephemeral_tables:
+                cur = await conn.execute(self.sql.WORKERS_PERSISTENCE)
+                row = await cur.fetchone()
+                if row is not None and row[0] != "u":
+                    await conn.execute(self.sql.SET_WORKERS_UNLOGGED)
+                    logger.info("worker registry table is now UNLOGGED (ephemeral_tables=True)")
         if applied_now:
             logger.info("applied migrations %s", applied_now)
         return applied_now
@@ -281,10 +309,12 @@ class Werk:
         return (await self._enqueue([params], conn))[0]
 
     async def enqueue_many(
-        self, jobs: Iterable[EnqueueParams], _conn: Connection[Any] | None = None
+        self, specs: Iterable[EnqueueParams], *, _conn: Connection[Any] | None = None
     ) -> list[Job | None]:
         """Insert many jobs in one statement; ``None`` at the positions whose key was taken."""
-        items = list(jobs)
+        if isinstance(specs, EnqueueParams):
+            raise ConfigError("enqueue_many takes a list of EnqueueParams; for one job use enqueue()")
+        items = list(specs)
         for item in items:
             if not isinstance(item, EnqueueParams):
                 raise ConfigError(f"enqueue_many takes EnqueueParams objects, got {type(item).__name__}")
@@ -295,7 +325,17 @@ class Werk:
     async def _enqueue(self, items: list[EnqueueParams], conn: Connection[Any] | None) -> list[Job | None]:
         for callback in self._before_enqueue:
             for item in items:
-                await _call(callback, item)
+                try:
+                    await _call(callback, item)
+                except AttributeError as ex:
+                    if not isinstance(getattr(ex, "obj", None), EnqueueParams):
+                        raise
+                    raise ConfigError(
+                        f"before-enqueue callback {callback!r} read a field EnqueueParams does not "
+                        f"have ({ex}): it is called with the EnqueueParams before the insert, "
+                        "not with the inserted Job as in pgwerk (use params.func, .kwargs, .queue, "
+                        ".meta...); nothing was enqueued"
+                    ) from ex
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
         for item in items:
             builder.add(item)
@@ -359,31 +399,38 @@ class Werk:
 
     # --- waiting for results ----------------------------------------------------
 
-    async def wait_for(self, job_id: Any, timeout: float | None = None) -> Job:
+    async def wait_for(self, job_id: Any, *, timeout: float | None = None,
+                       poll_interval: float | None = None) -> Job:
         """Wait until the job is terminal and return it. Woken by NOTIFY when it
-        ends, with a database re-check every second as a fallback. Raises
-        WaitTimeout after ``timeout`` seconds (None: wait forever), JobNotFound
-        if the row disappears. Cancellation: safe, nothing is changed."""
+        ends, with a database re-check every ``poll_interval`` seconds (None:
+        1 s) as a fallback. Raises WaitTimeout after ``timeout`` seconds (None:
+        wait forever), JobNotFound if the row disappears. Cancellation: safe,
+        nothing is changed."""
         jid = as_job_id(job_id)
-        return (await self._wait_many([jid], timeout))[jid]
+        return (await self._wait_many([jid], timeout, poll_interval))[jid]
 
     async def apply(self, func: Callable[..., Any] | str, *args: Any, timeout: float | None = None,
-                    **kwargs: Any) -> Any:
+                    poll_interval: float | None = None, **kwargs: Any) -> Any:
         """Enqueue a job, wait for it, return its result; JobError (with ``.job``)
-        if it failed or was aborted, WaitTimeout after ``timeout`` seconds."""
+        if it failed or was aborted, WaitTimeout after ``timeout`` seconds.
+        ``timeout`` and ``poll_interval`` (as in wait_for) are options of apply,
+        never handler arguments."""
+        _check_poll(poll_interval)
         job = await self.enqueue(func, *args, **kwargs)
         if job is None:
             raise ConfigError("apply() cannot wait for a job whose _key is already taken")
-        done = await self.wait_for(job.id, timeout=timeout)
+        done = await self.wait_for(job.id, timeout=timeout, poll_interval=poll_interval)
         if done.status is not JobStatus.COMPLETE:
             raise JobError(done)
         return done.result
 
     async def map(self, func: Callable[..., Any] | str, kwargs_list: Iterable[dict[str, Any]], *,
-                  timeout: float | None = None, return_exceptions: bool = False, **options: Any) -> list[Any]:
+                  timeout: float | None = None, poll_interval: float | None = None,
+                  return_exceptions: bool = False, **options: Any) -> list[Any]:
         """Enqueue one job per kwargs dict (in one statement), wait for all, and
         return their results in order. A failed job raises JobError, or with
         ``return_exceptions=True`` puts the JobError in its place."""
+        _check_poll(poll_interval)
         opts, extra = split_options(options)
         if extra:
             raise ConfigError(f"map() options must start with '_', got {sorted(extra)}")
@@ -396,7 +443,7 @@ class Werk:
         if any(j is None for j in jobs):
             raise ConfigError("map() cannot wait for jobs whose _key is already taken")
         ids = [j.id for j in jobs if j is not None]
-        done = await self._wait_many(ids, timeout)
+        done = await self._wait_many(ids, timeout, poll_interval)
         out: list[Any] = []
         for jid in ids:
             job = done[jid]
@@ -408,10 +455,12 @@ class Werk:
                 raise JobError(job)
         return out
 
-    async def _wait_many(self, ids: list[uuid.UUID], timeout: float | None) -> dict[uuid.UUID, Job]:
+    async def _wait_many(self, ids: list[uuid.UUID], timeout: float | None,
+                         poll_interval: float | None = None) -> dict[uuid.UUID, Job]:
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
                                     or timeout < 0):
             raise ConfigError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+        poll = _check_poll(poll_interval)
         await self._done.ensure_started()
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         done: dict[uuid.UUID, Job] = {}
@@ -434,7 +483,7 @@ class Werk:
                     raise WaitTimeout(
                         f"{len(pending)} job(s) not finished after {timeout:g}s (first: {pending[0]})"
                     )
-                with trio.move_on_at(min(deadline, trio.current_time() + _WAIT_POLL)):
+                with trio.move_on_at(min(deadline, trio.current_time() + poll)):
                     await event.wait()
             finally:
                 self._done.unregister(watching, event)
@@ -466,7 +515,7 @@ class Werk:
         function: str | None = None,
     ) -> list[Job]:
         """Jobs, newest first, filtered by queue, status(es), worker, function or a
-        search text (matched against function, key, id and payload)."""
+        search text (matched against function, queue, key, id and payload)."""
         statuses = _statuses(status)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
@@ -489,11 +538,17 @@ class Werk:
         return [job_from_row(row, self.serializer) for row in rows]
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
-        """One row per attempt of the job, oldest first."""
+        """One row per attempt of the job, oldest first (the complete one with its
+        ``result``). Each run of a repeating job is a job of its own, with its own."""
         rows = await self._fetch(self.sql.GET_EXECUTIONS, {"id": as_job_id(job_id)})
-        return [execution_from_row(row) for row in rows]
+        return [execution_from_row(row, self.serializer) for row in rows]
 
-    async def get_job_dependencies(self, job_id: Any) -> list[dict[str, Any]]:
+    async def get_job_dependencies(self, job_id: Any) -> list[uuid.UUID]:
+        """The ids of the jobs this one depends on (pgwerk's return);
+        :meth:`get_job_dependency_details` also says how each one stands."""
+        return [d["job_id"] for d in await self.get_job_dependency_details(job_id)]
+
+    async def get_job_dependency_details(self, job_id: Any) -> list[dict[str, Any]]:
         """The jobs this one depends on: ``{"job_id", "allow_failure", "status"}``
         (status None when the dependency row outlived its job)."""
         rows = await self._fetch(self.sql.GET_DEPENDENCIES, {"id": as_job_id(job_id)})
@@ -633,10 +688,21 @@ class Werk:
         _short, version, size, tables = rows[0]
         return str(version), int(size), [dict(t) for t in tables]
 
-    async def sweep(self) -> dict[str, int]:
+    async def sweep(self) -> list[uuid.UUID]:
         """One maintenance pass (what every worker's sweeper does each
         ``sweep_interval``): rescue jobs of dead workers and stuck jobs, expire
-        TTLs, delete rows past their result/failure TTL. Returns the counts."""
+        TTLs, delete rows past their result/failure TTL. Returns the ids of the
+        jobs it rescued (pgwerk's return); :meth:`sweep_counts` returns what
+        each step did."""
+        from .actors.sweeper import sweep_once
+
+        rescued: list[uuid.UUID] = []
+        await sweep_once(self, rescued=rescued)
+        return rescued
+
+    async def sweep_counts(self) -> dict[str, int]:
+        """:meth:`sweep`, returning the count of each step (dead_workers, rescued,
+        expired, deleted, resolved)."""
         from .actors.sweeper import sweep_once
 
         return await sweep_once(self)
@@ -655,57 +721,48 @@ class Werk:
         if failed:  # dependents failed with failure_mode="delete" go now
             await conn.execute(self.sql.DELETE_FAILED, {"ids": failed})
 
-    async def _change(self, query: str, job_id: Any, action: str, allowed: str) -> Job:
+    async def _change(self, query: str, job_id: Any) -> bool:
+        """Run a one-job state change; True if it applied, False when the job is
+        missing or not in a state the call applies to (nothing changed)."""
         jid = as_job_id(job_id)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(query, {"id": jid, "channel": self.sql.jobs_channel})
             rows = await cur.fetchall()
-            if rows:
-                job = job_from_row(rows[0], self.serializer)
-                if job.status.terminal:
-                    await self._ended(conn, [jid])
-                return job
-        exists = await self._fetch(self.sql.EXISTS_JOB, {"id": jid})
-        if not exists:
-            raise JobNotFound(jid)
-        raise ConfigError(f"cannot {action} job {jid}: it is {exists[0][0]}; only {allowed} jobs can be")
+            if rows and JobStatus(rows[0][3]).terminal:
+                await self._ended(conn, [jid])
+        return bool(rows)
 
-    async def cancel_job(self, job_id: Any) -> Job:
-        """A queued, scheduled or waiting job becomes ``aborted`` and never starts."""
-        return await self._change(self.sql.CANCEL_JOB, job_id, "cancel", "queued, scheduled or waiting")
+    async def cancel_job(self, job_id: Any) -> bool:
+        """A queued, scheduled or waiting job becomes ``aborted`` and never starts.
+        True if it was cancelled; False if it is missing or has started or ended."""
+        return await self._change(self.sql.CANCEL_JOB, job_id)
 
-    async def abort_job(self, job_id: Any) -> Job:
+    async def abort_job(self, job_id: Any) -> bool:
         """An active job becomes ``aborting``: its worker stops it within
-        ``abort_interval`` and marks it aborted (no retry). A job that has not
-        started is aborted at once."""
-        return await self._change(
-            self.sql.ABORT_JOB, job_id, "abort", "active, queued, scheduled or waiting"
-        )
+        ``abort_interval`` and marks it aborted (no retry). True if it was
+        marked; False (nothing changed) if it is missing or not running --
+        stop a job that has not started with :meth:`cancel_job`."""
+        return await self._change(self.sql.ABORT_JOB, job_id)
 
-    async def requeue_job(self, job_id: Any) -> Job:
-        """Queue a finished (or queued/scheduled) job again now, with a fresh attempt budget."""
-        return await self._change(
-            self.sql.REQUEUE_JOB, job_id, "requeue", "complete, failed, aborted, queued or scheduled"
-        )
+    async def requeue_job(self, job_id: Any) -> bool:
+        """Queue a finished job (complete, failed or aborted) again now, with a
+        fresh attempt budget. True if it was requeued; False (nothing changed)
+        if it is missing, queued, scheduled, waiting or running."""
+        return await self._change(self.sql.REQUEUE_JOB, job_id)
 
     async def delete_job(self, job_id: Any) -> None:
-        """Delete the job row (and its executions and dependency rows). Jobs
-        waiting for it count it as ended."""
+        """Delete the job row (and its executions and dependency rows); nothing
+        happens for a missing job. Jobs waiting for it count it as ended."""
         jid = as_job_id(job_id)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(self.sql.DELETE_JOB, {"id": jid})
-            if not await cur.fetchall():
-                raise JobNotFound(jid)
-            await self._ended(conn, [jid])
+            if await cur.fetchall():
+                await self._ended(conn, [jid])
 
     async def touch_job(self, job_id: Any) -> None:
-        """Mark a running job as alive now (the sweep leaves it alone for ``max_active_secs``)."""
-        jid = as_job_id(job_id)
-        if not await self._fetch(self.sql.TOUCH_JOB, {"id": jid}):
-            exists = await self._fetch(self.sql.EXISTS_JOB, {"id": jid})
-            if not exists:
-                raise JobNotFound(jid)
-            raise ConfigError(f"cannot touch job {jid}: it is {exists[0][0]}, not active")
+        """Mark a running job as alive now (the sweep leaves it alone for
+        ``max_active_secs``); nothing happens for a missing or not-running job."""
+        await self._fetch(self.sql.TOUCH_JOB, {"id": as_job_id(job_id)})
 
     async def bulk_requeue_jobs(self, queue: str | None = None, function_name: str | None = None) -> int:
         """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count."""
@@ -740,6 +797,18 @@ class Werk:
         )
         return int(rows[0][0])
 
+    async def run(self, queues: Sequence[str] | None = None, concurrency: int = 10,
+                  worker_type: str = "async", **worker_options: Any) -> None:
+        """Connect and run a worker of ``worker_type`` (async, thread, process or
+        fork) on ``queues`` (None: ``["default"]``) until it is stopped (a signal,
+        or cancelling the caller). ``worker_options`` go to the worker class."""
+        from .worker import worker_class
+
+        cls = worker_class(worker_type)
+        worker = cls(self, queues or ["default"], concurrency, **worker_options)
+        await self.connect()
+        await worker.run()
+
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the werk tables."""
         async with self.pool.connection() as conn:
@@ -751,7 +820,16 @@ class Werk:
             await conn.execute(self.sql.TRUNCATE)
 
 
-_WAIT_POLL = 1.0  # seconds between database re-checks while waiting
+_WAIT_POLL = 1.0  # seconds between database re-checks while waiting (default)
+
+
+def _check_poll(value: Any) -> float:
+    """``poll_interval`` of wait_for / apply / map as seconds (None: the default)."""
+    if value is None:
+        return _WAIT_POLL
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigError(f"poll_interval must be seconds > 0 or None, got {value!r}")
+    return float(value)
 
 _QUEUE_STAT_KEYS = (
     "queue", "scheduled", "queued", "active", "aborting", "waiting", "complete", "failed", "aborted",

@@ -107,6 +107,10 @@ class WerkConfig:
     #: queued again (at-least-once holds; see docs/architecture.md).
     #: Completions and enqueues are always durable.
     durable_claims: bool = False
+    #: True: the worker registry table is UNLOGGED (no WAL for heartbeats;
+    #: a database crash empties it and live workers re-register). Applied by
+    #: migrate(); jobs and executions are always logged.
+    ephemeral_tables: bool = False
     #: Directory of the embedded Postgres data (None: the default location).
     embedded_dir: str | None = field(default=None)
     #: ANSI colour in text logs: None (default) colours when stderr is a TTY
@@ -172,7 +176,7 @@ class WerkConfig:
             from ._logging import check_format
 
             check_format(self.log_fmt)
-        for name in ("durable_claims", "auto_migrate", "use_listen_notify"):
+        for name in ("durable_claims", "auto_migrate", "use_listen_notify", "ephemeral_tables"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
 

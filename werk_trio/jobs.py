@@ -28,6 +28,7 @@ __all__ = [
     "DequeueStrategy",
     "EnqueueParams",
     "ExecutionStatus",
+    "FailureMode",
     "Job",
     "JobExecution",
     "JobStatus",
@@ -45,6 +46,15 @@ class JobStatus(str, enum.Enum):
     COMPLETE = "complete"
     FAILED = "failed"
     ABORTED = "aborted"
+    # pgwerk's spelling of the same members (aliases: JobStatus.Complete is JobStatus.COMPLETE)
+    Scheduled = "scheduled"
+    Queued = "queued"
+    Waiting = "waiting"
+    Active = "active"
+    Aborting = "aborting"
+    Complete = "complete"
+    Failed = "failed"
+    Aborted = "aborted"
 
     @property
     def terminal(self) -> bool:
@@ -63,6 +73,11 @@ class ExecutionStatus(str, enum.Enum):
     COMPLETE = "complete"
     FAILED = "failed"
     ABORTED = "aborted"
+    # pgwerk's spelling (aliases)
+    Running = "running"
+    Complete = "complete"
+    Failed = "failed"
+    Aborted = "aborted"
 
     def __str__(self) -> str:
         return self.value
@@ -79,6 +94,26 @@ class DequeueStrategy(str, enum.Enum):
     Priority = "priority"
     RoundRobin = "round_robin"
     Random = "random"
+    # the upper-case spelling of the other enums (aliases)
+    PRIORITY = "priority"
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+
+
+class FailureMode(str, enum.Enum):
+    """What happens to a job's row when it fails for good (``_failure_mode=``).
+
+    * ``Hold`` -- keep the failed row (default), to inspect and requeue it.
+    * ``Delete`` -- delete the row once its failure is final.
+    """
+
+    Hold = "hold"
+    Delete = "delete"
+    HOLD = "hold"
+    DELETE = "delete"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def _seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
@@ -107,6 +142,8 @@ class Retry:
 
     max: int
     intervals: float | Sequence[float] = 0
+    #: True when ``intervals`` was given as one number (pgwerk's "uniform").
+    uniform: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < 1:
@@ -114,6 +151,7 @@ class Retry:
                 f"Retry(max=...) is the total number of attempts and must be an int >= 1, "
                 f"got {self.max!r}"
             )
+        object.__setattr__(self, "uniform", isinstance(self.intervals, int | float))
         object.__setattr__(self, "intervals", tuple(_intervals("Retry intervals", self.intervals)))
 
     def delay(self, attempt: int) -> float:
@@ -121,25 +159,39 @@ class Retry:
         seq = tuple(self.intervals)  # type: ignore[arg-type]
         return seq[min(attempt - 1, len(seq) - 1)]
 
+    def get_interval(self, attempt: int) -> float:
+        """pgwerk's name for :meth:`delay`: the wait after failed attempt ``attempt`` (1-based)."""
+        return self.delay(attempt)
+
+    def to_intervals_list(self) -> list[float] | None:
+        """The per-attempt delays as a list, or None when one uniform delay was given."""
+        return None if self.uniform else list(self.intervals)  # type: ignore[arg-type]
+
 
 @dataclass(frozen=True, slots=True)
 class Repeat:
-    """``Repeat(times, interval=... | intervals=[...])``: after each success, run
-    the job again, ``times`` more times, after the given delay."""
+    """``Repeat(times, interval=0, intervals=None)``: after each success, run the
+    job again, ``times`` more times, ``interval`` seconds later (``intervals``,
+    a list with its last value reused, overrides ``interval``). Every run is a
+    row of its own (see :meth:`werk_trio.Werk.enqueue`)."""
 
     times: int
-    interval: float | None = None
+    interval: float = 0.0
     intervals: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
             raise ConfigError(f"Repeat(times=...) must be an int >= 1, got {self.times!r}")
-        if (self.interval is None) == (self.intervals is None):
-            raise ConfigError("Repeat needs exactly one of interval= (seconds) or intervals= (a list)")
-        if self.interval is not None:
-            object.__setattr__(self, "interval", _seconds("Repeat interval", self.interval, allow_zero=True))
-        else:
+        object.__setattr__(self, "interval", _seconds("Repeat interval", self.interval, allow_zero=True))
+        if self.intervals is not None:
             object.__setattr__(self, "intervals", tuple(_intervals("Repeat intervals", self.intervals)))
+
+    def get_interval(self, run: int) -> float:
+        """Seconds before repeat number ``run`` (0 = the first repeat after the first run)."""
+        if self.intervals:
+            seq = tuple(self.intervals)
+            return seq[min(max(run, 0), len(seq) - 1)]
+        return float(self.interval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +209,17 @@ class Dependency:
 
 @dataclass(frozen=True, slots=True)
 class Callback:
-    """``Callback(func, timeout=10)``: a callable or dotted path run with a Context
-    after the job's terminal outcome, cut off after ``timeout`` seconds."""
+    """``Callback(func, timeout=None)``: a callable or dotted path run after the
+    job's terminal outcome with the Job (or a Context, when its first parameter
+    is named ``ctx`` or annotated ``Context``), cut off after ``timeout``
+    seconds (None: no limit)."""
 
     func: Callable[..., Any] | str
-    timeout: float = 10.0
+    timeout: float | None = None
 
     def __post_init__(self) -> None:
-        _seconds("Callback timeout", self.timeout)
+        if self.timeout is not None:
+            _seconds("Callback timeout", self.timeout)
         if not (callable(self.func) or (isinstance(self.func, str) and self.func)):
             raise ConfigError(f"Callback func must be a callable or a dotted path, got {self.func!r}")
 
@@ -180,7 +235,10 @@ def as_job_id(value: Any) -> uuid.UUID:
             return uuid.UUID(value)
         except ValueError:
             pass
-    raise ConfigError(f"expected a Job or a job id (UUID), got {value!r}")
+    raise ConfigError(
+        f"expected a Job or a job id (UUID), got {value!r}: job ids are uuid.UUID values "
+        "(str(job.id) is the text form, uuid.UUID(text) reads it back)"
+    )
 
 
 @dataclass(slots=True)
@@ -277,7 +335,8 @@ class Job:
 
 @dataclass(frozen=True, slots=True)
 class JobExecution:
-    """One attempt of a job."""
+    """One attempt of a job. ``id`` is derived from (job id, attempt), so it is
+    stable across reads; ``result`` is set on the complete attempt."""
 
     job_id: uuid.UUID
     attempt: int
@@ -286,6 +345,16 @@ class JobExecution:
     started_at: datetime
     finished_at: datetime | None
     error: str | None
+    result: Any = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return uuid.uuid5(self.job_id, str(self.attempt))
+
+    @property
+    def completed_at(self) -> datetime | None:
+        """pgwerk's name of :attr:`finished_at`."""
+        return self.finished_at
 
 
 class Context:

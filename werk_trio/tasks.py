@@ -103,7 +103,7 @@ class TaskRegistry:
         errors: list[str] = []
         for module_name, qualname in allowed:
             try:
-                obj: Any = importlib.import_module(module_name)
+                obj: Any = _import(module_name)
             except ImportError as ex:
                 errors.append(f"cannot import {module_name}: {ex}")
                 continue
@@ -124,6 +124,8 @@ class TaskRegistry:
             if not callable(obj):
                 raise UnknownTask(f"{path} is not callable")
             home = getattr(obj, "__module__", None)
+            if home == "__main__":  # the running script's own function, by its module name
+                home = _main_name() or home
             if not isinstance(home, str) or not self._module_allowed(home):
                 # the function must live in an allowed module, not merely be
                 # reachable from one (``from os import system`` in a task module)
@@ -141,6 +143,22 @@ def _splits(path: str) -> list[tuple[str, str]]:
     """Candidate (module, qualname) splits of ``path``, longest module first."""
     parts = path.split(".")
     return [(".".join(parts[:i]), ".".join(parts[i:])) for i in range(len(parts) - 1, 0, -1)]
+
+
+def _main_name() -> str | None:
+    """The module name of ``__main__`` when it was started with ``python -m name``."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if isinstance(name, str) and name else None
+
+
+def _import(module_name: str) -> Any:
+    """``importlib.import_module``, except that the module a ``python -m`` run
+    started is the running ``__main__`` (function_path names its functions by
+    that module name): importing it again would run the program a second time."""
+    if module_name not in sys.modules and module_name == _main_name():
+        return sys.modules["__main__"]
+    return importlib.import_module(module_name)
 
 
 def caller_package(depth: int = 2) -> str | None:

@@ -43,7 +43,9 @@ from .executors import Executor
 from .executors.inline import InlineExecutor
 from .jobs import DequeueStrategy, Job, _seconds
 
-__all__ = ["AsyncWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class"]
+__all__ = [
+    "AsyncWorker", "BaseWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class",
+]  # fmt: skip
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -441,6 +443,10 @@ class ForkWorker(Worker):
                          | set(self.app.config.task_modules))
         return ForkExecutor(self.concurrency, self.app.serializer, sigterm_grace=self.sigterm_grace,
                             preload=preload)
+
+
+#: pgwerk's name of the class every worker type shares (the same class).
+BaseWorker = Worker
 
 
 def worker_class(worker_type: str) -> type[Worker]:

@@ -16,7 +16,7 @@ import trio
 
 from tests import procapp
 from tests.proctools import describe, wait_until
-from werk_trio import Callback, Dependency, JobNotFound, JobStatus, Repeat, Retry, Werk
+from werk_trio import Callback, Dependency, ExecutionStatus, JobNotFound, JobStatus, Repeat, Retry, Werk
 
 from ._semantics_support import (
     events,
@@ -32,39 +32,61 @@ from ._semantics_support import (
 POLL = 0.1  # the workers' poll_interval (FAST)
 
 
+async def _series(app: Werk, queue: str, n: int) -> list[Any]:
+    """The ``n`` rows of a repeating job's runs (one queue each), once all ended, oldest first."""
+    while True:
+        rows = sorted(await app.list_jobs(queue=queue), key=lambda j: (j.enqueued_at, j.id))
+        if len(rows) >= n and all(j.is_terminal for j in rows):
+            return rows
+        await trio.sleep(0.05)
+
+
 async def test_repeat_runs_again_after_each_success_at_the_given_delays(
     app: Werk, dsn: str, schema: str, tmp_path: Path
 ) -> None:
+    """pgwerk's form: every run is a row of its own, complete with its own
+    result and execution, and the next run is a new row scheduled at the
+    delay."""
     with trio.fail_after(60):
         await make_tables(dsn, schema)
         async with workers(
-            app, dsn, schema, tmp_path, "--queues", "rep", "--sweep-interval", "600"
+            app, dsn, schema, tmp_path, "--queues", "rep_a,rep_b,rep_c", "--sweep-interval", "600"
         ) as children:
-            fixed = await app.enqueue(procapp.record, _queue="rep", _repeat=Repeat(3, interval=0.3))
-            listed = await app.enqueue(procapp.record, _queue="rep", _repeat=Repeat(3, intervals=[0.2, 0.5]))
-            failing = await app.enqueue(procapp.fail, _queue="rep", _repeat=Repeat(2, interval=0))
+            fixed = await app.enqueue(procapp.record, _queue="rep_a", _repeat=Repeat(3, interval=0.3))
+            listed = await app.enqueue(procapp.record, _queue="rep_b", _repeat=Repeat(3, intervals=[0.2, 0.5]))
+            failing = await app.enqueue(procapp.fail, _queue="rep_c", _repeat=Repeat(2, interval=0))
             assert fixed and listed and failing
             assert fixed.repeat_remaining == 3
-            ended = await wait_terminal(app, [fixed.id, listed.id, failing.id])
+            first = await app.wait_for(fixed.id, timeout=30)
+            series = {q: await _series(app, q, 4) for q in ("rep_a", "rep_b")}
+            ended = await wait_terminal(app, [failing.id])
             for child in children:
                 assert "Traceback" not in child.output(), child.output()
         pids = {c.pid for c in children}
-        for job, delays in ((fixed, [0.3, 0.3, 0.3]), (listed, [0.2, 0.5, 0.5])):
-            done = ended[job.id]
-            assert done.status is JobStatus.COMPLETE
-            assert done.repeat_remaining == 0
-            assert done.attempts == 1, "each repeat gets a fresh attempt budget"
-            side = await runs(app, job.id)
-            assert len(side) == 1 + len(delays), f"{len(side)} runs"
-            assert {r["pid"] for r in side} <= pids
+        # wait_for on the first id returns when the first run ends
+        assert first.status is JobStatus.COMPLETE and first.repeat_remaining == 3
+        for (queue, rows), delays in zip(series.items(), ([0.3, 0.3, 0.3], [0.2, 0.5, 0.5]), strict=True):
+            assert rows[0].id == (fixed if queue == "rep_a" else listed).id
+            assert len(rows) == 1 + len(delays), f"{len(rows)} runs"
+            assert [r.repeat_remaining for r in rows] == [3, 2, 1, 0]
+            side = []
+            for row in rows:
+                assert row.status is JobStatus.COMPLETE and row.attempts == 1
+                assert row.result in pids, "each run keeps its own result"
+                executions = await app.get_executions(row.id)
+                assert [e.status for e in executions] == [ExecutionStatus.COMPLETE]
+                assert executions[0].result == row.result
+                (run,) = await runs(app, row.id)
+                side.append(run)
             gaps = [(b["started_at"] - a["ended_at"]).total_seconds() for a, b in itertools.pairwise(side)]
             measured = [round(g, 3) for g in gaps]
             print(f"Repeat delays {delays}: measured {measured} s, on pids {[r['pid'] for r in side]}")
             for gap, delay in zip(gaps, delays, strict=True):
                 assert delay <= gap <= delay + POLL + 0.4, (gaps, delays)
-        # a failure ends the repeats: one run, failed, no more
+        # a failure ends the repeats: one run, failed, no more rows
         assert ended[failing.id].status is JobStatus.FAILED
         assert len(await runs(app, failing.id)) == 1
+        assert len(await app.list_jobs(queue="rep_c")) == 1
 
 
 async def test_ttl_expires_a_job_that_could_not_start_in_time(

@@ -18,13 +18,13 @@ EXPECTED = {
     "JSONSerializer", "PickleSerializer", "Serializer",
     # jobs and enqueue options (SPEC §2-3)
     "Job", "JobStatus", "JobExecution", "ExecutionStatus", "Retry", "Repeat", "Dependency",
-    "Callback", "EnqueueParams", "Context", "DequeueStrategy",
+    "Callback", "EnqueueParams", "Context", "DequeueStrategy", "FailureMode",
     # the exception tree (SPEC §3)
     "WerkError", "JobNotFound", "JobTimeout", "JobError", "DependencyFailed", "WorkerShutdown",
     "UnknownTask", "SerializationError", "PayloadTooLarge", "ConfigError", "PoolTimeout",
     "WaitTimeout",
     # workers (SPEC §4-5)
-    "Worker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
+    "Worker", "BaseWorker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
     # logging as pgwerk users expect (issue 12)
     "configure_logging",
 }  # fmt: skip

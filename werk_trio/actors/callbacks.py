@@ -1,7 +1,9 @@
 """Callbacks: ``_on_success`` / ``_on_failure`` / ``_on_stopped`` after a terminal outcome.
 
 The completer schedules them after its commit, so each runs once per terminal
-outcome. Each runs with a Context, cut off at its ``Callback.timeout``; a
+outcome. Each gets the Job as it ended -- or a Context, when its first
+parameter asks for one (named ``ctx`` or annotated ``Context``, the rule of
+handlers) -- and is cut off at its ``Callback.timeout`` (None: no limit); a
 failing or slow callback is logged and never changes the job's outcome.
 Callbacks resolve through the same allow-list as handlers.
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..executors import JobCall, handler_kind
+from ..executors import JobCall, handler_kind, wants_context
 from ..jobs import Context, JobStatus
 from ..serializers import decode
 
@@ -67,8 +69,12 @@ class Callbacks:
                 from ..errors import WerkError
 
                 ctx.exception = WerkError(outcome.error.strip().splitlines()[-1])
-            call = JobCall(func, (), {}, ctx, handler_kind(func))
-            with trio.move_on_after(cb.timeout) as scope:
+            if wants_context(func):
+                call = JobCall(func, (), {}, ctx, handler_kind(func))
+            else:  # pgwerk passes the Job
+                call = JobCall(func, (ended,), {}, None, handler_kind(func))
+            limit = math.inf if cb.timeout is None else cb.timeout
+            with trio.move_on_after(limit) as scope:
                 await worker.executor_inline.run(call)
             if scope.cancelled_caught:
                 logger.warning("callback %s of job %s cut off after %ss", cb.func, job.id, cb.timeout)

@@ -51,6 +51,8 @@ class Outcome:
     result: str | None = None
     error: str | None = None
     delay: float | None = None
+    #: The id of the next run of a repeating job that completed (its new row).
+    next_id: Any = None
 
     def as_row(self) -> dict[str, Any]:
         row: dict[str, Any] = {"id": str(self.job.id), "attempt": self.job.attempts, "kind": self.kind}
@@ -60,6 +62,8 @@ class Outcome:
             row["error"] = self.error
         if self.delay:
             row["delay"] = self.delay
+        if self.next_id is not None:
+            row["next"] = str(self.next_id)
         return row
 
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
+from .._ids import uuid7
 from .._logging import current_job
 from ..errors import JobTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
 from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
@@ -133,7 +134,10 @@ class Runner:
         try:
             try:
                 for hook in worker.before_process:
-                    await _call(hook, ctx)
+                    try:
+                        await _call(hook, ctx)
+                    except Exception:  # pgwerk's rule: logged, and the job still runs
+                        logger.exception("before_process hook %r raised (job %s)", hook, job.id)
                 kind, with_ctx = self._shape(func)
                 call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind)
                 with scope:
@@ -157,6 +161,8 @@ class Runner:
                         outcome = Outcome(job, "fail_final", error=format_error(ser))
                     else:
                         outcome = Outcome(job, "complete", result=text, delay=_repeat_delay(job))
+                        if job.repeat_remaining > 0:  # the next run is a row of its own
+                            outcome.next_id = uuid7()
             except trio.Cancelled:
                 # the whole worker is being cancelled: put the job back unspent
                 worker.completer.submit(Outcome(job, "requeue", error="interrupted by worker shutdown"))

@@ -42,12 +42,15 @@ logger = logging.getLogger("werk_trio.worker")
 __all__ = ["Sweeper", "sweep_once"]
 
 
-async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str, int]:
+async def sweep_once(
+    app: Werk, *, healthy_for: float | None = None, rescued: list[Any] | None = None
+) -> dict[str, int]:
     """One maintenance pass; returns what it did (all zeros if another sweep holds the lock).
 
     ``healthy_for``: seconds the calling worker has reached the database
     without an error; a worker counts as dead only if its three silent
     heartbeat intervals fit in that stretch (None: no such limit).
+    ``rescued``: a list that gets the ids of the jobs rescued.
     """
     sql = app.sql
     out = {"dead_workers": 0, "rescued": 0, "expired": 0, "deleted": 0, "resolved": 0,
@@ -66,10 +69,12 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
             sql.RESCUE_JOBS,
             {"max_active_secs": float(app.config.max_active_secs), "jobs_channel": sql.jobs_channel},
         )
-        rescued = await cur.fetchall()
-        out["rescued"] = len(rescued)
-        if rescued:
-            logger.warning("rescued %d job(s) from dead workers or stuck runs", len(rescued))
+        lost = await cur.fetchall()
+        out["rescued"] = len(lost)
+        if lost:
+            logger.warning("rescued %d job(s) from dead workers or stuck runs", len(lost))
+            if rescued is not None:
+                rescued.extend(r[0] for r in lost)
         cur = await conn.execute(sql.EXPIRE_JOBS)
         expired = [r[0] for r in await cur.fetchall()]
         out["expired"] = len(expired)
@@ -77,7 +82,7 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
         out["deleted"] = int((await cur.fetchone() or (0,))[0])
         cur = await conn.execute(sql.STALE_WAITING)
         stale = [r[0] for r in await cur.fetchall()]
-        finished = [r[0] for r in rescued if r[1] in ("failed", "aborted")] + expired
+        finished = [r[0] for r in lost if r[1] in ("failed", "aborted")] + expired
         if finished:
             await notify_done(conn, sql, finished)
             failed = await resolve_dependents(conn, sql, finished)

@@ -25,6 +25,13 @@ CREATE_MIGRATIONS = """CREATE TABLE IF NOT EXISTS {migrations} (
 APPLIED_MIGRATIONS = "SELECT version FROM {migrations} ORDER BY version"
 RECORD_MIGRATION = "INSERT INTO {migrations} (version, name) VALUES (%(version)s, %(name)s)"
 
+# WerkConfig(ephemeral_tables=True): the worker registry as an UNLOGGED table
+# (no WAL for the heartbeats; emptied by a database crash -- workers
+# re-register at their next heartbeat). The {workers} identifier is a checked
+# name, so it is safe inside the quotes of a regclass literal.
+WORKERS_PERSISTENCE = "SELECT relpersistence FROM pg_class WHERE oid = '{workers}'::regclass"
+SET_WORKERS_UNLOGGED = "ALTER TABLE {workers} SET UNLOGGED"
+
 # --- enqueue ------------------------------------------------------------------
 
 # One statement for one job or twenty thousand: the rows travel as one JSON
@@ -104,7 +111,10 @@ WITH cand AS (
                       WHEN j.scheduled_at > now() THEN 'scheduled' ELSE 'queued' END,
         completed_at = CASE WHEN c.dep_failed THEN now() END,
         error = CASE WHEN c.dep_failed THEN
-            'werk_trio.errors.DependencyFailed: dependency ' || c.failed_parent || ' ended failed or aborted' END
+            'werk_trio.errors.DependencyFailed: dependency ' || c.failed_parent || ' ended failed or aborted' END,
+        expires_at = CASE WHEN c.dep_failed
+                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          ELSE j.expires_at END
     FROM cand c
     WHERE j.id = c.job_id AND j.status = 'waiting' AND (c.all_done OR c.dep_failed)
     RETURNING j.id, j.status, j.queue
@@ -134,7 +144,7 @@ WHERE (%(queue)s::text IS NULL OR queue = %(queue)s)
   AND (%(worker_id)s::uuid IS NULL OR worker_id = %(worker_id)s)
   AND (%(function)s::text IS NULL OR function = %(function)s)
   AND (%(search)s::text IS NULL OR function ILIKE %(search)s OR key ILIKE %(search)s
-       OR id::text LIKE %(search)s OR payload ILIKE %(search)s)
+       OR id::text LIKE %(search)s OR payload ILIKE %(search)s OR queue ILIKE %(search)s)
 ORDER BY enqueued_at DESC, id DESC
 LIMIT %(limit)s OFFSET %(offset)s"""
 )
@@ -145,14 +155,16 @@ LIMIT %(limit)s OFFSET %(offset)s"""
 # when, and that it succeeded). The job row wins over an older execution row
 # of the same number (a run cut off by a shutdown, then run again).
 GET_EXECUTIONS = """
-SELECT e.job_id, e.attempt, e.worker_id, e.status, e.started_at, e.finished_at, e.error
+SELECT e.job_id, e.attempt, e.worker_id, e.status, e.started_at, e.finished_at, e.error,
+    NULL AS result
 FROM {executions} e
 LEFT JOIN {jobs} j ON j.id = e.job_id AND j.status IN ('active', 'aborting', 'complete')
     AND j.attempts = e.attempt
 WHERE e.job_id = %(id)s AND j.id IS NULL
 UNION ALL
 SELECT id, attempts, worker_id, CASE WHEN status = 'complete' THEN 'complete' ELSE 'running' END,
-    started_at, CASE WHEN status = 'complete' THEN completed_at END, NULL
+    started_at, CASE WHEN status = 'complete' THEN completed_at END, NULL,
+    CASE WHEN status = 'complete' THEN result END
 FROM {jobs} WHERE id = %(id)s AND status IN ('active', 'aborting', 'complete') AND attempts >= 1
 ORDER BY 2
 """
@@ -165,25 +177,26 @@ SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status ORDER BY queue
 
 CANCEL_JOB = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-    error = COALESCE(error, 'cancelled before it started')
+    error = COALESCE(error, 'cancelled before it started'),
+    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
 WHERE id = %(id)s AND status IN ('queued', 'scheduled', 'waiting')
 RETURNING """ + JOB_COLUMNS
 
+# Only a running job: an unstarted one is stopped with CANCEL_JOB (pgwerk's rule).
 ABORT_JOB = """
-UPDATE {jobs} SET status = CASE WHEN status = 'active' THEN 'aborting' ELSE 'aborted' END,
-    completed_at = CASE WHEN status = 'active' THEN completed_at ELSE now() END,
-    error = CASE WHEN status = 'active' THEN error ELSE COALESCE(error, 'aborted before it started') END
-WHERE id = %(id)s AND status IN ('active', 'queued', 'scheduled', 'waiting')
+UPDATE {jobs} SET status = 'aborting'
+WHERE id = %(id)s AND status = 'active'
 RETURNING """ + JOB_COLUMNS
 
-# A manual requeue gives the job a fresh attempt budget. Waiting jobs keep
-# waiting; a running job cannot be requeued (abort it first).
+# A manual requeue gives a finished job a fresh attempt budget. Queued,
+# scheduled and waiting jobs are left as they are (pgwerk's rule); a running
+# job cannot be requeued (abort it first).
 REQUEUE_JOB = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
         completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL,
         expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
-    WHERE id = %(id)s AND status IN ('complete', 'failed', 'aborted', 'queued', 'scheduled')
+    WHERE id = %(id)s AND status IN ('complete', 'failed', 'aborted')
     RETURNING """ + JOB_COLUMNS + """
 )
 SELECT upd.*, pg_notify(%(channel)s, upd.queue) IS NULL FROM upd
@@ -196,12 +209,11 @@ UPDATE {jobs} SET touched_at = now() WHERE id = %(id)s AND status IN ('active', 
 RETURNING touched_at
 """
 
-EXISTS_JOB = "SELECT status FROM {jobs} WHERE id = %(id)s"
-
 BULK_REQUEUE = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
-        completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL
+        completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL,
+        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
     WHERE status IN ('failed', 'aborted')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
       AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -214,7 +226,8 @@ FROM upd
 BULK_CANCEL = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-        error = COALESCE(error, 'cancelled before it started')
+        error = COALESCE(error, 'cancelled before it started'),
+        expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
     WHERE status IN ('queued', 'scheduled', 'waiting')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     RETURNING id
@@ -418,16 +431,23 @@ WITH qs AS (
 # requeue (shutdown: back to queued without spending the attempt). ``delay``
 # (seconds, computed by the runner from the job's retry or repeat intervals)
 # is added to the database clock.
+# A repeating job (repeat_remaining > 0) that completes ends complete like any
+# other, and its next run is a new row (``next``: its id, made by the runner)
+# with repeat_remaining - 1, scheduled ``delay`` seconds on: each run keeps its
+# own result, executions and callbacks, and wait_for / dependents of a run see
+# that run end (pgwerk's form). The new row takes no ``key`` (the first run's
+# row keeps it) and no dependencies.
+# A finished row's expires_at is when the sweep deletes it: completed_at +
+# result_ttl (complete) or + failure_ttl (failed / aborted).
 COMPLETE_BATCH = """
 WITH o AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json)
-        AS o(id uuid, attempt integer, kind text, result text, error text, delay float8)
+        AS o(id uuid, attempt integer, kind text, result text, error text, delay float8, next uuid)
 ), cur AS (
-    SELECT j.id, j.attempts, j.started_at, o.kind, o.result, o.error, o.delay,
+    SELECT j.id, j.attempts, j.started_at, o.kind, o.result, o.error, o.delay, o.next,
         CASE
             WHEN o.kind = 'requeue' THEN 'queued'
             WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
-            WHEN o.kind = 'complete' AND j.repeat_remaining > 0 THEN 'scheduled'
             WHEN o.kind = 'complete' THEN 'complete'
             WHEN o.kind = 'fail' AND j.attempts < j.max_attempts THEN
                 CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
@@ -439,9 +459,7 @@ WITH o AS (
 ), upd AS (
     UPDATE {jobs} j SET
         status = c.new_status,
-        attempts = CASE WHEN c.kind = 'requeue' THEN j.attempts - 1
-                        WHEN c.kind = 'complete' AND c.new_status = 'scheduled' THEN 0
-                        ELSE j.attempts END,
+        attempts = CASE WHEN c.kind = 'requeue' THEN j.attempts - 1 ELSE j.attempts END,
         result = CASE WHEN c.kind = 'complete' THEN c.result ELSE j.result END,
         error = CASE WHEN c.kind = 'complete' THEN NULL WHEN c.kind = 'requeue' THEN j.error
                      ELSE c.error END,
@@ -449,17 +467,20 @@ WITH o AS (
         scheduled_at = CASE WHEN c.new_status IN ('queued', 'scheduled')
                             THEN now() + make_interval(secs => COALESCE(c.delay, 0))
                             ELSE j.scheduled_at END,
-        repeat_remaining = CASE WHEN c.kind = 'complete' AND c.new_status = 'scheduled'
-                                THEN j.repeat_remaining - 1 ELSE j.repeat_remaining END,
         worker_id = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.worker_id END,
-        expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.expires_at END
+        expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL
+                          WHEN c.new_status = 'complete' AND j.result_ttl IS NOT NULL
+                              THEN now() + make_interval(secs => j.result_ttl)
+                          WHEN c.new_status IN ('failed', 'aborted') AND j.failure_ttl IS NOT NULL
+                              THEN now() + make_interval(secs => j.failure_ttl)
+                          ELSE j.expires_at END
     FROM cur c
     -- the fence again, here, so the UPDATE re-checks it on the row's latest
     -- version (a sweeper or another worker may have taken the job meanwhile)
     WHERE j.id = c.id AND j.worker_id = %(worker_id)s AND j.attempts = c.attempts
       AND j.status IN ('active', 'aborting')
     RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
-        j.started_at, c.error, c.new_status,
+        j.started_at, c.error, c.new_status, c.next, c.delay,
         EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks
 ), ex AS (
@@ -477,10 +498,27 @@ WITH o AS (
     ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
         status = excluded.status, started_at = excluded.started_at,
         finished_at = excluded.finished_at, error = excluded.error
+), rep AS (
+    INSERT INTO {jobs} (id, function, queue, status, priority, max_attempts, scheduled_at,
+        expires_at, group_key, payload, timeout_secs, heartbeat_secs, meta, ttl, result_ttl,
+        failure_ttl, on_success, on_failure, on_stopped, retry_intervals, repeat_remaining,
+        repeat_interval_secs, repeat_intervals, cron_name, failure_mode)
+    SELECT u.next, j.function, j.queue,
+        CASE WHEN COALESCE(u.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END, j.priority,
+        j.max_attempts, now() + make_interval(secs => COALESCE(u.delay, 0)),
+        now() + make_interval(secs => COALESCE(u.delay, 0) + j.ttl), j.group_key, j.payload,
+        j.timeout_secs, j.heartbeat_secs, j.meta, j.ttl, j.result_ttl, j.failure_ttl,
+        j.on_success, j.on_failure, j.on_stopped, j.retry_intervals, j.repeat_remaining - 1,
+        j.repeat_interval_secs, j.repeat_intervals, j.cron_name, j.failure_mode
+    -- {jobs} here is the row as it was before this statement: its options
+    FROM upd u JOIN {jobs} j ON j.id = u.id
+    WHERE u.new_status = 'complete' AND u.next IS NOT NULL AND j.repeat_remaining > 0
+    RETURNING id, status, queue
 )
 SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
     (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
-       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke,
+       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued'
+             UNION SELECT queue FROM rep WHERE status = 'queued') q) AS woke,
     (SELECT count(pg_notify(%(done_channel)s, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
        FROM (SELECT string_agg(id::text, ',') AS ids FROM upd
              WHERE status IN ('complete', 'failed', 'aborted')) d
@@ -559,7 +597,10 @@ WITH lost AS (
         scheduled_at = CASE WHEN j.status <> 'aborting' AND j.attempts < j.max_attempts THEN now()
                             ELSE j.scheduled_at END,
         completed_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts THEN now() END,
-        error = l.reason
+        error = l.reason,
+        expires_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts
+                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          ELSE j.expires_at END
     FROM lost l WHERE j.id = l.id
     RETURNING j.id, j.status, j.queue
 ), ex AS (
@@ -576,12 +617,14 @@ FROM upd
 # Unstarted jobs past their _ttl never run.
 EXPIRE_JOBS = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
-    error = 'expired: not started within its ttl'
+    error = 'expired: not started within its ttl',
+    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
 WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
 RETURNING id
 """
 
-# Finished rows past their result_ttl / failure_ttl.
+# Finished rows past their result_ttl / failure_ttl (their expires_at, which
+# every statement that ends a job sets from those ttls).
 DELETE_EXPIRED_RESULTS = """
 WITH del AS (
     DELETE FROM {jobs}
