@@ -65,6 +65,12 @@ class Werk:
         self.serializer: Serializer = check_serializer(self.config.serializer or JSONSerializer())
         self.sql = sqlmod.Statements(self.config.schema, self.config.prefix)
         self.tasks = TaskRegistry(self.config.task_modules, caller_package())
+        #: The allowlist check that guards decoding, for serializers whose loads()
+        #: can run code (PickleSerializer): rows of functions no worker may run
+        #: are never decoded, also by get_job / list_jobs / wait_for. None: all are.
+        self.decode_allowed: Callable[[str], bool] | None = (
+            self.tasks.is_allowed if getattr(self.serializer, "unsafe_loads", False) else None
+        )
         setup_logging(self.config.log_level, self.config.log_format)
         self._pool: Pool | None = None
         self._dsn: str | None = None
@@ -443,13 +449,13 @@ class Werk:
         rows = await self._fetch(self.sql.GET_JOB, {"id": jid})
         if not rows:
             raise JobNotFound(jid)
-        return job_from_row(rows[0], self.serializer)
+        return job_from_row(rows[0], self.serializer, self.decode_allowed)
 
     async def get_jobs(self, job_ids: Sequence[Any]) -> dict[uuid.UUID, Job]:
         """The jobs with these ids that exist, by id."""
         ids = [as_job_id(j) for j in job_ids]
         rows = await self._fetch(self.sql.GET_JOBS, {"ids": ids})
-        return {row[0]: job_from_row(row, self.serializer) for row in rows}
+        return {row[0]: job_from_row(row, self.serializer, self.decode_allowed) for row in rows}
 
     async def list_jobs(
         self,
@@ -482,7 +488,7 @@ class Werk:
                 "offset": offset,
             },
         )
-        return [job_from_row(row, self.serializer) for row in rows]
+        return [job_from_row(row, self.serializer, self.decode_allowed) for row in rows]
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
         """One row per attempt of the job, oldest first."""
@@ -539,7 +545,7 @@ class Werk:
             cur = await conn.execute(query, {"id": jid, "channel": self.sql.jobs_channel})
             rows = await cur.fetchall()
             if rows:
-                job = job_from_row(rows[0], self.serializer)
+                job = job_from_row(rows[0], self.serializer, self.decode_allowed)
                 if job.status.terminal:
                     await self._ended(conn, [jid])
                 return job

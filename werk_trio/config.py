@@ -17,6 +17,7 @@ from typing import Any
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigError
+from .jobs import INT32_MAX, MAX_SECONDS
 
 __all__ = ["WerkConfig", "mask_dsn", "resolve_dsn"]
 
@@ -35,13 +36,30 @@ def check_name(kind: str, value: Any) -> str:
     return value
 
 
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+#: Largest byte limit a setting may name (max_payload_bytes, max_result_bytes):
+#: Postgres refuses any single value over 1 GB, and a batch carries several.
+MAX_BYTES_SETTING = 256 * 1024 * 1024
+
+
+def _positive(
+    name: str, value: Any, *, integer: bool = False, allow_zero: bool = False, maximum: float | None = None
+) -> Any:
+    """``value`` checked: a number (seconds: finite, at most MAX_SECONDS) or an
+    int (at most ``maximum``, default the 32-bit limit); ConfigError naming
+    ``name`` and the range otherwise."""
     ok_type = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_type):
         kind = "an int" if integer else "a number"
         raise ConfigError(f"{name} must be {kind}, got {value!r}")
-    if (not integer and not math.isfinite(value)) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    top = maximum if maximum is not None else (INT32_MAX if integer else MAX_SECONDS)
+    try:
+        inside = math.isfinite(value) and 0 <= value <= top and (value > 0 or allow_zero)
+    except OverflowError:  # an int too large for a float
+        inside = False
+    if not inside:
+        low = "0" if allow_zero else "more than 0"
+        unit = "" if integer else " seconds" if maximum is None else ""
+        raise ConfigError(f"{name} must be from {low} to {top:.0f}{unit}, got {value!r}")
     return value
 
 
@@ -109,6 +127,9 @@ class WerkConfig:
     durable_claims: bool = False
     #: Directory of the embedded Postgres data (None: the default location).
     embedded_dir: str | None = field(default=None)
+    #: Largest encoded job result a worker stores, in bytes (16 MiB); a larger
+    #: one fails its job (final) with a SerializationError saying so.
+    max_result_bytes: int = 16 * 1024 * 1024
 
     def __post_init__(self) -> None:
         check_name("table prefix", self.prefix)
@@ -130,7 +151,8 @@ class WerkConfig:
             _positive(name, getattr(self, name))
         _positive("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
         _positive("sigterm_grace", self.sigterm_grace, allow_zero=True)
-        _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
+        _positive("max_payload_bytes", self.max_payload_bytes, integer=True, maximum=MAX_BYTES_SETTING)
+        _positive("max_result_bytes", self.max_result_bytes, integer=True, maximum=MAX_BYTES_SETTING)
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level is not None and not (

@@ -31,7 +31,7 @@ from .actors.callbacks import Callbacks
 from .actors.completer import Completer
 from .actors.heartbeater import Heartbeater
 from .actors.listener import QueueListener
-from .actors.poller import Poller
+from .actors.poller import Poller, Row
 from .actors.runner import Runner, RunningJob
 from .actors.signals import SignalHandler
 from .actors.sweeper import Sweeper
@@ -40,7 +40,7 @@ from .config import check_name
 from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
-from .jobs import DequeueStrategy, Job, _seconds
+from .jobs import DequeueStrategy, _seconds
 
 __all__ = ["AsyncWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class"]
 
@@ -346,7 +346,7 @@ class Worker:
             logger.info("worker %s stopped (%s)", self.name, _summary(self.stats))
 
     async def _pipeline(self, use_listen: bool, task_status: Any) -> None:
-        send, recv = trio.open_memory_channel[Job](self.capacity)
+        send, recv = trio.open_memory_channel[Row](self.capacity)
         async with trio.open_nursery() as runners:
             self._runner_scope = runners.cancel_scope
             if self.shutdown_deadline is not None:
