@@ -19,9 +19,9 @@ import trio
 
 from . import sql as sqlmod
 from ._logging import setup_logging
-from ._rows import RowBuilder, execution_from_row, job_from_row, split_options
+from ._rows import RowBuilder, check_text, execution_from_row, job_from_row, split_options
 from ._waiting import DoneWatcher
-from .config import WerkConfig, describe_dsn, mask_dsn, resolve_dsn, with_params
+from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
 from .errors import ConfigError, JobError, JobNotFound, WaitTimeout, WerkError
@@ -31,6 +31,7 @@ from .jobs import (
     Job,
     JobExecution,
     JobStatus,
+    _seconds,
     as_job_id,
 )
 from .serializers import JSONSerializer, Serializer, check_serializer
@@ -64,7 +65,9 @@ class Werk:
         self.config = WerkConfig.build(config, dsn=dsn, **settings)
         self.serializer: Serializer = check_serializer(self.config.serializer or JSONSerializer())
         self.sql = sqlmod.Statements(self.config.schema, self.config.prefix)
-        self.tasks = TaskRegistry(self.config.task_modules, caller_package())
+        home = self.config.home_package
+        home = caller_package() if home is None else home or None
+        self.tasks = TaskRegistry(self.config.task_modules, home)
         #: The allowlist check that guards decoding, for serializers whose loads()
         #: can run code (PickleSerializer): rows of functions no worker may run
         #: are never decoded, also by get_job / list_jobs / wait_for. None: all are.
@@ -101,11 +104,15 @@ class Werk:
 
     def on_startup(self, func: F) -> F:
         """Decorator: run ``func()`` (sync or async) once, at the end of connect()."""
+        if not callable(func):
+            raise ConfigError(f"on_startup takes a function (sync or async), got {func!r}")
         self._on_startup.append(func)
         return func
 
     def on_shutdown(self, func: F) -> F:
         """Decorator: run ``func()`` (sync or async) once, at the start of disconnect()."""
+        if not callable(func):
+            raise ConfigError(f"on_shutdown takes a function (sync or async), got {func!r}")
         self._on_shutdown.append(func)
         return func
 
@@ -127,6 +134,7 @@ class Werk:
                 connect_timeout=max(2, int(self.config.connect_timeout)),
                 application_name="werk_trio",
             )
+            remember_secrets(full)
             self._where = describe_dsn(full)
             logger.info("werk_trio using %s (from %s)", self._where, source)
             pool = Pool(
@@ -140,7 +148,7 @@ class Werk:
                 await pool.open()
             except psycopg.Error as ex:
                 raise ConfigError(
-                    f"cannot connect to {self._where}: {mask_dsn(str(ex)).strip()}"
+                    f"cannot connect to {self._where}: {mask_secrets(str(ex)).strip()}"
                 ) from None
             self._pool, self._dsn = pool, full
             try:
@@ -411,9 +419,8 @@ class Werk:
         return out
 
     async def _wait_many(self, ids: list[uuid.UUID], timeout: float | None) -> dict[uuid.UUID, Job]:
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or timeout < 0):
-            raise ConfigError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+        if timeout is not None:
+            timeout = _seconds("timeout", timeout, allow_zero=True)
         await self._done.ensure_started()
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         done: dict[uuid.UUID, Job] = {}
@@ -470,12 +477,13 @@ class Werk:
         """Jobs, newest first, filtered by queue, status(es), worker, function or a
         search text (matched against function, key, id and payload)."""
         statuses = _statuses(status)
+        queue = _filter("queue", queue)
+        function = _filter("function", function)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
-        if search is not None and not isinstance(search, str):
-            raise ConfigError(f"search must be a string, got {search!r}")
+        search = _filter("search", search)
         rows = await self._fetch(
             self.sql.LIST_JOBS,
             {
@@ -593,6 +601,8 @@ class Werk:
 
     async def bulk_requeue_jobs(self, queue: str | None = None, function_name: str | None = None) -> int:
         """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count."""
+        queue = _filter("queue", queue)
+        function_name = _filter("function_name", function_name)
         rows = await self._fetch(
             self.sql.BULK_REQUEUE,
             {"queue": queue, "function": function_name, "channel": self.sql.jobs_channel},
@@ -601,6 +611,7 @@ class Werk:
 
     async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
         """Cancel every queued, scheduled or waiting job (of ``queue``); return the count."""
+        queue = _filter("queue", queue)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(self.sql.BULK_CANCEL, {"queue": queue})
             count, ids = await cur.fetchone()  # type: ignore[misc]
@@ -617,11 +628,10 @@ class Werk:
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
             raise ConfigError("cannot purge running jobs (active/aborting): abort them first")
-        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or older_than_days < 0:
-            raise ConfigError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
-        rows = await self._fetch(
-            self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": float(older_than_days) * 86400}
-        )
+        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
+            raise ConfigError(f"older_than_days must be a number of days, got {older_than_days!r}")
+        older_than = _seconds("older_than_days (in seconds)", float(older_than_days) * 86400, allow_zero=True)
+        rows = await self._fetch(self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": older_than})
         return int(rows[0][0])
 
     async def vacuum(self) -> None:
@@ -645,10 +655,15 @@ def _statuses(value: Any) -> list[str] | None:
     out = []
     for item in items:
         text = item.value if isinstance(item, JobStatus) else item
-        if text not in _STATUSES:
+        if not isinstance(text, str) or text not in _STATUSES:
             raise ConfigError(f"unknown job status {item!r}; statuses: {', '.join(_STATUSES)}")
         out.append(text)
     return out
+
+
+def _filter(name: str, value: Any) -> Any:
+    """A text filter: None, or a string Postgres can compare (no NUL, no lone surrogate)."""
+    return None if value is None else check_text(name, value)
 
 
 def _uuid(name: str, value: Any) -> uuid.UUID:
