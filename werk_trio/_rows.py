@@ -35,6 +35,7 @@ from .serializers import JSONSerializer, Serializer, encode
 from .tasks import function_path
 
 _STATUS = {s.value: s for s in JobStatus}
+_RUNNING = frozenset({"active", "aborting"})
 _EXEC_STATUS = {s.value: s for s in ExecutionStatus}
 
 
@@ -480,7 +481,9 @@ def job_from_row(
         enqueued_at=enqueued_at, started_at=started_at, completed_at=completed_at,
         touched_at=touched_at, expires_at=expires_at, key=key, group_key=group_key,
         payload=_payload(_decode_column(serializer, payload, "payload")),
-        result=_decode_column(serializer, result, "result"),
+        # a running job has no result yet (a claimed repeat's is its last run's):
+        # the worker never decodes it, so a bad one cannot fail the run
+        result=_decode_column(serializer, result, "result") if status not in _RUNNING else None,
         error=error, timeout_secs=timeout_secs, heartbeat_secs=heartbeat_secs, worker_id=worker_id,
         meta=decoded_meta or {}, ttl=ttl, result_ttl=result_ttl,
         failure_ttl=failure_ttl, on_success=_decode_callback("on_success", on_success),

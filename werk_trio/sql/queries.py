@@ -350,13 +350,17 @@ CLAIM_SETTINGS = (
     " set_config('synchronous_commit', 'off', true)"
 )
 
+# ``LEAST(attempts + 1, max_attempts)``: a queued row written past the API
+# with no attempts left (the constraints allow attempts = max_attempts) gets
+# one last attempt; ``attempts + 1`` would break the attempt-budget CHECK and
+# with it every claim of the queue.
 _CLAIM_TAIL = """
 ranked AS (
     SELECT id, group_key,
         row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
     FROM picked
 ), claimed AS (
-    UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+    UPDATE {jobs} j SET status = 'active', attempts = LEAST(j.attempts + 1, j.max_attempts), started_at = now(),
         worker_id = %(worker_id)s, touched_at = NULL, completed_at = NULL
     FROM ranked r
     WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
