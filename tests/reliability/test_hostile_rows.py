@@ -66,7 +66,8 @@ ROWS: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     ("payload kwargs not a dict", {"payload": '{"args": [], "kwargs": [1]}'}, "failed", ("column payload",)),
     ("payload empty text", {"payload": ""}, "failed", ("column payload", JSON)),
     # decodes (Python's json reads NaN), runs, and its echoed result cannot be encoded
-    ("payload JSON NaN", {"payload": '{"args": [NaN], "kwargs": {}}'}, "failed", ("cannot serialize the result",)),
+    ("payload JSON NaN", {"payload": '{"args": [NaN], "kwargs": {}}'}, "failed",
+     ("cannot serialize the result",)),
     ("payload with escaped NUL", {"payload": '{"args": ["a\\u0000b"], "kwargs": {}}'}, "complete", ()),
     ("payload with escaped lone surrogate", {"payload": '{"args": ["x\\udcff"], "kwargs": {}}'},
      "complete", ()),
