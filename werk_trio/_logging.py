@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from .config import mask_dsn
+from .config import mask_secrets
 
 _HANDLER_MARK = "_werk_trio_handler"
 
@@ -31,19 +31,25 @@ class JSONFormatter(logging.Formatter):
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": mask_dsn(record.getMessage()),
+            "msg": mask_secrets(record.getMessage()),
         }
+        # the whole record is masked: extras and the traceback may quote a DSN too
         for key, value in record.__dict__.items():
             if key not in self._skip and not key.startswith("_"):
-                out[key] = value if isinstance(value, int | float | str | bool | None) else str(value)
+                if isinstance(value, int | float | bool | None):
+                    out[key] = value
+                else:
+                    out[key] = mask_secrets(value if isinstance(value, str) else str(value))
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = mask_secrets(self.formatException(record.exc_info))
+        if record.stack_info:
+            out["stack"] = mask_secrets(self.formatStack(record.stack_info))
         return json.dumps(out, default=str)
 
 
 class MaskingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return mask_dsn(super().format(record))
+        return mask_secrets(super().format(record))
 
 
 def setup_logging(level: str | int | None, fmt: str = "text", color: bool | None = None,

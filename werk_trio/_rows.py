@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from types import FunctionType
 from typing import Any
 
 from ._ids import uuid7
-from .errors import ConfigError, PayloadTooLarge
+from .errors import ConfigError, PayloadTooLarge, SerializationError
 from .jobs import (
     ENQUEUE_OPTIONS,
+    MAX_SECONDS,
     Callback,
     Dependency,
     EnqueueParams,
@@ -30,10 +31,11 @@ from .jobs import (
     _seconds,
     as_job_id,
 )
-from .serializers import Serializer, decode, encode
+from .serializers import JSONSerializer, Serializer, encode
 from .tasks import function_path
 
 _STATUS = {s.value: s for s in JobStatus}
+_RUNNING = frozenset({"active", "aborting"})
 _EXEC_STATUS = {s.value: s for s in ExecutionStatus}
 
 
@@ -53,12 +55,72 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
     return options, payload
 
 
+#: Longest queue name, ``_key``, ``_group`` and function path, in characters.
+MAX_NAME_CHARS = 1000
+#: Largest encoded ``_meta``, in bytes (64 KiB): meta travels with every claim.
+MAX_META_BYTES = 64 * 1024
+
+
+def unstorable(text: str) -> str | None:
+    """Why Postgres text cannot hold ``text`` (a NUL, or a lone surrogate, which
+    has no UTF-8 form), or None when it can."""
+    if "\x00" in text:
+        return f"a NUL character (at index {text.index(chr(0))})"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as ex:
+            return f"a lone surrogate {text[ex.start]!r} (at index {ex.start})"
+    return None
+
+
+def check_text(name: str, value: Any) -> str:
+    """``value`` if it is a string Postgres can store; ConfigError naming ``name`` otherwise."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    bad = unstorable(value)
+    if bad is not None:
+        shown = repr(value) if len(value) <= 80 else repr(value[:80]) + "..."
+        raise ConfigError(f"{name} contains {bad}, which Postgres text cannot store: {shown}")
+    return value
+
+
+def storable_encoded(serializer: Serializer, text: str, what: str) -> str:
+    """Serializer output ``text`` in a form Postgres text can store.
+
+    JSON text can only hold a lone surrogate raw inside a string literal
+    (NULs are always escaped), so JSONSerializer output gets the surrogate's
+    ``\\uXXXX`` escape instead: it decodes to the very same value. Another
+    serializer's output that Postgres cannot store is a SerializationError."""
+    bad = unstorable(text)
+    if bad is None:
+        return text
+    if isinstance(serializer, JSONSerializer) and "\x00" not in text:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    raise SerializationError(
+        f"the {what} encoded with {serializer!r} contains {bad}, which Postgres text cannot "
+        "store; make the serializer produce UTF-8-encodable text without NUL characters"
+    )
+
+
+def storable(text: str) -> str:
+    """``text`` with NUL characters and lone surrogates replaced visibly (by the
+    escapes ``\\x00`` and ``\\udcff``), so Postgres can store it. For error
+    texts: what the handler said stays readable."""
+    if unstorable(text) is None:
+        return text
+    text = text.replace("\x00", "\\x00")
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _text(name: str, value: Any, *, allow_none: bool = True) -> str | None:
     if value is None and allow_none:
         return None
-    if not isinstance(value, str) or not value or len(value) > 1000:
-        raise ConfigError(f"{name} must be a non-empty string (at most 1000 characters), got {value!r}")
-    return value
+    if not isinstance(value, str) or not value or len(value) > MAX_NAME_CHARS:
+        raise ConfigError(
+            f"{name} must be a non-empty string (at most {MAX_NAME_CHARS} characters), got {value!r}"
+        )
+    return check_text(name, value)
 
 
 def _callback(name: str, value: Any) -> str | None:
@@ -193,7 +255,14 @@ class RowBuilder:
         if meta is not None:
             if not isinstance(meta, dict):
                 raise ConfigError(f"_meta must be a dict, got {type(meta).__name__}")
-            extra["m"] = encode(self.serializer, meta, f"_meta of {path}")
+            extra["m"] = text = encode(self.serializer, meta, f"_meta of {path}")
+            size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+            if size > MAX_META_BYTES:
+                raise ConfigError(
+                    f"_meta of {path} is {size} bytes encoded, over the limit of {MAX_META_BYTES}: "
+                    "keep meta small (it travels with every claim) and put data in the payload"
+                )
+            extra["m"] = storable_encoded(self.serializer, text, f"_meta of {path}")
             if meta:
                 rare["meta"] = dict(meta)
         ttl_us: int | None = None
@@ -243,7 +312,13 @@ class RowBuilder:
 
         payload_obj = {"args": list(args), "kwargs": kwargs}
         payload = encode(self.serializer, payload_obj, f"payload of {path}")
-        size = len(payload) if payload.isascii() else len(payload.encode("utf-8"))
+        if payload.isascii():
+            size = len(payload)
+            if "\x00" in payload:
+                storable_encoded(self.serializer, payload, f"payload of {path}")  # raises
+        else:
+            payload = storable_encoded(self.serializer, payload, f"payload of {path}")
+            size = len(payload.encode("utf-8"))
         if size > self.max_payload_bytes:
             raise PayloadTooLarge(
                 f"the payload of {path} is {size} bytes encoded, over max_payload_bytes "
@@ -304,31 +379,117 @@ class RowBuilder:
         return [job if job.key is None or job.id in got else None for job in self.jobs]
 
 
-def _decode_callback(value: Any) -> Callback | None:
+def _bad_column(column: str, problem: str) -> SerializationError:
+    return SerializationError(f"the job row does not decode: column {column} {problem}")
+
+
+def _decode_callback(column: str, value: Any) -> Callback | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        value = json.loads(value)
-    return Callback(value["func"], value["timeout"])
+    try:
+        if isinstance(value, str):
+            value = json.loads(value)
+        func, timeout = value["func"], value.get("timeout", 10.0)
+        if not isinstance(func, str) or not func:
+            raise ValueError(f"func must be a dotted path, got {func!r}")
+        return Callback(func, timeout)
+    except Exception as ex:
+        shape = "{'func': 'pkg.mod.fn', 'timeout': seconds}"
+        raise _bad_column(column, f"is not a callback ({shape}): {type(ex).__name__}: {ex}") from None
 
 
-def job_from_row(row: Sequence[Any], serializer: Serializer) -> Job:
-    """A Job from a row in JOB_COLUMNS order."""
+def _decode_column(serializer: Serializer, data: str | None, column: str) -> Any:
+    if data is None:
+        return None
+    try:
+        return serializer.loads(data)
+    except Exception as ex:
+        raise _bad_column(column, f"does not decode with {serializer!r}: {type(ex).__name__}: {ex}") from None
+
+
+#: Row positions (JOB_COLUMNS order) of the seconds columns, and of the interval arrays.
+_SECONDS_AT = {18: "timeout_secs", 19: "heartbeat_secs", 22: "ttl", 23: "result_ttl",
+               24: "failure_ttl", 30: "repeat_interval_secs"}  # fmt: skip
+_INTERVALS_AT = {28: "retry_intervals", 31: "repeat_intervals"}
+
+
+def _check_numbers(row: Sequence[Any]) -> None:
+    """Every seconds column finite and within 0..MAX_SECONDS (a row written
+    past the API may hold NaN, Infinity or 1e300: each would break a worker
+    once added to a clock)."""
+    for at, column in _SECONDS_AT.items():
+        value = row[at]
+        if value is not None and not 0 <= value <= MAX_SECONDS:
+            raise _bad_column(column, f"holds {value!r}: expected seconds from 0 to {MAX_SECONDS:.0f}")
+    for at, column in _INTERVALS_AT.items():
+        values = row[at]
+        if values:
+            for value in values:
+                if value is None or not 0 <= value <= MAX_SECONDS:
+                    raise _bad_column(
+                        column, f"holds {value!r}: expected seconds from 0 to {MAX_SECONDS:.0f}"
+                    )
+
+
+def _payload(value: Any) -> Any:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("args", []), list)
+        or not isinstance(value.get("kwargs", {}), dict)
+        or not all(isinstance(k, str) for k in value.get("kwargs", {}))
+    ):
+        raise _bad_column("payload", f"is not {{'args': [...], 'kwargs': {{...}}}}: {type(value).__name__}")
+    return value
+
+
+def bare_job(row: Sequence[Any]) -> Job:
+    """A Job from the row's typed columns only (nothing decoded: payload, result,
+    meta and callbacks empty), for failing a row that does not decode."""
+    return Job(
+        id=row[0], function=row[1], queue=row[2], status=_STATUS[row[3]], priority=row[4],
+        attempts=row[5], max_attempts=row[6], scheduled_at=row[7], enqueued_at=row[8],
+        started_at=row[9], completed_at=row[10], touched_at=row[11], expires_at=row[12],
+        key=row[13], group_key=row[14], worker_id=row[20], repeat_remaining=row[29],
+        cron_name=row[32], failure_mode=row[33],
+    )  # fmt: skip
+
+
+def job_from_row(
+    row: Sequence[Any], serializer: Serializer, allowed: Callable[[str], bool] | None = None
+) -> Job:
+    """A Job from a row in JOB_COLUMNS order; SerializationError naming the
+    column when one does not decode.
+
+    ``allowed``: with a serializer whose ``loads`` can run code (PickleSerializer),
+    the allowlist -- payload, result and meta of a row whose function it does
+    not allow are not decoded at all (they come back None / ``{}``)."""
     (id_, function, queue, status, priority, attempts, max_attempts, scheduled_at, enqueued_at,
      started_at, completed_at, touched_at, expires_at, key, group_key, payload, result, error,
      timeout_secs, heartbeat_secs, worker_id, meta, ttl, result_ttl, failure_ttl, on_success,
      on_failure, on_stopped, retry_intervals, repeat_remaining, repeat_interval_secs,
      repeat_intervals, cron_name, failure_mode) = row[:34]  # fmt: skip
+    _check_numbers(row)
+    if allowed is not None and not allowed(function):
+        payload = result = meta = None
+    decoded_meta = _decode_column(serializer, meta, "meta")
+    if decoded_meta is not None and not isinstance(decoded_meta, dict):
+        raise _bad_column("meta", f"is not a dict: {type(decoded_meta).__name__}")
     return Job(
         id=id_, function=function, queue=queue, status=_STATUS[status], priority=priority,
         attempts=attempts, max_attempts=max_attempts, scheduled_at=scheduled_at,
         enqueued_at=enqueued_at, started_at=started_at, completed_at=completed_at,
         touched_at=touched_at, expires_at=expires_at, key=key, group_key=group_key,
-        payload=decode(serializer, payload, "payload"), result=decode(serializer, result, "result"),
+        payload=_payload(_decode_column(serializer, payload, "payload")),
+        # a running job has no result yet (a claimed repeat's is its last run's):
+        # the worker never decodes it, so a bad one cannot fail the run
+        result=_decode_column(serializer, result, "result") if status not in _RUNNING else None,
         error=error, timeout_secs=timeout_secs, heartbeat_secs=heartbeat_secs, worker_id=worker_id,
-        meta=decode(serializer, meta, "meta") or {}, ttl=ttl, result_ttl=result_ttl,
-        failure_ttl=failure_ttl, on_success=_decode_callback(on_success),
-        on_failure=_decode_callback(on_failure), on_stopped=_decode_callback(on_stopped),
+        meta=decoded_meta or {}, ttl=ttl, result_ttl=result_ttl,
+        failure_ttl=failure_ttl, on_success=_decode_callback("on_success", on_success),
+        on_failure=_decode_callback("on_failure", on_failure),
+        on_stopped=_decode_callback("on_stopped", on_stopped),
         retry_intervals=retry_intervals, repeat_remaining=repeat_remaining,
         repeat_interval_secs=repeat_interval_secs, repeat_intervals=repeat_intervals,
         cron_name=cron_name, failure_mode=failure_mode,

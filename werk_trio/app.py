@@ -19,9 +19,9 @@ import trio
 
 from . import sql as sqlmod
 from ._logging import setup_logging
-from ._rows import RowBuilder, execution_from_row, job_from_row, split_options
+from ._rows import RowBuilder, check_text, execution_from_row, job_from_row, split_options
 from ._waiting import DoneWatcher
-from .config import WerkConfig, describe_dsn, mask_dsn, resolve_dsn, with_params
+from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
 from .errors import ConfigError, JobError, JobNotFound, WaitTimeout, WerkError
@@ -31,6 +31,7 @@ from .jobs import (
     Job,
     JobExecution,
     JobStatus,
+    _seconds,
     as_job_id,
 )
 from .serializers import JSONSerializer, Serializer, check_serializer
@@ -64,7 +65,15 @@ class Werk:
         self.config = WerkConfig.build(config, dsn=dsn, **settings)
         self.serializer: Serializer = check_serializer(self.config.serializer or JSONSerializer())
         self.sql = sqlmod.Statements(self.config.schema, self.config.prefix)
-        self.tasks = TaskRegistry(self.config.task_modules, caller_package())
+        home = self.config.home_package
+        home = caller_package() if home is None else home or None
+        self.tasks = TaskRegistry(self.config.task_modules, home)
+        #: The allowlist check that guards decoding, for serializers whose loads()
+        #: can run code (PickleSerializer): rows of functions no worker may run
+        #: are never decoded, also by get_job / list_jobs / wait_for. None: all are.
+        self.decode_allowed: Callable[[str], bool] | None = (
+            self.tasks.is_allowed if getattr(self.serializer, "unsafe_loads", False) else None
+        )
         cfg = self.config
         if cfg.log_level is not None or cfg.log_color is not None or cfg.log_fmt is not None \
                 or cfg.log_format != "text":
@@ -121,11 +130,15 @@ class Werk:
 
     def on_startup(self, func: F) -> F:
         """Decorator: run ``func()`` (sync or async) once, at the end of connect()."""
+        if not callable(func):
+            raise ConfigError(f"on_startup takes a function (sync or async), got {func!r}")
         self._on_startup.append(func)
         return func
 
     def on_shutdown(self, func: F) -> F:
         """Decorator: run ``func()`` (sync or async) once, at the start of disconnect()."""
+        if not callable(func):
+            raise ConfigError(f"on_shutdown takes a function (sync or async), got {func!r}")
         self._on_shutdown.append(func)
         return func
 
@@ -147,6 +160,7 @@ class Werk:
                 connect_timeout=max(2, int(self.config.connect_timeout)),
                 application_name="werk_trio",
             )
+            remember_secrets(full)
             self._where = describe_dsn(full)
             logger.info("werk_trio using %s (from %s)", self._where, source)
             pool = Pool(
@@ -160,7 +174,7 @@ class Werk:
                 await pool.open()
             except psycopg.Error as ex:
                 raise ConfigError(
-                    f"cannot connect to {self._where}: {mask_dsn(str(ex)).strip()}"
+                    f"cannot connect to {self._where}: {mask_secrets(str(ex)).strip()}"
                 ) from None
             self._pool, self._dsn = pool, full
             try:
@@ -457,9 +471,8 @@ class Werk:
 
     async def _wait_many(self, ids: list[uuid.UUID], timeout: float | None,
                          poll_interval: float | None = None) -> dict[uuid.UUID, Job]:
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
-                                    or timeout < 0):
-            raise ConfigError(f"timeout must be seconds >= 0 or None, got {timeout!r}")
+        if timeout is not None:
+            timeout = _seconds("timeout", timeout, allow_zero=True)
         poll = _check_poll(poll_interval)
         await self._done.ensure_started()
         deadline = math.inf if timeout is None else trio.current_time() + timeout
@@ -496,13 +509,13 @@ class Werk:
         rows = await self._fetch(self.sql.GET_JOB, {"id": jid})
         if not rows:
             raise JobNotFound(jid)
-        return job_from_row(rows[0], self.serializer)
+        return job_from_row(rows[0], self.serializer, self.decode_allowed)
 
     async def get_jobs(self, job_ids: Sequence[Any]) -> dict[uuid.UUID, Job]:
         """The jobs with these ids that exist, by id."""
         ids = [as_job_id(j) for j in job_ids]
         rows = await self._fetch(self.sql.GET_JOBS, {"ids": ids})
-        return {row[0]: job_from_row(row, self.serializer) for row in rows}
+        return {row[0]: job_from_row(row, self.serializer, self.decode_allowed) for row in rows}
 
     async def list_jobs(
         self,
@@ -517,12 +530,13 @@ class Werk:
         """Jobs, newest first, filtered by queue, status(es), worker, function or a
         search text (matched against function, queue, key, id and payload)."""
         statuses = _statuses(status)
+        queue = _filter("queue", queue)
+        function = _filter("function", function)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
         if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
             raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
-        if search is not None and not isinstance(search, str):
-            raise ConfigError(f"search must be a string, got {search!r}")
+        search = _filter("search", search)
         rows = await self._fetch(
             self.sql.LIST_JOBS,
             {
@@ -535,7 +549,7 @@ class Werk:
                 "offset": offset,
             },
         )
-        return [job_from_row(row, self.serializer) for row in rows]
+        return [job_from_row(row, self.serializer, self.decode_allowed) for row in rows]
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
         """One row per attempt of the job, oldest first (the complete one with its
@@ -766,6 +780,8 @@ class Werk:
 
     async def bulk_requeue_jobs(self, queue: str | None = None, function_name: str | None = None) -> int:
         """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count."""
+        queue = _filter("queue", queue)
+        function_name = _filter("function_name", function_name)
         rows = await self._fetch(
             self.sql.BULK_REQUEUE,
             {"queue": queue, "function": function_name, "channel": self.sql.jobs_channel},
@@ -774,6 +790,7 @@ class Werk:
 
     async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
         """Cancel every queued, scheduled or waiting job (of ``queue``); return the count."""
+        queue = _filter("queue", queue)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(self.sql.BULK_CANCEL, {"queue": queue})
             count, ids = await cur.fetchone()  # type: ignore[misc]
@@ -790,11 +807,10 @@ class Werk:
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
             raise ConfigError("cannot purge running jobs (active/aborting): abort them first")
-        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or older_than_days < 0:
-            raise ConfigError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
-        rows = await self._fetch(
-            self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": float(older_than_days) * 86400}
-        )
+        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
+            raise ConfigError(f"older_than_days must be a number of days, got {older_than_days!r}")
+        older_than = _seconds("older_than_days (in seconds)", float(older_than_days) * 86400, allow_zero=True)
+        rows = await self._fetch(self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": older_than})
         return int(rows[0][0])
 
     async def run(self, queues: Sequence[str] | None = None, concurrency: int = 10,
@@ -870,10 +886,15 @@ def _statuses(value: Any) -> list[str] | None:
     out = []
     for item in items:
         text = item.value if isinstance(item, JobStatus) else item
-        if text not in _STATUSES:
+        if not isinstance(text, str) or text not in _STATUSES:
             raise ConfigError(f"unknown job status {item!r}; statuses: {', '.join(_STATUSES)}")
         out.append(text)
     return out
+
+
+def _filter(name: str, value: Any) -> Any:
+    """A text filter: None, or a string Postgres can compare (no NUL, no lone surrogate)."""
+    return None if value is None else check_text(name, value)
 
 
 def _uuid(name: str, value: Any) -> uuid.UUID:

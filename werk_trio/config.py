@@ -13,17 +13,20 @@ import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigError
+from .jobs import INT32_MAX, MAX_SECONDS
 
-__all__ = ["WerkConfig", "mask_dsn", "resolve_dsn"]
+__all__ = ["WerkConfig", "mask_dsn", "mask_secrets", "remember_secrets", "resolve_dsn", "show_dsn"]
 
 #: Table prefixes, schema and queue-channel names: a letter or underscore, then
 #: letters, digits or underscores; short enough for Postgres' 63-byte names
 #: once suffixes like ``_jobs_group_active_idx`` are added.
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+_MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*\Z")
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}\Z")
 
 
 def check_name(kind: str, value: Any) -> str:
@@ -35,13 +38,30 @@ def check_name(kind: str, value: Any) -> str:
     return value
 
 
-def _positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> Any:
+#: Largest byte limit a setting may name (max_payload_bytes, max_result_bytes):
+#: Postgres refuses any single value over 1 GB, and a batch carries several.
+MAX_BYTES_SETTING = 256 * 1024 * 1024
+
+
+def _positive(
+    name: str, value: Any, *, integer: bool = False, allow_zero: bool = False, maximum: float | None = None
+) -> Any:
+    """``value`` checked: a number (seconds: finite, at most MAX_SECONDS) or an
+    int (at most ``maximum``, default the 32-bit limit); ConfigError naming
+    ``name`` and the range otherwise."""
     ok_type = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, ok_type):
         kind = "an int" if integer else "a number"
         raise ConfigError(f"{name} must be {kind}, got {value!r}")
-    if (not integer and not math.isfinite(value)) or value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    top = maximum if maximum is not None else (INT32_MAX if integer else MAX_SECONDS)
+    try:
+        inside = math.isfinite(value) and 0 <= value <= top and (value > 0 or allow_zero)
+    except OverflowError:  # an int too large for a float
+        inside = False
+    if not inside:
+        low = "0" if allow_zero else "more than 0"
+        unit = "" if integer else " seconds" if maximum is None else ""
+        raise ConfigError(f"{name} must be from {low} to {top:.0f}{unit}, got {value!r}")
     return value
 
 
@@ -128,6 +148,13 @@ class WerkConfig:
     stats_sample_interval: float = 60.0
     #: Seconds queue-depth samples are kept (7 days).
     stats_retention: float = 7 * 86400.0
+    #: Largest encoded job result a worker stores, in bytes (16 MiB); a larger
+    #: one fails its job (final) with a SerializationError saying so.
+    max_result_bytes: int = 16 * 1024 * 1024
+    #: The package whose functions workers may run without registration (the
+    #: home-package rule). None: the package of the user's module that created
+    #: the Werk (see tasks.caller_package); "" for none at all.
+    home_package: str | None = None
 
     def __post_init__(self) -> None:
         check_name("table prefix", self.prefix)
@@ -149,7 +176,8 @@ class WerkConfig:
             _positive(name, getattr(self, name))
         _positive("shutdown_timeout", self.shutdown_timeout, allow_zero=True)
         _positive("sigterm_grace", self.sigterm_grace, allow_zero=True)
-        _positive("max_payload_bytes", self.max_payload_bytes, integer=True)
+        _positive("max_payload_bytes", self.max_payload_bytes, integer=True, maximum=MAX_BYTES_SETTING)
+        _positive("max_result_bytes", self.max_result_bytes, integer=True, maximum=MAX_BYTES_SETTING)
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format must be 'text' or 'json', got {self.log_format!r}")
         if self.log_level is not None and not (
@@ -163,9 +191,15 @@ class WerkConfig:
             modules = (modules,)
         modules = tuple(modules)
         for m in modules:
-            if not isinstance(m, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*$", m):
+            if not isinstance(m, str) or not re.match(r"^[A-Za-z_][\w]*(\.[A-Za-z_]\w*)*\Z", m):
                 raise ConfigError(f"task_modules entries must be module names like 'app.tasks', got {m!r}")
         object.__setattr__(self, "task_modules", modules)
+        if self.home_package is not None and self.home_package != "" and not (
+            isinstance(self.home_package, str) and _MODULE_RE.match(self.home_package)
+        ):
+            raise ConfigError(
+                f"home_package must be a package name like 'app' (or '' for none), got {self.home_package!r}"
+            )
         if self.prepare_threshold is not None:
             _positive("prepare_threshold", self.prepare_threshold, integer=True, allow_zero=True)
         for name in ("stopped_worker_retention", "stats_sample_interval", "stats_retention"):
@@ -186,7 +220,7 @@ class WerkConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name == "dsn" and isinstance(value, str):
-                value = mask_dsn(value)
+                value = show_dsn(value)
             parts.append(f"{f.name}={value!r}")
         return f"WerkConfig({', '.join(parts)})"
 
@@ -213,41 +247,144 @@ class WerkConfig:
         return cls(**base)
 
 
-# ``user:password@`` anywhere (also in a mistyped URL such as ``postgres//u:pw@h``
-# that libpq quotes back in its error message).
+# --- secrets ----------------------------------------------------------------
+#
+# A DSN is shown only as rebuilt from its parsed parts, without the password
+# (mask_dsn / describe_dsn; one that does not parse cleanly is not shown at
+# all), and every password werk_trio has seen in this process is also
+# replaced literally in any text shown or logged (mask_secrets): an error
+# message that quotes the DSN, a traceback, a JSON log field.
+
+#: Passwords of the DSNs this process resolved (remember_secrets), longest first.
+_SECRETS: list[str] = []
+#: Shorter passwords are masked in DSNs but not replaced inside free text
+#: (replacing "pw" in every log line would garble them, and hides nothing).
+MIN_SECRET_CHARS = 4
+MASK = "***"
+# ``scheme://user:password@``: the password runs to the last ``@`` of the line
+# (a password with an unencoded ``@``, ``/``, quote or space is still covered)
+_URL_USERINFO = re.compile(r"(://[^\s:/@]*:)([^\n]*)(@)")
+# ``user:password@`` without a scheme (a mistyped URL that libpq quotes back)
 _PASSWORD_IN_URL = re.compile(r"([^\s:/@\"']*:)([^@\s\"'/]*)(@)")
 _PASSWORD_KV = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+_PASSWORD_QUERY = re.compile(r"([?&]password=)[^&\s]*", re.IGNORECASE)
 
 
-def mask_dsn(dsn: str) -> str:
-    """``dsn`` with any password replaced by ``***``."""
-    masked = _PASSWORD_IN_URL.sub(r"\1***\3", dsn)
-    masked = _PASSWORD_KV.sub(r"\1***", masked)
-    return re.sub(r"([?&]password=)[^&]*", r"\1***", masked, flags=re.IGNORECASE)
+def _raw_url_password(dsn: str) -> str | None:
+    """The password part of a URL DSN as written (to its last ``@``), if any."""
+    match = re.match(r"^\s*[A-Za-z][\w+.-]*://([^?#]*)@", dsn)
+    if match and ":" in match[1]:
+        return match[1].split(":", 1)[1]
+    return None
 
 
-def describe_dsn(dsn: str) -> str:
-    """A one-line description of where ``dsn`` points, password masked."""
+def dsn_secrets(dsn: str) -> set[str]:
+    """Every form of the password ``dsn`` carries: as parsed, and as written."""
+    found: set[str] = set()
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:
+        password = None
+    if password:
+        found.add(str(password))
+    raw = _raw_url_password(dsn)
+    if raw:
+        found.update({raw, unquote(raw)})
+    for match in _PASSWORD_KV.finditer(dsn):
+        value = match[2]
+        found.add(value)
+        if value.startswith("'") and value.endswith("'") and len(value) > 1:
+            found.add(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
+    for match in _PASSWORD_QUERY.finditer(dsn):
+        value = dsn[match.end(1):match.end()]
+        found.update({value, unquote(value)})
+    return {f for f in found if f}
+
+
+def remember_secrets(dsn: str) -> None:
+    """Note the password of ``dsn``, so that :func:`mask_secrets` replaces it
+    wherever it shows up (werk_trio calls it for every DSN it resolves)."""
+    new = [s for s in dsn_secrets(dsn) if len(s) >= MIN_SECRET_CHARS and s not in _SECRETS]
+    if new:
+        _SECRETS.extend(new)
+        _SECRETS.sort(key=len, reverse=True)
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` safe to show: every remembered password replaced by ``***``,
+    then anything shaped like a password in a DSN (``user:pw@``,
+    ``password=pw``, ``?password=pw``) masked too. Use it on any message that
+    may quote a DSN: errors, log lines, CLI output."""
+    if not isinstance(text, str):
+        text = str(text)
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    text = _URL_USERINFO.sub(rf"\1{MASK}\3", text)
+    text = _PASSWORD_IN_URL.sub(rf"\1{MASK}\3", text)
+    text = _PASSWORD_KV.sub(rf"\1{MASK}", text)
+    return _PASSWORD_QUERY.sub(rf"\1{MASK}", text)
+
+
+def _shown_parts(dsn: str) -> dict[str, Any] | None:
+    """The parsed parts of ``dsn`` without the password, or None when they
+    cannot be shown safely (unparseable, or a part holds some of the password:
+    an unencoded ``@`` or ``/`` in a URL's password splits it across parts)."""
     try:
         params = conninfo_to_dict(dsn)
     except Exception:
-        return mask_dsn(dsn)
+        return None
+    params.pop("password", None)
+    secrets = dsn_secrets(dsn)
+    raw = _raw_url_password(dsn)
+    for value in params.values():
+        text = str(value)
+        if "@" in text or any(s in text for s in secrets):
+            return None
+    if raw is not None and unquote(raw) != conninfo_to_dict(dsn).get("password"):
+        return None
+    return params
+
+
+def mask_dsn(text: str) -> str:
+    """Old name of :func:`mask_secrets` (any text, not only a DSN)."""
+    return mask_secrets(text)
+
+
+def show_dsn(dsn: str) -> str:
+    """``dsn`` as it may be shown: rebuilt from its parsed parts, the password
+    replaced by ``***``; a DSN that does not parse cleanly is not shown at all."""
+    params = _shown_parts(dsn)
+    if params is None:
+        return "<DSN not shown: it does not parse cleanly (percent-encode special characters in a password)>"
+    had_password = bool(dsn_secrets(dsn))
+    shown = make_conninfo(**params) if params else ""
+    return f"{shown} password={MASK}".strip() if had_password else shown
+
+
+def describe_dsn(dsn: str) -> str:
+    """A one-line description of where ``dsn`` points, without the password."""
+    params = _shown_parts(dsn)
+    if params is None:
+        return "a database (DSN not shown: it does not parse cleanly)"
     host = params.get("host") or "localhost"
     port = params.get("port") or "5432"
     where = f"socket {host}" if str(host).startswith("/") else f"{host}:{port}"
     user = params.get("user") or "?"
-    return f"database {params.get('dbname') or user!s} at {where} as {user}"
+    return mask_secrets(f"database {params.get('dbname') or user!s} at {where} as {user}")
 
 
 def resolve_dsn(explicit: str | None) -> tuple[str, str]:
     """The DSN to use and where it came from: explicit, WERK_DSN, DATABASE_URL,
     or ``"embedded"`` (an empty string is returned for the embedded case)."""
     if explicit:
+        remember_secrets(explicit)
         _check_dsn(explicit)
         return explicit, "argument"
     for var in ("WERK_DSN", "DATABASE_URL"):
         value = os.environ.get(var)
         if value:
+            remember_secrets(value)
             _check_dsn(value, var)
             return value, var
     return "", "embedded"
@@ -258,7 +395,7 @@ def _check_dsn(dsn: str, source: str = "dsn") -> None:
         conninfo_to_dict(dsn)
     except Exception as ex:
         raise ConfigError(
-            f"{source} is not a valid Postgres DSN ({mask_dsn(str(ex))}); expected "
+            f"{source} is not a valid Postgres DSN ({mask_secrets(str(ex))}); expected "
             "'postgresql://user:password@host:5432/dbname' or 'host=... dbname=...'"
         ) from None
 

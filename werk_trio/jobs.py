@@ -116,22 +116,48 @@ class FailureMode(str, enum.Enum):
         return self.value
 
 
+#: The longest time werk_trio accepts anywhere (delays, timeouts, ttls,
+#: intervals, settings): 100 years, in seconds. Larger values would overflow
+#: Postgres timestamps once added to now(); every number of seconds is checked
+#: against it where it enters (ConfigError naming the option).
+MAX_SECONDS = 100 * 365.25 * 86400
+#: Integers stored in ``integer`` columns (priority, attempts, repeats): 32-bit.
+INT32_MAX = 2**31 - 1
+#: Most entries of a Retry / Repeat interval list.
+MAX_INTERVALS = 1000
+
+
 def _seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
-    value = float(value)
-    if math.isnan(value) or math.isinf(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{name} must be a finite number of seconds {bound}, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:  # an int too large for a float
+        value = math.inf
+    if not (0 <= value <= MAX_SECONDS) or (value == 0 and not allow_zero):
+        low = "0" if allow_zero else "more than 0"
+        raise ConfigError(
+            f"{name} must be a finite number of seconds from {low} to {MAX_SECONDS:.0f} (100 years), "
+            f"got {value!r}"
+        )
     return float(value)
+
+
+def _count(name: str, value: Any, *, minimum: int = 1, maximum: int = INT32_MAX) -> int:
+    """``value`` as an int in ``minimum..maximum``; ConfigError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be an int from {minimum} to {maximum}, got {value!r}")
+    return value
 
 
 def _intervals(name: str, value: Any) -> list[float]:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return [_seconds(name, value, allow_zero=True)]
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes) and len(value) > 0:
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes) and 0 < len(value) <= MAX_INTERVALS:
         return [_seconds(name, v, allow_zero=True) for v in value]
-    raise ConfigError(f"{name} must be seconds or a non-empty list of seconds, got {value!r}")
+    raise ConfigError(
+        f"{name} must be seconds or a list of 1 to {MAX_INTERVALS} numbers of seconds, got {value!r}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +172,10 @@ class Retry:
     uniform: bool = field(default=True, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.max, bool) or not isinstance(self.max, int) or self.max < 1:
+        if isinstance(self.max, bool) or not isinstance(self.max, int) or not 1 <= self.max <= INT32_MAX:
             raise ConfigError(
-                f"Retry(max=...) is the total number of attempts and must be an int >= 1, "
-                f"got {self.max!r}"
+                f"Retry(max=...) is the total number of attempts and must be an int from 1 to "
+                f"{INT32_MAX}, got {self.max!r}"
             )
         object.__setattr__(self, "uniform", isinstance(self.intervals, int | float))
         object.__setattr__(self, "intervals", tuple(_intervals("Retry intervals", self.intervals)))
@@ -180,11 +206,12 @@ class Repeat:
     intervals: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.times, bool) or not isinstance(self.times, int) or self.times < 1:
-            raise ConfigError(f"Repeat(times=...) must be an int >= 1, got {self.times!r}")
+        _count("Repeat(times=...)", self.times)
         object.__setattr__(self, "interval", _seconds("Repeat interval", self.interval, allow_zero=True))
         if self.intervals is not None:
             object.__setattr__(self, "intervals", tuple(_intervals("Repeat intervals", self.intervals)))
+            # the row stores one delay per repeat: the list is as long as ``times``
+            _count("Repeat(times=...) with intervals=", self.times, maximum=MAX_INTERVALS)
 
     def get_interval(self, run: int) -> float:
         """Seconds before repeat number ``run`` (0 = the first repeat after the first run)."""

@@ -65,18 +65,30 @@ class JSONSerializer:
 class PickleSerializer:
     """Pickle, base64 in a text column: any picklable Python object.
 
-    UNSAFE with untrusted producers: loading a pickle can run arbitrary code, so
-    anyone who can insert a job row can run code in your workers. Use it only
-    when every producer and the database itself are trusted.
+    UNSAFE unless every writer of the jobs table is trusted: unpickling runs
+    code, so anyone who can insert or update a job row can run arbitrary code
+    in every process that decodes it -- the workers, and any app that reads
+    jobs (``get_job``, ``list_jobs``, ``wait_for``, ``apply``, ``map``, the
+    dashboard, callbacks). werk_trio unpickles a row only if the app's task
+    allowlist allows its function (checked first, nothing imported), which
+    stops rows naming arbitrary functions; it cannot stop a hostile payload
+    for an allowed function. Use it only when the database and every producer
+    are trusted.
     """
+
+    #: loads() can run code: rows are decoded only for allowed functions.
+    unsafe_loads = True
 
     def __init__(self, *, protocol: int = pickle.HIGHEST_PROTOCOL, warn: bool = True) -> None:
         self.protocol = protocol
         if warn:
             warnings.warn(
-                "PickleSerializer is unsafe with untrusted producers: unpickling a job row "
-                "can run arbitrary code. Pass warn=False once you have made sure only trusted "
-                "code can write to the jobs table.",
+                "PickleSerializer is unsafe unless every writer of the jobs table is trusted: "
+                "unpickling a job row can run arbitrary code in every process that reads it "
+                "(workers, and apps calling get_job/list_jobs/wait_for/apply). Rows are "
+                "unpickled only for functions the task allowlist allows, but a hostile payload "
+                "for an allowed function still runs code. Pass warn=False once only trusted "
+                "code can write to the database.",
                 UserWarning,
                 stacklevel=2,
             )

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import re
 import sys
+import sysconfig
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -21,12 +23,18 @@ from .errors import ConfigError, UnknownTask
 
 __all__ = ["TaskRegistry", "function_path"]
 
-_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$")
+_PATH_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+\Z")
+#: Longest function path stored (characters).
+MAX_PATH_CHARS = 1000
 
 
 def function_path(func: Callable[..., Any] | str) -> str:
     """The dotted path stored for ``func``; ConfigError for what no worker could import."""
     if isinstance(func, str):
+        if len(func) > MAX_PATH_CHARS:
+            raise ConfigError(
+                f"function path {func[:60]!r}... is {len(func)} characters, over the limit of {MAX_PATH_CHARS}"
+            )
         if not _PATH_RE.match(func):
             raise ConfigError(
                 f"function path {func!r} is not a dotted path like 'package.module.function'"
@@ -57,7 +65,10 @@ def function_path(func: Callable[..., Any] | str) -> str:
         spec = getattr(main, "__spec__", None)
         if spec is not None and spec.name:
             module = spec.name
-    return f"{module}.{qualname}"
+    path = f"{module}.{qualname}"
+    if len(path) > MAX_PATH_CHARS:
+        raise ConfigError(f"the path of {func!r} is {len(path)} characters, over the limit of {MAX_PATH_CHARS}")
+    return path
 
 
 class TaskRegistry:
@@ -159,17 +170,38 @@ def _import(module_name: str) -> Any:
     if module_name not in sys.modules and module_name == _main_name():
         return sys.modules["__main__"]
     return importlib.import_module(module_name)
+def _is_stdlib(filename: str) -> bool:
+    if filename.startswith("<frozen"):
+        return True
+    if "site-packages" in filename or "dist-packages" in filename:
+        return False
+    return any(filename.startswith(p) for p in _STDLIB_DIRS)
+
+
+_STDLIB_DIRS = tuple(
+    {os.path.join(sysconfig.get_paths()[k], "") for k in ("stdlib", "platstdlib")}
+)
+_WERK_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "")
 
 
 def caller_package(depth: int = 2) -> str | None:
-    """The package of the module that called the caller (for the home-package rule)."""
-    frame = sys._getframe(depth)
-    while frame is not None and frame.f_globals.get("__name__", "").startswith("werk_trio"):
-        frame = frame.f_back  # type: ignore[assignment]
-    if frame is None:
+    """The home package: the package of the user's code that created the Werk.
+
+    The rule, walking outward from the frame ``depth`` levels up (the one that
+    called ``Werk(...)``): frames of the standard library are passed over
+    (``contextlib``'s context managers, ``functools``, import machinery); the
+    first other frame is the creator. If it is werk_trio's own code (``werk
+    demo``, ``testing.temporary_schema``), there is no home package (None):
+    werk_trio code that creates a Werk on a user's behalf passes
+    ``home_package`` explicitly. So the package allowed is never werk_trio's,
+    and never a library that merely drove werk_trio (trio, contextlib)."""
+    frame: Any = sys._getframe(depth)
+    while frame is not None and _is_stdlib(frame.f_code.co_filename):
+        frame = frame.f_back
+    if frame is None or os.path.abspath(frame.f_code.co_filename).startswith(_WERK_DIR):
         return None
     name = frame.f_globals.get("__name__")
-    if not name:
+    if not name or name.split(".")[0] == "werk_trio":
         return None
     if name == "__main__":
         spec = frame.f_globals.get("__spec__")

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .app import Werk
+from .tasks import caller_package
 from .worker import Worker, worker_class
 
 __all__ = ["run_until_idle", "temporary_schema"]
@@ -32,6 +33,8 @@ async def run_until_idle(app: Werk, *, worker_type: str = "async", **worker_kwar
 async def temporary_schema(dsn: str | None = None, **settings: Any) -> AsyncIterator[Werk]:
     """A connected Werk on a new schema ``werk_test_<random>``, dropped on exit."""
     schema = f"werk_test_{uuid.uuid4().hex[:10]}"
+    # the home package is the caller's (the test suite's), not werk_trio's
+    settings.setdefault("home_package", caller_package() or "")
     app = Werk(dsn, schema=schema, **settings)
     async with app:
         try:

@@ -27,12 +27,13 @@ from typing import Any
 import trio
 
 from ._logging import install_record_factory
+from ._rows import MAX_NAME_CHARS, check_text
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
 from .actors.completer import Completer
 from .actors.heartbeater import Heartbeater
 from .actors.listener import QueueListener
-from .actors.poller import Poller
+from .actors.poller import Poller, Row
 from .actors.runner import Runner, RunningJob
 from .actors.signals import SignalHandler
 from .actors.sweeper import Sweeper
@@ -41,7 +42,7 @@ from .config import check_name
 from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
-from .jobs import DequeueStrategy, Job, _seconds
+from .jobs import DequeueStrategy, _count, _seconds
 
 __all__ = [
     "AsyncWorker", "BaseWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class",
@@ -50,6 +51,9 @@ __all__ = [
 logger = logging.getLogger("werk_trio.worker")
 
 Hook = Callable[..., Any]
+
+#: Most runner slots (and prefetch, claim batch) one worker may have.
+MAX_CONCURRENCY = 100_000
 
 
 def _interval(name: str, given: float | None, default: float, *, allow_zero: bool = False) -> float:
@@ -102,10 +106,12 @@ class Worker:
         if not queues:
             raise ConfigError("queues must name at least one queue")
         for q in queues:
-            if not isinstance(q, str) or not q:
-                raise ConfigError(f"queue names must be non-empty strings, got {q!r}")
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ConfigError(f"concurrency must be an int >= 1, got {concurrency!r}")
+            if not isinstance(q, str) or not q or len(q) > MAX_NAME_CHARS:
+                raise ConfigError(
+                    f"queue names must be non-empty strings of at most {MAX_NAME_CHARS} characters, got {q!r}"
+                )
+            check_text("queue name", q)
+        _count("concurrency", concurrency, maximum=MAX_CONCURRENCY)
         if not isinstance(dequeue_strategy, DequeueStrategy):
             try:
                 dequeue_strategy = DequeueStrategy(dequeue_strategy)
@@ -133,8 +139,7 @@ class Worker:
         self.handle_signals = handle_signals
         if prefetch is None:
             prefetch = self._default_prefetch(concurrency)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ConfigError(f"prefetch must be an int >= 0, got {prefetch!r}")
+        _count("prefetch", prefetch, minimum=0, maximum=MAX_CONCURRENCY)
         #: Jobs claimed ahead of free runners, waiting in the hand-off channel,
         #: so a runner that finishes starts the next job without waiting for a
         #: claim round trip. Jobs held = running + prefetched <= capacity.
@@ -142,12 +147,13 @@ class Worker:
         self.capacity = concurrency + prefetch
         if claim_batch is None:
             claim_batch = self.capacity
-        if isinstance(claim_batch, bool) or not isinstance(claim_batch, int) or claim_batch < 1:
-            raise ConfigError(f"claim_batch must be an int >= 1, got {claim_batch!r}")
+        _count("claim_batch", claim_batch, maximum=MAX_CONCURRENCY)
         self.claim_batch = claim_batch
         self.id = uuid.uuid4()
         host = socket.gethostname()
         if name is not None:
+            if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
+                raise ConfigError(f"worker name must be a non-empty string, got {name!r}")
             check_name("worker name", name.replace("-", "_").replace(".", "_")[:40] or "x")
         self.name = name or f"{host}-{os.getpid()}-{self.id.hex[:6]}"
         self.executor: Executor = executor if executor is not None else self._default_executor()
@@ -354,7 +360,7 @@ class Worker:
             logger.info("worker %s stopped (%s)", self.name, _summary(self.stats))
 
     async def _pipeline(self, use_listen: bool, task_status: Any) -> None:
-        send, recv = trio.open_memory_channel[Job](self.capacity)
+        send, recv = trio.open_memory_channel[Row](self.capacity)
         async with trio.open_nursery() as runners:
             self._runner_scope = runners.cancel_scope
             if self.shutdown_deadline is not None:

@@ -209,7 +209,7 @@ async def _history_ids(app: Werk, schema: str) -> list[Any]:
 
 
 def test_pickle_serializer_warns_that_it_is_unsafe() -> None:
-    with pytest.warns(UserWarning, match="unsafe with untrusted producers"):
+    with pytest.warns(UserWarning, match="unsafe unless every writer of the jobs table is trusted"):
         PickleSerializer()
     with pytest.warns(UserWarning, match="unsafe"):
         Werk("postgresql://localhost/x", serializer=PickleSerializer())

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
+from ..errors import PoolTimeout
+from .poller import _line
+
 if TYPE_CHECKING:
     from ..worker import Worker
 
@@ -37,8 +40,9 @@ class AbortWatcher:
                 async with worker.app.pool.connection() as conn:
                     cur = await conn.execute(worker.app.sql.ABORTING_JOBS, {"worker_id": worker.id})
                     ids = [row[0] for row in await cur.fetchall()]
-            except psycopg.OperationalError as ex:
-                logger.warning("abort check failed (%s); retrying", ex)
+            except (psycopg.Error, PoolTimeout) as ex:  # never the worker's end
+                logger.warning("worker %s: abort check failed (%s: %s); retrying",
+                               worker.name, type(ex).__name__, _line(ex))
                 continue
             for job_id in ids:
                 running = worker.running.get(job_id)

@@ -31,15 +31,27 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from .._rows import job_from_row
+from .._rows import job_from_row, storable
+from ..errors import PoolTimeout, SerializationError
 from ..sql import array_literal
+from .poller import _line
 
 if TYPE_CHECKING:
     from ..worker import Worker
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["Completer", "Outcome"]
+__all__ = ["CONNECTION_ERRORS", "Completer", "Outcome"]
+
+#: Errors that mean "the database cannot be reached just now": the actors
+#: retry them with back-off. Any other database error is about the data or
+#: the statement; it never ends a worker either (each actor logs it and goes on).
+CONNECTION_ERRORS = (psycopg.OperationalError, PoolTimeout)
+#: Most result + error characters in one completion batch (the rest wait for
+#: the next write): Postgres refuses a parameter over 1 GB.
+MAX_BATCH_CHARS = 64 * 1024 * 1024
+#: Longest database message kept in the error of an outcome it refused.
+MAX_REFUSAL_CHARS = 8192
 
 
 @dataclass(slots=True)
@@ -100,19 +112,75 @@ class Completer:
                 else:
                     await trio.lowlevel.cancel_shielded_checkpoint()  # let finishing runners submit
             self._drain_nowait()
+            batch = self._next_batch()
             try:
-                await self._write(self._pending[: self.batch_size])
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as ex:
+                await self._write_or_split(batch)
+            except CONNECTION_ERRORS as ex:
                 logger.warning(
-                    "completer: database unavailable (%s); retrying %d outcomes in %.2fs",
-                    str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__,
-                    len(self._pending), backoff,
+                    "worker %s: completer: database unavailable (%s); retrying %d outcomes in %.2fs",
+                    self.worker.name, _line(ex), len(self._pending), backoff,
                 )
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.05
-            del self._pending[: self.batch_size]
+            del self._pending[: len(batch)]
+
+    def _next_batch(self) -> list[Outcome]:
+        """The pending outcomes of the next write: at most ``batch_size`` of
+        them, and at most MAX_BATCH_CHARS of result and error text (one at least)."""
+        batch = self._pending[: self.batch_size]
+        total = 0
+        for i, outcome in enumerate(batch):
+            total += len(outcome.result or "") + len(outcome.error or "")
+            if total > MAX_BATCH_CHARS and i > 0:
+                return batch[:i]
+        return batch
+
+    async def _write_or_split(self, batch: list[Outcome]) -> None:
+        """Write ``batch``; if the database refuses it for anything but the
+        connection (an outcome it cannot store), write its outcomes one by one,
+        so only the offending one fails -- with the database's message."""
+        try:
+            await self._write(batch)
+            return
+        except CONNECTION_ERRORS:
+            raise
+        except psycopg.Error as ex:
+            logger.warning(
+                "worker %s: completer: the database refused a batch of %d outcomes (%s: %s); "
+                "writing them one by one", self.worker.name, len(batch), type(ex).__name__, _line(ex),
+            )  # fmt: skip
+        for outcome in batch:
+            try:
+                await self._write([outcome])
+                continue
+            except CONNECTION_ERRORS:
+                raise
+            except psycopg.Error as ex:
+                refused = f"{type(ex).__name__}: {str(ex).strip()}"
+            job = outcome.job
+            logger.error(
+                "worker %s: job %s (%s): the database refused its outcome (%s); failing the job",
+                self.worker.name, job.id, job.function, refused.splitlines()[0],
+            )  # fmt: skip
+            failed = Outcome(
+                job, "fail_final",
+                error=storable(
+                    f"werk_trio could not store the outcome ({outcome.kind}) of this attempt: the "
+                    f"database refused it: {refused}"
+                )[:MAX_REFUSAL_CHARS],
+            )  # fmt: skip
+            try:
+                await self._write([failed])
+            except CONNECTION_ERRORS:
+                raise
+            except psycopg.Error as again:
+                # left active: the sweeper rescues it after max_active_secs
+                logger.error(
+                    "worker %s: job %s: even its failure could not be stored (%s)",
+                    self.worker.name, job.id, _line(again),
+                )
 
     def _drain_nowait(self) -> None:
         while True:
@@ -122,23 +190,28 @@ class Completer:
                 return
 
     async def flush_all(self, timeout: float = 10.0) -> None:
-        """Write every outcome not yet written (shielded, bounded by ``timeout``)."""
-        with trio.CancelScope(shield=True), trio.move_on_after(timeout) as scope:
+        """Write every outcome not yet written (shielded, bounded by ``timeout``).
+        Never raises: whatever it cannot write is logged."""
+        with trio.CancelScope(shield=True), trio.move_on_after(timeout):
             self._drain_nowait()
             while self._pending:
-                batch = self._pending[: self.batch_size]
+                batch = self._next_batch()
                 try:
-                    await self._write(batch)
-                except psycopg.OperationalError as ex:
-                    logger.warning("completer: final flush failed (%s); retrying", ex)
+                    await self._write_or_split(batch)
+                except CONNECTION_ERRORS as ex:
+                    logger.warning("worker %s: completer: final flush failed (%s); retrying",
+                                   self.worker.name, _line(ex))
                     await trio.sleep(0.2)
                     continue
+                except Exception:
+                    logger.exception("worker %s: completer: final flush failed", self.worker.name)
+                    break
                 del self._pending[: len(batch)]
-        if scope.cancelled_caught and self._pending:
+        if self._pending:
             logger.error(
-                "completer: %d outcomes could not be written before shutdown; the sweeper of a "
-                "live worker will requeue those jobs",
-                len(self._pending),
+                "worker %s: completer: %d outcomes could not be written before shutdown; the "
+                "sweeper of a live worker will requeue those jobs",
+                self.worker.name, len(self._pending),
             )
 
     async def _write(self, batch: list[Outcome]) -> None:
@@ -196,9 +269,15 @@ class Completer:
 async def _end_dependency_failures(conn: Any, app: Any, ids: list[Any]) -> list[Any]:
     """Jobs just failed with DependencyFailed, in the transaction that failed
     them: delete those with ``failure_mode="delete"`` and return (as Jobs) those
-    with an ``_on_failure`` callback, which the worker then runs once."""
+    with an ``_on_failure`` callback, which the worker then runs once (a row
+    that does not decode has none)."""
     cur = await conn.execute(app.sql.GET_JOBS, {"ids": ids})
-    jobs = [job_from_row(row, app.serializer) for row in await cur.fetchall()]
+    jobs = []
+    for row in await cur.fetchall():
+        try:
+            jobs.append(job_from_row(row, app.serializer, app.decode_allowed))
+        except SerializationError as ex:
+            logger.warning("job %s failed (a dependency failed); its row does not decode: %s", row[0], ex)
     await conn.execute(app.sql.DELETE_FAILED, {"ids": ids})
     return [job for job in jobs if job.on_failure is not None]
 
@@ -233,3 +312,4 @@ async def notify_done(conn: Any, sql: Any, ids: list[Any]) -> None:
     if len(text) > 7000:
         text = "*"
     await conn.execute(sql.NOTIFY_DONE, {"channel": sql.done_channel, "payload": text})
+

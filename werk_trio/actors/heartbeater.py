@@ -23,6 +23,8 @@ import psycopg
 import trio
 
 from ..sql import array_literal
+from .completer import CONNECTION_ERRORS
+from .poller import _line
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -77,6 +79,10 @@ class Heartbeater:
                 else:
                     await self.release_unknown()
                 self.beats += 1
-            except psycopg.OperationalError as ex:
+            except CONNECTION_ERRORS as ex:
                 worker.db_trouble()
-                logger.warning("heartbeat failed (%s); next try in %ss", ex, worker.heartbeat_interval)
+                logger.warning("worker %s: heartbeat failed (%s); next try in %ss",
+                               worker.name, _line(ex), worker.heartbeat_interval)
+            except psycopg.Error as ex:  # not the connection: never the worker's end
+                logger.error("worker %s: heartbeat failed (%s: %s); next try in %ss",
+                             worker.name, type(ex).__name__, _line(ex), worker.heartbeat_interval)

@@ -23,14 +23,16 @@ import psycopg
 import trio
 import trio.lowlevel
 
-from .._rows import job_from_row
-from ..jobs import DequeueStrategy, Job
+from ..jobs import DequeueStrategy
 from ..sql import array_literal
 
 if TYPE_CHECKING:
     from ..worker import Worker
 
 logger = logging.getLogger("werk_trio.worker")
+
+#: A claimed job row, in JOB_COLUMNS order.
+Row = tuple[Any, ...]
 
 __all__ = ["Poller"]
 
@@ -55,7 +57,9 @@ class Poller:
             random.shuffle(queues)
         return queues
 
-    async def claim(self, n: int) -> list[Job]:
+    async def claim(self, n: int) -> list[Row]:
+        """Claim up to ``n`` jobs; their rows, undecoded: each runner decodes its
+        own, so a row that does not decode fails that job alone."""
         worker = self.worker
         sql = worker.app.sql
         by_priority = worker.dequeue_strategy is DequeueStrategy.Priority
@@ -71,13 +75,11 @@ class Poller:
             rows = await cur.fetchall()
         self.claims += 1
         self.claimed += len(rows)
-        serializer = worker.app.serializer
-        jobs = [job_from_row(row, serializer) for row in rows]
-        worker.held.update(job.id for job in jobs)
-        return jobs
+        worker.held.update(row[0] for row in rows)
+        return rows
 
     async def run(
-        self, jobs: trio.MemorySendChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self, jobs: trio.MemorySendChannel[Row], *, task_status: Any = trio.TASK_STATUS_IGNORED
     ) -> None:
         worker = self.worker
         slots = worker.slots
@@ -112,10 +114,15 @@ class Poller:
                         slots.release()
                     await trio.lowlevel.checkpoint()
                     continue
-                except psycopg.OperationalError as ex:
+                except psycopg.Error as ex:
+                    # the connection's trouble, or any other database error: never
+                    # the worker's end -- log, back off, claim again
                     for _ in range(n):
                         slots.release()
-                    logger.warning("poller: claim failed (%s); retrying in %.2fs", _line(ex), backoff)
+                    logger.warning(
+                        "worker %s: poller: claim failed (%s: %s); retrying in %.2fs",
+                        worker.name, type(ex).__name__, _line(ex), backoff,
+                    )
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue

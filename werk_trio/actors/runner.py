@@ -27,11 +27,13 @@ import trio
 
 from .._ids import uuid7
 from .._logging import current_job
-from ..errors import JobTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
+from .._rows import bare_job, job_from_row, storable, storable_encoded
+from ..errors import JobTimeout, PoolTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
 from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
 from ..jobs import Context, Job
 from ..serializers import encode
 from .completer import Outcome
+from .poller import Row, _line
 
 if TYPE_CHECKING:
     from ..worker import Worker
@@ -65,8 +67,31 @@ def format_error(exc: BaseException) -> str:
     """The full traceback text of ``exc`` (what ``job.error`` holds); for an
     error from a child process, the child's own traceback."""
     if isinstance(exc, RemoteError):
-        return exc.traceback_text
-    return "".join(traceback.format_exception(exc)).rstrip()
+        text = exc.traceback_text
+    else:
+        try:
+            text = "".join(traceback.format_exception(exc)).rstrip()
+        except Exception as ex:  # an exception whose __str__ raises
+            text = f"{_qualified(type(exc))}: <str() of the exception raised {type(ex).__name__}>"
+    return error_text(text)
+
+
+def error_text(text: str) -> str:
+    """An error text Postgres can store and a batch can carry: NULs and lone
+    surrogates replaced visibly (``\\x00``, ``\\udcff``); over
+    MAX_ERROR_CHARS, the middle cut out (the start names the exception, the
+    end is the innermost frame)."""
+    text = storable(text)
+    if len(text) > MAX_ERROR_CHARS:
+        half = MAX_ERROR_CHARS // 2
+        cut = len(text) - 2 * half
+        note = f"[... {cut} characters cut: error texts are kept to {MAX_ERROR_CHARS} ...]"
+        text = f"{text[:half]}\n{note}\n{text[-half:]}"
+    return text
+
+
+#: Longest error text stored (characters); longer ones lose their middle.
+MAX_ERROR_CHARS = 64 * 1024
 
 
 def _qualified(exc_type: type[BaseException]) -> str:
@@ -90,36 +115,53 @@ class Runner:
                 pass
             return shape
 
-    async def run(self, jobs: trio.MemoryReceiveChannel[Job], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, rows: trio.MemoryReceiveChannel[Row], *, task_status: Any = trio.TASK_STATUS_IGNORED
+    ) -> None:
         task_status.started()
-        async with jobs:
-            async for job in jobs:
+        async with rows:
+            async for row in rows:
                 try:
                     if self.worker.shutdown_deadline is not None:
                         # stopping: a prefetched job that has not started stays
                         # ours until deregistration requeues it, attempt unspent
                         continue
-                    await self.run_job(job)
+                    await self.run_row(row)
                 finally:
                     self.worker.slots.release()
                     self.worker.nudge()
 
-    async def run_job(self, job: Job) -> None:
+    async def run_row(self, row: Row) -> None:
+        """Decode a claimed row and run its job. The function is resolved
+        (allowlist first) before anything is decoded, so a serializer whose
+        ``loads`` can run code never sees a row it may not run; a row that does
+        not resolve or decode ends ``failed`` at once, final, with the reason."""
+        worker = self.worker
+        try:
+            func = worker.app.tasks.resolve(row[1])
+            job = job_from_row(row, worker.app.serializer)
+        except (UnknownTask, SerializationError) as ex:
+            job = bare_job(row)
+            ctx = Context(
+                job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name
+            )
+            if isinstance(ex, SerializationError):
+                logger.warning("worker %s: job %s (%s): %s; failed", worker.name, job.id, job.function, ex)
+            await self._finish(job, ctx, Outcome(job, "fail_final", error=format_error(ex)), ex)
+            return
+        await self.run_job(job, func)
+
+    async def run_job(self, job: Job, func: Any) -> None:
         # every log record made while the job runs (hooks included) carries it
         token = current_job.set((str(job.id), job.function, job.attempts))
         try:
-            await self._run_job(job)
+            await self._run_job(job, func)
         finally:
             current_job.reset(token)
 
-    async def _run_job(self, job: Job) -> None:
+    async def _run_job(self, job: Job, func: Any) -> None:
         worker = self.worker
         ctx = Context(job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name)
-        try:
-            func = worker.app.tasks.resolve(job.function)
-        except UnknownTask as ex:
-            await self._finish(job, ctx, Outcome(job, "fail_final", error=format_error(ex)), ex)
-            return
         scope = trio.CancelScope()
         running = RunningJob(job, scope, ctx=ctx)
         now = trio.current_time()
@@ -156,6 +198,7 @@ class Runner:
                             text = result.text
                         else:
                             text = encode(worker.app.serializer, result, f"result of {job.function}")
+                        text = self._storable_result(job, text)
                     except SerializationError as ser:
                         exc = ser
                         outcome = Outcome(job, "fail_final", error=format_error(ser))
@@ -188,6 +231,22 @@ class Runner:
         finally:
             worker.running.pop(job.id, None)
         await self._finish(job, ctx, outcome, exc)
+
+    def _storable_result(self, job: Job, text: str) -> str:
+        """The encoded result as Postgres can store it, within max_result_bytes;
+        SerializationError (the job fails, final) otherwise."""
+        app = self.worker.app
+        text = storable_encoded(app.serializer, text, f"result of {job.function}")
+        limit = app.config.max_result_bytes
+        if len(text) > limit // 4:  # cheap test first: a character is at most 4 bytes
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))
+            if size > limit:
+                raise SerializationError(
+                    f"the result of {job.function} is {size} bytes encoded, over max_result_bytes "
+                    f"({limit}); store large results elsewhere and return a reference, or raise "
+                    "Werk(max_result_bytes=...)"
+                )
+        return text
 
     def _stopped(self, running: RunningJob) -> tuple[Outcome, BaseException]:
         job = running.job
@@ -237,8 +296,9 @@ class Runner:
                     await conn.execute(
                         worker.app.sql.TOUCH_JOBS, {"ids": [job.id], "worker_id": worker.id}
                     )
-            except psycopg.OperationalError as ex:
-                logger.warning("could not touch job %s (%s); will retry", job.id, ex)
+            except (psycopg.Error, PoolTimeout) as ex:  # never the job's or the worker's end
+                logger.warning("worker %s: could not touch job %s (%s: %s); will retry",
+                               worker.name, job.id, type(ex).__name__, _line(ex))
 
 
 def _repeat_delay(job: Job) -> float | None:

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from .completer import notify_done, resolve_dependents
+from .completer import CONNECTION_ERRORS, notify_done, resolve_dependents
+from .poller import _line
 
 if TYPE_CHECKING:
     from ..app import Werk
@@ -128,7 +129,14 @@ class Sweeper:
             try:
                 await sweep_once(self.worker.app, healthy_for=self.worker.db_healthy_for())
                 self.sweeps += 1
-            except psycopg.OperationalError as ex:
+            except CONNECTION_ERRORS as ex:
                 self.worker.db_trouble()
-                logger.warning("sweep failed (%s); next try in %ss", ex, self.worker.sweep_interval)
+                logger.warning("worker %s: sweep failed (%s); next try in %ss",
+                               self.worker.name, _line(ex), self.worker.sweep_interval)
+            except psycopg.Error as ex:
+                # not the connection: a row or statement the database refused.
+                # Never the worker's end; not database trouble either (the
+                # sweeper's judgement of dead workers stays as it is)
+                logger.error("worker %s: sweep failed (%s: %s); next try in %ss",
+                             self.worker.name, type(ex).__name__, _line(ex), self.worker.sweep_interval)
             await trio.sleep(self.worker.sweep_interval)

@@ -104,7 +104,7 @@ class Listener:
         while True:
             try:
                 conn = await self._open()
-            except psycopg.OperationalError as ex:
+            except psycopg.Error as ex:  # the connection's trouble or another: retried, never fatal
                 logger.warning("LISTEN connect failed (%s); next try in %.1fs", _first_line(ex), delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
@@ -117,7 +117,7 @@ class Listener:
                 try:
                     async for note in conn.notifies():
                         self._forward(note)
-                except psycopg.OperationalError as ex:
+                except psycopg.Error as ex:
                     logger.warning("LISTEN connection lost (%s); reconnecting", _first_line(ex))
                 self.backend_pid = None
                 self._connected = trio.Event()
@@ -127,7 +127,7 @@ class Listener:
                     await trio.sleep(delay)
                     try:
                         conn = await self._open()
-                    except psycopg.OperationalError as ex:
+                    except psycopg.Error as ex:
                         delay = min(delay * 2, self.backoff_max)
                         logger.warning(
                             "LISTEN reconnect failed (%s); next try in %.1fs", _first_line(ex), delay

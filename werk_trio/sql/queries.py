@@ -13,6 +13,31 @@ JOB_COLUMNS = """id, function, queue, status, priority, attempts, max_attempts, 
     on_success, on_failure, on_stopped, retry_intervals, repeat_remaining, repeat_interval_secs,
     repeat_intervals, cron_name, failure_mode"""
 
+# Timestamps are read clamped to the years Python's datetime can hold: a row
+# written past the API with 'infinity' or year 20000 would otherwise fail the
+# whole fetch (psycopg cannot load it) -- for a claim, after it committed. A
+# clamped time shows as 0001-01-02 or 9999-12-30; the stored value is unchanged.
+_TIME_COLUMNS = frozenset({"scheduled_at", "enqueued_at", "started_at", "completed_at", "touched_at",
+                           "expires_at"})  # fmt: skip
+
+
+def _readable(columns: str, prefix: str = "") -> str:
+    out = []
+    for name in (c.strip() for c in columns.split(",")):
+        if name in _TIME_COLUMNS:
+            col = prefix + name  # NULL stays NULL (GREATEST would skip it)
+            out.append(f"CASE WHEN {col} < '0001-01-02 00:00Z' THEN '0001-01-02 00:00Z'::timestamptz "
+                       f"WHEN {col} > '9999-12-30 00:00Z' THEN '9999-12-30 00:00Z'::timestamptz "
+                       f"ELSE {col} END AS {name}")  # fmt: skip
+        else:
+            out.append(prefix + name)
+    return ", ".join(out)
+
+
+#: JOB_COLUMNS as read (times clamped), bare and for a table aliased ``j``.
+JOB_COLUMNS_J = _readable(JOB_COLUMNS, "j.")
+JOB_COLUMNS = _readable(JOB_COLUMNS)
+
 # --- migrations ---------------------------------------------------------------
 
 MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0))"
@@ -195,7 +220,7 @@ REQUEUE_JOB = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
         completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL,
-        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
+        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => LEAST(ttl, 3155760000)) END
     WHERE id = %(id)s AND status IN ('complete', 'failed', 'aborted')
     RETURNING """ + JOB_COLUMNS + """
 )
@@ -355,17 +380,21 @@ CLAIM_SETTINGS = (
     " set_config('synchronous_commit', 'off', true)"
 )
 
+# ``LEAST(attempts + 1, max_attempts)``: a queued row written past the API
+# with no attempts left (the constraints allow attempts = max_attempts) gets
+# one last attempt; ``attempts + 1`` would break the attempt-budget CHECK and
+# with it every claim of the queue.
 _CLAIM_TAIL = """
 ranked AS (
     SELECT id, group_key,
         row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
     FROM picked
 ), claimed AS (
-    UPDATE {jobs} j SET status = 'active', attempts = j.attempts + 1, started_at = now(),
+    UPDATE {jobs} j SET status = 'active', attempts = LEAST(j.attempts + 1, j.max_attempts), started_at = now(),
         worker_id = %(worker_id)s, touched_at = NULL, completed_at = NULL
     FROM ranked r
     WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
-    RETURNING """ + ", ".join("j." + c.strip() for c in JOB_COLUMNS.split(",")) + """
+    RETURNING """ + JOB_COLUMNS_J + """
 )
 SELECT * FROM claimed
 """
@@ -623,15 +652,17 @@ WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
 RETURNING id
 """
 
-# Finished rows past their result_ttl / failure_ttl (their expires_at, which
-# every statement that ends a job sets from those ttls).
+# Finished rows past their result_ttl / failure_ttl (the statements that end a
+# job also set expires_at from them, for users to see when the row goes). TTLs count at most 100
+# years (MAX_SECONDS, 3155760000 s) here and in REQUEUE_JOB: a larger one in a
+# row written past the API would overflow now() - interval in every sweep.
 DELETE_EXPIRED_RESULTS = """
 WITH del AS (
     DELETE FROM {jobs}
     WHERE (status = 'complete' AND result_ttl IS NOT NULL
-           AND completed_at <= now() - make_interval(secs => result_ttl))
+           AND completed_at <= now() - make_interval(secs => LEAST(result_ttl, 3155760000)))
        OR (status IN ('failed', 'aborted') AND failure_ttl IS NOT NULL
-           AND completed_at <= now() - make_interval(secs => failure_ttl))
+           AND completed_at <= now() - make_interval(secs => LEAST(failure_ttl, 3155760000)))
     RETURNING 1
 )
 SELECT count(*) FROM del
