@@ -161,6 +161,14 @@ COUNT_BY_STATUS = """
 SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status ORDER BY queue, status
 """
 
+# The API server's metrics sampler: per queue, how long the oldest claimable
+# job has been due (the SLO number; 0 rows for a queue with none due).
+OLDEST_CLAIMABLE = """
+SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8
+FROM {jobs} WHERE status IN ('queued', 'scheduled') AND scheduled_at <= now()
+GROUP BY queue ORDER BY queue
+"""
+
 # --- managing -----------------------------------------------------------------
 
 CANCEL_JOB = """
