@@ -27,6 +27,7 @@ import psycopg
 import trio
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -58,7 +59,7 @@ from .models import (
 if TYPE_CHECKING:
     from ..app import Werk
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "route_table"]
 
 #: Seconds the readiness check waits for the database.
 READY_TIMEOUT = 5.0
@@ -452,6 +453,20 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 # --- the app --------------------------------------------------------------------
+
+ROUTERS = (public, api, root)
+
+
+def route_table(*, documented: bool = False) -> list[tuple[str, str]]:
+    """``(method, path)`` of every endpoint (``documented``: only those in the
+    OpenAPI document)."""
+    out = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and (route.include_in_schema or not documented):
+                out.extend((m, route.path) for m in sorted(route.methods - {"HEAD"}))
+    return out
+
 
 
 def create_app(
