@@ -460,11 +460,11 @@ ROUTERS = (public, api, root)
 def route_table(*, documented: bool = False) -> list[tuple[str, str]]:
     """``(method, path)`` of every endpoint (``documented``: only those in the
     OpenAPI document)."""
-    out = []
+    out: list[tuple[str, str]] = []
     for router in ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and (route.include_in_schema or not documented):
-                out.extend((m, route.path) for m in sorted(route.methods - {"HEAD"}))
+                out.extend((m, route.path) for m in sorted(set(route.methods or ()) - {"HEAD"}))
     return out
 
 
