@@ -18,6 +18,7 @@ import pytest
 import trio
 
 from werk_trio import ConfigError, Dependency, JobStatus, Werk
+from werk_trio.sql import migrations
 from werk_trio.web import check_bind, create_app, serve
 from werk_trio.web.app import route_table
 
@@ -189,6 +190,43 @@ async def test_state_changes_and_their_conflicts(app: Werk) -> None:
                     r = await http.request(method, _concrete(path, str(slow.id)))
                     assert r.status_code == 404, (method, path, r.text)
                     assert str(slow.id) in r.json()["error"]
+
+
+async def test_stats_history_and_server_info(app: Werk) -> None:
+    """Throughput counts what the worker finished; a sweep takes a queue-depth
+    sample that the history then shows; the server info names our tables."""
+    with trio.fail_after(60):
+        async with api_server(app) as srv:
+            http = srv.http
+            jobs = [await app.enqueue(add, i, i) for i in range(6)]
+            jobs += [await app.enqueue(boom) for _ in range(2)]
+            for job in jobs:
+                assert job is not None
+                await job_status(http, str(job.id), "complete", "failed")
+            later = [await app.enqueue(add, 0, 0, _queue="depth", _delay=3600) for _ in range(3)]
+            assert all(later)
+
+            r = await http.get("/api/stats/throughput", params={"minutes": 5})
+            assert r.status_code == 200, r.text
+            points = r.json()
+            assert sum(p["count"] for p in points) == 6 and sum(p["failed"] for p in points) == 2
+            assert srv.worker is not None
+            assert {p["worker_id"] for p in points if p["count"]} == {str(srv.worker.id)}
+            assert (await http.get("/api/stats/throughput")).status_code == 200  # pgwerk's default window
+
+            r = await http.post("/api/server/sweep")
+            assert r.status_code == 200 and r.json()["sampled_queues"] >= 1, r.text
+            r = await http.get("/api/stats/queue-depth", params={"minutes": 5})
+            assert r.status_code == 200, r.text
+            depth = [p for p in r.json() if p["queue"] == "depth"]
+            assert depth and depth[-1]["scheduled"] == 3 and depth[-1]["queued"] == 0, r.json()
+
+            r = await http.get("/api/server")
+            assert r.status_code == 200, r.text
+            info = r.json()
+            assert info["pg_version"].startswith("PostgreSQL") and info["db_size_bytes"] > 0
+            assert any(t["name"].endswith("_werk_jobs") for t in info["tables"]), info["tables"]
+            assert info["read_only"] is False and info["truncate_enabled"] is False
 
 
 async def test_bulk_and_server_endpoints(app: Werk) -> None:
@@ -446,7 +484,8 @@ async def test_health_and_readiness(app: Werk, dsn: str, schema: str) -> None:
             assert r.status_code == 200 and r.json() == {"status": "ok"}
             r = await srv.http.get("/api/ready")
             assert r.status_code == 200, r.text
-            assert r.json()["status"] == "ready" and r.json()["migrations"]["applied"] == [1]
+            versions = [m.version for m in migrations()]
+            assert r.json()["status"] == "ready" and r.json()["migrations"]["applied"] == versions
             # a migration missing from the database: not ready, and says what to do
             async with app.connection() as conn:
                 await conn.execute(f'DELETE FROM "{schema}"."_werk_migrations" WHERE version = 1')

@@ -21,6 +21,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -53,7 +54,6 @@ from .models import (
     StatsResponse,
     WorkerResponse,
     jsonable,
-    worker_online,
 )
 
 if TYPE_CHECKING:
@@ -292,21 +292,22 @@ async def list_workers(werk: Werk = WerkDep) -> list[WorkerResponse]:
 
 @api.get("/workers/{worker_id}", tags=["workers"], summary="One worker")
 async def get_worker(worker_id: uuid.UUID, werk: Werk = WerkDep) -> WorkerResponse:
-    for row in await werk.list_workers():
-        if str(row["id"]) == str(worker_id):
-            return WorkerResponse.from_row(row)
-    raise ApiError(404, f"no worker with id {worker_id}: it stopped or was never registered",
-                   field="worker_id")
+    row = await werk.get_worker(worker_id)
+    if row is None:
+        raise ApiError(404, f"no worker with id {worker_id}: it never registered, or stopped long ago",
+                       field="worker_id")
+    return WorkerResponse.from_row(row)
 
 
-@api.get("/workers/{worker_id}/jobs", tags=["workers"], summary="Jobs run by a worker, newest first")
+@api.get("/workers/{worker_id}/jobs", tags=["workers"],
+         summary="The jobs a worker holds, then those it ran last")
 async def list_worker_jobs(
     worker_id: uuid.UUID,
     werk: Werk = WerkDep,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[JobResponse]:
-    jobs = await werk.list_jobs(worker_id=worker_id, limit=limit, offset=offset)
+    jobs = await werk.list_worker_jobs(worker_id, limit=limit, offset=offset)
     return [JobResponse.from_job(j) for j in jobs]
 
 
@@ -315,31 +316,53 @@ async def list_worker_jobs(
 
 @api.get("/stats", tags=["stats"], summary="Job counts per queue and status, workers online")
 async def get_stats(werk: Werk = WerkDep) -> StatsResponse:
-    counts = await werk.counts()
-    workers = await werk.list_workers()
-    queues = [QueueStats(queue=q, **{s: n for s, n in by.items() if s in QueueStats.model_fields})
-              for q, by in sorted(counts.items())]
-    return StatsResponse(queues=queues, total_jobs=sum(sum(by.values()) for by in counts.values()),
-                         workers_online=sum(1 for w in workers if worker_online(w)))
+    queues, total, online = await werk.get_queue_stats()
+    return StatsResponse(queues=[QueueStats(**q) for q in queues], total_jobs=total, workers_online=online)
 
 
 Minutes = Query(1440, ge=1, le=MAX_MINUTES, description="the window, in minutes (1..10080)")
 
 
-@api.get("/stats/throughput", tags=["stats"], summary="Jobs finished per minute and worker")
-async def get_throughput(minutes: int = Minutes, werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    rows = await _optional(werk, "get_throughput_history")(minutes)
-    return [jsonable_row(r) for r in rows]
+class ThroughputPoint(BaseModel):
+    """pgwerk's ``WorkerThroughputPoint`` (``time``, ``worker_id``,
+    ``worker_name``, ``count``) with werk_trio's ``queue``, ``completed``,
+    ``failed``."""
+
+    time: datetime
+    worker_id: str | None
+    worker_name: str | None
+    count: int
+    queue: str | None = None
+    completed: int = 0
+    failed: int = 0
 
 
-@api.get("/stats/queue-depth", tags=["stats"], summary="Queued and active jobs over time")
-async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    rows = await _optional(werk, "get_queue_depth_history")(minutes)
-    return [jsonable_row(r) for r in rows]
+class QueueDepthPoint(BaseModel):
+    """pgwerk's ``QueueDepthPoint`` (``time``, ``queued``, ``active``) per
+    queue, with werk_trio's ``queue``, ``scheduled``, ``waiting``."""
+
+    time: datetime
+    queued: int
+    active: int
+    queue: str | None = None
+    scheduled: int = 0
+    waiting: int = 0
+
+
+@api.get("/stats/throughput", tags=["stats"], summary="Jobs finished per minute, queue and worker")
+async def get_throughput(minutes: int = Minutes, werk: Werk = WerkDep) -> list[ThroughputPoint]:
+    rows = await werk.get_throughput_history(minutes)
+    return [ThroughputPoint(**{**r, "worker_id": None if r["worker_id"] is None else str(r["worker_id"])})
+            for r in rows]
+
+
+@api.get("/stats/queue-depth", tags=["stats"], summary="Queue depth samples over time, per queue")
+async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[QueueDepthPoint]:
+    return [QueueDepthPoint(**r) for r in await werk.get_queue_depth_history(minutes)]
 
 
 def jsonable_row(row: Any) -> dict[str, Any]:
-    """A row of an introspection method (a dict, or a dataclass/model) as JSON-ready values."""
+    """A row of a cron method (a dict, or a dataclass) as JSON-ready values."""
     if not isinstance(row, dict):
         row = dict(getattr(row, "__dict__", {})) or {
             k: getattr(row, k) for k in getattr(row, "__slots__", ())
@@ -398,16 +421,29 @@ async def resume_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
 # --- server -------------------------------------------------------------------
 
 
-@api.get("/server", tags=["server"], summary="Postgres and werk_trio: versions, sizes, settings")
-async def get_server(request: Request, werk: Werk = WerkDep) -> dict[str, Any]:
-    info = await _optional(werk, "get_server_info")()
-    out: dict[str, Any] = (
-        jsonable_row(info) if not isinstance(info, tuple) else {"info": [jsonable(v) for v in info]}
-    )
-    out.setdefault("werk_trio_version", __version__)
-    out["read_only"] = request.app.state.werk_read_only
-    out["truncate_enabled"] = request.app.state.werk_allow_truncate
-    return out
+class TableInfo(BaseModel):
+    name: str
+    size_bytes: int
+    row_count: int
+
+
+class ServerInfo(BaseModel):
+    """pgwerk's ``ServerInfo`` with werk_trio's version and the API's modes."""
+
+    pg_version: str
+    db_size_bytes: int
+    tables: list[TableInfo]
+    werk_trio_version: str
+    read_only: bool
+    truncate_enabled: bool
+
+
+@api.get("/server", tags=["server"], summary="Postgres version, database and table sizes")
+async def get_server(request: Request, werk: Werk = WerkDep) -> ServerInfo:
+    pg_version, size, tables = await werk.get_server_info()
+    return ServerInfo(pg_version=pg_version, db_size_bytes=size, tables=[TableInfo(**t) for t in tables],
+                      werk_trio_version=__version__, read_only=request.app.state.werk_read_only,
+                      truncate_enabled=request.app.state.werk_allow_truncate)
 
 
 @api.post("/server/sweep", tags=["server"], summary="One maintenance pass: rescue, expire, delete")
