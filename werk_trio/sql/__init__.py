@@ -21,7 +21,7 @@ from . import queries
 
 __all__ = ["Migration", "Statements", "array_literal", "listen", "migrations"]
 
-_TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
+_TABLES = ("jobs", "executions", "workers", "job_deps", "migrations", "cron_schedules", "cron_lease")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
