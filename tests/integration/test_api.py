@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from werk_trio import ConfigError, Dependency, JobStatus, Werk
+from werk_trio import ConfigError, CronScheduler, Dependency, JobStatus, Werk
 from werk_trio.sql import migrations
 from werk_trio.web import check_bind, create_app, serve
 from werk_trio.web.app import route_table
@@ -227,6 +227,47 @@ async def test_stats_history_and_server_info(app: Werk) -> None:
             assert info["pg_version"].startswith("PostgreSQL") and info["db_size_bytes"] > 0
             assert any(t["name"].endswith("_werk_jobs") for t in info["tables"]), info["tables"]
             assert info["read_only"] is False and info["truncate_enabled"] is False
+
+
+async def test_cron_endpoints(app: Werk) -> None:
+    """List, trigger (the live worker runs the job), pause, resume; 404 for an
+    unknown schedule, 422 for a bad name."""
+    scheduler = CronScheduler(app, lease=2.0, standby_retry_interval=0.2)
+    scheduler.register(add, interval=3600, kwargs={"a": 20, "b": 22}, name="hourly")
+    with trio.fail_after(60):
+        async with api_server(app) as srv, trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
+            http = srv.http
+            r = await http.get("/api/cron")
+            assert r.status_code == 200, r.text
+            [hourly] = r.json()
+            assert hourly["name"] == "hourly" and hourly["function"] == f"{HERE}.add"
+            assert hourly["schedule"] == "every 3600s" and hourly["paused"] is False
+            runs = hourly["total_runs"]
+            for key in ("queue", "failed_runs", "last_status", "last_enqueued_at", "last_completed_at"):
+                assert key in hourly, key  # pgwerk's CronJobStats
+
+            r = await http.post("/api/cron/hourly/trigger")
+            assert r.status_code == 200, r.text
+            assert r.json()["triggered"] is True and r.json()["job"]["cron_name"] == "hourly"
+            done = await job_status(http, r.json()["job"]["id"], "complete", "failed")
+            assert done["result"] == 42
+            r = await http.get("/api/cron")
+            assert r.json()[0]["total_runs"] == runs + 1
+
+            r = await http.post("/api/cron/hourly/pause")
+            assert r.status_code == 200 and r.json() == {"paused": True, "name": "hourly"}
+            assert (await http.get("/api/cron")).json()[0]["paused"] is True
+            r = await http.post("/api/cron/hourly/resume")
+            assert r.status_code == 200 and r.json() == {"resumed": True, "name": "hourly"}
+            assert (await http.get("/api/cron")).json()[0]["paused"] is False
+
+            for action in ("trigger", "pause", "resume"):
+                r = await http.post(f"/api/cron/nightly/{action}")
+                assert r.status_code == 404 and r.json()["field"] == "name", r.text
+                r = await http.post(f"/api/cron/{'x' * 201}/{action}")
+                assert r.status_code == 422 and r.json()["field"] == "name", r.text
+            scheduler.stop()
 
 
 async def test_bulk_and_server_endpoints(app: Werk) -> None:

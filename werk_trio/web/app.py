@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -53,7 +52,6 @@ from .models import (
     QueueStats,
     StatsResponse,
     WorkerResponse,
-    jsonable,
 )
 
 if TYPE_CHECKING:
@@ -94,15 +92,6 @@ WerkDep = Depends(_werk)
 public = APIRouter(prefix="/api", tags=["health"])
 api = APIRouter(prefix="/api", dependencies=[Depends(_authorize)], responses=_ERRORS)
 root = APIRouter(dependencies=[Depends(_authorize)])
-
-
-def _optional(werk: Werk, name: str) -> Callable[..., Any]:
-    """A Werk method this build may not have yet (introspection, cron): a 501
-    saying which, instead of an AttributeError."""
-    method = getattr(werk, name, None)
-    if method is None:
-        raise ApiError(501, f"this werk_trio has no Werk.{name}(): the endpoint is not available")
-    return method  # type: ignore[no-any-return]
 
 
 def _statuses(value: str | None) -> list[str] | None:
@@ -361,61 +350,75 @@ async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[
     return [QueueDepthPoint(**r) for r in await werk.get_queue_depth_history(minutes)]
 
 
-def jsonable_row(row: Any) -> dict[str, Any]:
-    """A row of a cron method (a dict, or a dataclass) as JSON-ready values."""
-    if not isinstance(row, dict):
-        row = dict(getattr(row, "__dict__", {})) or {
-            k: getattr(row, k) for k in getattr(row, "__slots__", ())
-        }
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, uuid.UUID | JobStatus):
-            value = str(value)
-        elif hasattr(value, "isoformat"):
-            value = value.isoformat()
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[str(key)] = jsonable(value)
-    return out
-
-
 # --- cron ---------------------------------------------------------------------
 
-@api.get("/cron", tags=["cron"], summary="Cron jobs and their run statistics")
-async def list_cron(werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    return [jsonable_row(r) for r in await _optional(werk, "list_cron_stats")()]
+
+class CronStats(BaseModel):
+    """pgwerk's ``CronJobStats`` (``last_enqueued_at`` is werk_trio's
+    ``last_run_at``; ``last_completed_at`` is not kept: None), then werk_trio's
+    schedule fields."""
+
+    name: str
+    function: str
+    queue: str
+    total_runs: int
+    failed_runs: int
+    last_status: str | None = None
+    last_enqueued_at: datetime | None = None
+    last_completed_at: datetime | None = None
+    schedule: str | None = None
+    cron: str | None = None
+    interval: float | None = None
+    tz: str | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_job_id: str | None = None
+    paused: bool = False
+    removed: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> CronStats:
+        fields = {k: row[k] for k in cls.model_fields if k in row}
+        for key in ("last_status", "last_job_id"):
+            fields[key] = None if row.get(key) is None else str(row[key])
+        fields["last_enqueued_at"] = row.get("last_run_at")
+        return cls(**fields)
 
 
-async def _cron(werk: Werk, method: str, name: str) -> dict[str, Any]:
-    if not name or len(name) > 200:
-        raise ApiError(422, "name: a cron name of 1..200 characters", field="name")
+CronName = Path(min_length=1, max_length=200, description="the cron schedule's name")
+
+
+@api.get("/cron", tags=["cron"], summary="Cron schedules and their run statistics")
+async def list_cron(werk: Werk = WerkDep) -> list[CronStats]:
+    return [CronStats.from_row(r) for r in await werk.list_cron_stats()]
+
+
+async def _cron(werk: Werk, name: str, change: Callable[[str], Awaitable[Any]]) -> Any:
+    """404 for no such schedule; 409 when the app refuses (a removed schedule)."""
+    if name not in {r["name"] for r in await werk.list_cron_stats()}:
+        raise ApiError(404, f"no cron schedule named {name!r}", field="name")
     try:
-        result = await _optional(werk, method)(name)
-    except LookupError:
-        raise ApiError(404, f"no cron job named {name!r}", field="name") from None
-    if result is None or result is False:
-        raise ApiError(404, f"no cron job named {name!r}", field="name")
-    if result is True:
-        return {"name": name}
-    if hasattr(result, "id") and hasattr(result, "status"):
-        return {"name": name, "job": JobResponse.from_job(result).model_dump(mode="json")}
-    return {"name": name, "result": jsonable(result if isinstance(result, dict | list | str | int) else
-                                             jsonable_row(result))}
+        return await change(name)
+    except ConfigError as ex:
+        raise ApiError(409, str(ex), field="name") from None
 
 
-@api.post("/cron/{name}/trigger", tags=["cron"], summary="Enqueue a cron job's run now")
-async def trigger_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "trigger_cron_job", name)
+@api.post("/cron/{name}/trigger", tags=["cron"], summary="Enqueue one run of a cron schedule now")
+async def trigger_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    job = await _cron(werk, name, werk.trigger_cron_job)
+    return {"triggered": True, "name": name, "job": JobResponse.from_job(job).model_dump(mode="json")}
 
 
-@api.post("/cron/{name}/pause", tags=["cron"], summary="Pause a cron job")
-async def pause_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "pause_cron", name)
+@api.post("/cron/{name}/pause", tags=["cron"], summary="Pause a cron schedule")
+async def pause_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    await _cron(werk, name, werk.pause_cron)
+    return {"paused": True, "name": name}
 
 
-@api.post("/cron/{name}/resume", tags=["cron"], summary="Resume a paused cron job")
-async def resume_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "resume_cron", name)
+@api.post("/cron/{name}/resume", tags=["cron"], summary="Resume a paused cron schedule")
+async def resume_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    await _cron(werk, name, werk.resume_cron)
+    return {"resumed": True, "name": name}
 
 
 # --- server -------------------------------------------------------------------
