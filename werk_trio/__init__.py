@@ -6,6 +6,8 @@ This module is the whole public API; everything else is internal.
 from ._logging import configure_logging as configure_logging
 from .app import Werk as Werk
 from .config import WerkConfig as WerkConfig
+from .cron import CronJob as CronJob
+from .cron import CronScheduler as CronScheduler
 from .db import Connection as Connection
 from .errors import ConfigError as ConfigError
 from .errors import DependencyFailed as DependencyFailed
@@ -45,8 +47,8 @@ from .worker import Worker as Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncWorker", "BaseWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency",
-    "DependencyFailed", "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "FailureMode",
+    "AsyncWorker", "BaseWorker", "Callback", "ConfigError", "Connection", "Context", "CronJob", "CronScheduler",
+    "Dependency", "DependencyFailed", "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "FailureMode",
     "ForkWorker", "JSONSerializer", "Job", "JobError", "JobExecution", "JobNotFound", "JobStatus",
     "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat",
     "Retry", "SerializationError", "Serializer", "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk",

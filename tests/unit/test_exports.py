@@ -27,6 +27,8 @@ EXPECTED = {
     "Worker", "BaseWorker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
     # logging as pgwerk users expect (issue 12)
     "configure_logging",
+    # cron (SPEC §6)
+    "CronScheduler", "CronJob",
 }  # fmt: skip
 
 

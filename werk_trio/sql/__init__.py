@@ -23,7 +23,7 @@ __all__ = ["TABLES", "Migration", "Statements", "array_literal", "listen", "migr
 
 TABLES = (
     "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
-    "finished_counts", "stats_marks",
+    "finished_counts", "stats_marks", "cron_schedules", "cron_lease",
 )
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
