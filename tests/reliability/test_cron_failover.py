@@ -32,6 +32,7 @@ from psycopg import sql
 
 from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from tests.reliability.test_pgbouncer import Bouncer
+from tests.reliability.test_pgbouncer import bouncer as bouncer  # the module-scoped pgbouncer fixture
 
 LEASE, RETRY, INTERVAL = 1.0, 0.25, 0.5
 STEP = timedelta(seconds=INTERVAL)
@@ -73,6 +74,14 @@ async def poll(predicate: Callable[[], Any]) -> None:
         await trio.sleep(0.02)
 
 
+async def schedulers(stack: AsyncExitStack, n: int, env: dict[str, str], tmp_path: Path) -> list[Child]:
+    """``n`` scheduler processes, killed when ``stack`` closes."""
+    return [
+        await stack.enter_async_context(spawn(cron_argv(), env=env, log_path=tmp_path / f"cron{i}.log"))
+        for i in range(n)
+    ]
+
+
 async def started(children: list[Child]) -> None:
     for child in children:
         await child.wait_for_output("cron scheduler")
@@ -111,12 +120,7 @@ async def test_three_schedulers_sigkill_the_leader_twice(
     kills: list[datetime] = []
     with trio.fail_after(180):
         async with AsyncExitStack() as stack:
-            scheds = [
-                await stack.enter_async_context(
-                    spawn(cron_argv(), env=env, log_path=tmp_path / f"cron{i}.log")
-                )
-                for i in range(3)
-            ]
+            scheds = await schedulers(stack, 3, env, tmp_path)
             worker = await stack.enter_async_context(
                 spawn(worker_argv("--poll-interval", "0.2", app="tests.cronapp:app"), env=env,
                       log_path=tmp_path / "worker.log")
@@ -165,13 +169,46 @@ async def test_three_schedulers_sigkill_the_leader_twice(
     assert lease(conn, schema)[0] is None
 
 
-@pytest.fixture(scope="module")
-def bouncer(dsn: str) -> Iterator[Bouncer]:
-    b = Bouncer(dsn).start()
-    try:
-        yield b
-    finally:
-        b.stop()
+async def test_a_frozen_leader_is_fenced_out(
+    dsn: str, schema: str, tmp_path: Path, conn: psycopg.Connection[Any]
+) -> None:
+    """SIGSTOP the leader for three leases: a standby takes over (also when the
+    leader froze inside its round, holding the lease row: the server ends that
+    session after half a lease); after SIGCONT the old leader finds the lease
+    moved on and enqueues nothing -- not even a duplicate the key would stop."""
+    env = child_env(dsn, schema, WERK_CRON_INTERVAL=str(INTERVAL))
+    with trio.fail_after(120):
+        async with AsyncExitStack() as stack:
+            scheds = await schedulers(stack, 2, env, tmp_path)
+            await started(scheds)
+            await poll(lambda: len(jobs(conn, schema)) >= 4)
+            holder, generation, _, _ = lease(conn, schema)
+            frozen = next(c for c in scheds if holder.endswith(f":{c.pid}"))
+            other = next(c for c in scheds if c is not frozen)
+            frozen_at = q(conn, "SELECT now()", schema)[0][0]
+            frozen.send_signal(19)  # SIGSTOP
+            try:
+                await poll(lambda: lease(conn, schema)[1] > generation)
+                taken = lease(conn, schema)
+                thaw_at = frozen_at + timedelta(seconds=3 * LEASE)
+                await poll(lambda: q(conn, "SELECT now()", schema)[0][0] > thaw_at)
+            finally:
+                frozen.send_signal(18)  # SIGCONT
+            await frozen.wait_for_output("lost the lease")
+            count = len(jobs(conn, schema))
+            await poll(lambda n=count: len(jobs(conn, schema)) >= n + 4)
+            for c in scheds:
+                c.send_signal(15)
+            for c in scheds:
+                await c.wait()
+            rows = jobs(conn, schema)
+    output = describe(scheds)
+    assert taken[1] == generation + 1 and taken[0].endswith(f":{other.pid}"), output
+    takeover = (taken[2] - frozen_at).total_seconds()
+    print(f"\ncron takeover from a frozen leader: {takeover:.2f}s")
+    assert takeover <= LEASE + LEASE / 2 + RETRY + MARGIN, output
+    check_ticks(rows, [frozen_at], output)
+    assert all(c.returncode == 0 for c in scheds), output
 
 
 async def test_two_schedulers_through_pgbouncer_one_leader_no_duplicates(
@@ -183,12 +220,7 @@ async def test_two_schedulers_through_pgbouncer_one_leader_no_duplicates(
     env = child_env(bouncer.dsn, schema, WERK_CRON_INTERVAL=str(INTERVAL), WERK_CRON_POLL_ONLY="1")
     with trio.fail_after(120):
         async with AsyncExitStack() as stack:
-            scheds = [
-                await stack.enter_async_context(
-                    spawn(cron_argv(), env=env, log_path=tmp_path / f"cron{i}.log")
-                )
-                for i in range(2)
-            ]
+            scheds = await schedulers(stack, 2, env, tmp_path)
             await started(scheds)
             await poll(lambda: len(jobs(conn, schema)) >= 12)
             holder, generation, _, _ = lease(conn, schema)
