@@ -654,6 +654,7 @@ class CronScheduler:
         with trio.move_on_after(self.lease / 2) as timer:
             async with self.app.pool.connection() as conn, conn.transaction():
                 start = trio.current_time()
+                await conn.execute(sql.CRON_ROUND_LIMITS, {"ms": str(max(1, int(self.lease * 500)))})
                 cur = await conn.execute(
                     sql.CRON_RENEW,
                     {"holder": self.holder, "generation": self.generation, "lease": self.lease},

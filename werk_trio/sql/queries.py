@@ -971,6 +971,15 @@ WHERE id = (SELECT id FROM {cron_lease}
 RETURNING generation
 """
 
+# The first statement of a round: a leader frozen inside its round (SIGSTOP,
+# a VM pause) holds the lease row's lock, which would keep every standby out;
+# after half the lease the server ends its session instead, and the round's
+# statements cannot outlast it either. Transaction-local: PgBouncer-safe.
+CRON_ROUND_LIMITS = """
+SELECT set_config('idle_in_transaction_session_timeout', %(ms)s, true),
+    set_config('statement_timeout', %(ms)s, true)
+"""
+
 # The leader renews at the start of its round. Zero rows: another scheduler
 # took the lease (the generation moved on): stop leading. Returns now().
 CRON_RENEW = """
