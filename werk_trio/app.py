@@ -603,20 +603,46 @@ class Werk:
         return int(count)
 
     async def purge_jobs(
-        self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0
+        self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0,
+        queue: str | None = None, limit: int | None = None,
     ) -> int:
         """Delete jobs in ``statuses`` (default: the terminal ones) that ended
-        more than ``older_than_days`` ago; return the count."""
+        more than ``older_than_days`` ago (of ``queue``; at most ``limit`` of
+        them, for deleting a big table in batches); return the count."""
         chosen = _statuses(statuses) or list(TERMINAL_STATUSES)
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
             raise ConfigError("cannot purge running jobs (active/aborting): abort them first")
-        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float) or older_than_days < 0:
+        if (isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float)
+                or older_than_days < 0):
             raise ConfigError(f"older_than_days must be a number >= 0, got {older_than_days!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit must be an int >= 1 or None, got {limit!r}")
+        if queue is not None and not isinstance(queue, str):
+            raise ConfigError(f"queue must be a string or None, got {queue!r}")
         rows = await self._fetch(
-            self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": float(older_than_days) * 86400}
+            self.sql.PURGE_JOBS,
+            {"statuses": chosen, "older_than": float(older_than_days) * 86400, "queue": queue,
+             "limit": limit},
         )
         return int(rows[0][0])
+
+    async def get_function_stats(
+        self, since: float = 86400, limit: int = 10, queue: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per function, over the jobs that finished in the last ``since``
+        seconds (of ``queue``), slowest average first: ``{"function", "runs",
+        "avg", "p50", "p95", "max", "failures"}`` (seconds of the last attempt)."""
+        if isinstance(since, bool) or not isinstance(since, int | float) or not 0 < since <= _CENTURY:
+            raise ConfigError(f"since must be seconds in (0, 100 years], got {since!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
+        if queue is not None and not isinstance(queue, str):
+            raise ConfigError(f"queue must be a string or None, got {queue!r}")
+        params = {"since": float(since), "limit": limit, "queue": queue}
+        rows = await self._fetch(self.sql.FUNCTION_STATS, params)
+        keys = ("function", "runs", "avg", "p50", "p95", "max", "failures")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the werk tables."""
@@ -630,6 +656,7 @@ class Werk:
 
 
 _WAIT_POLL = 1.0  # seconds between database re-checks while waiting
+_CENTURY = 100 * 365 * 86400.0  # the longest window get_function_stats looks back
 
 
 def _statuses(value: Any) -> list[str] | None:
