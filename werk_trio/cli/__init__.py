@@ -14,7 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
@@ -30,11 +31,26 @@ COMMAND_MODULES = (
     "worker",
     "inspect",
     "manage",
+    "dashboard",
     "demo",
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class WerkGroup(click.Group):
+    """The group whose ``main`` turns every error into one line (also under
+    click's test runner, which calls ``main`` in standalone mode)."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:  # fmt: skip
+        code = _guarded(lambda: super(WerkGroup, self).main(
+            args, "werk", complete_var or "_WERK_COMPLETE", standalone_mode=False, **extra))
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=WerkGroup,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="werk", message="%(prog)s %(version)s")
 def cli() -> None:
     """werk_trio: a Postgres job queue for Trio. APP is 'module:attribute' naming a Werk."""
@@ -58,10 +74,13 @@ def _say(message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``werk`` entry point: run the command line, return the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    return int(cli.main(args=list(sys.argv[1:] if argv is None else argv), standalone_mode=False))
+
+
+def _guarded(invoke: Callable[[], Any]) -> int:
     token = DEBUG.set(False)
     try:
-        result = cli.main(args=args, prog_name="werk", complete_var="_WERK_COMPLETE", standalone_mode=False)
+        result = invoke()
         return result if isinstance(result, int) else 0
     except click.exceptions.NoArgsIsHelpError as ex:
         print(ex.format_message(), file=sys.stderr)
@@ -74,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("aborted")
         return 1
     except click.ClickException as ex:
+        if DEBUG.get() and ex.__cause__ is not None:
+            traceback.print_exception(ex.__cause__)
         _say(ex.format_message())
         return ex.exit_code
     except KeyboardInterrupt:

@@ -189,7 +189,9 @@ def first_line(text: str | None) -> str:
     non-empty line, or for a traceback the exception line at its end."""
     lines = [line for line in (text or "").splitlines() if line.strip()]
     if lines and lines[0].startswith("Traceback"):
-        lines = [line for line in reversed(lines) if not line[:1].isspace()]
+        frames = [i for i, line in enumerate(lines) if line.startswith("  File ")]
+        after = lines[frames[-1] + 1:] if frames else lines[1:]
+        lines = [line for line in after if not line[:1].isspace()] or lines
     return safe(lines[0].strip()) if lines else ""
 
 

@@ -45,25 +45,39 @@ def parse_since(value: str) -> float:
 
 
 def worker_dict(w: dict[str, Any]) -> dict[str, Any]:
-    """A worker row for output, with ``alive`` (heartbeat within 3 intervals,
-    the sweeper's rule for dead)."""
+    """A worker row for output: ``state`` is ``alive``, ``stopped`` (it left),
+    or ``dead`` (silent for three heartbeat intervals: the sweeper's rule)."""
     age = float(w["heartbeat_age"] or 0)
+    stopped = w.get("status") == "stopped"
+    alive = not stopped and age <= 3 * float(w["heartbeat_interval"])
     return {
         "id": str(w["id"]), "name": w["name"], "hostname": w["hostname"], "pid": w["pid"],
         "worker_type": w["worker_type"], "queues": list(w["queues"]), "concurrency": w["concurrency"],
-        "started_at": w["started_at"], "heartbeat_age": round(age, 3),
-        "alive": age <= 3 * float(w["heartbeat_interval"]),
+        "started_at": w["started_at"], "heartbeat_age": round(age, 3), "alive": alive,
+        "state": "alive" if alive else "stopped" if stopped else "dead",
     }  # fmt: skip
 
 
-def workers_table(workers: list[dict[str, Any]]) -> Any:
+_STATE_STYLE = {"alive": "green", "stopped": "dim", "dead": "bold red"}
+
+
+def state_text(state: str) -> Text:
+    return Text(state.upper() if state == "dead" else state, style=_STATE_STYLE[state])
+
+
+def workers_table(workers: list[dict[str, Any]], running: dict[str, list[str]] | None = None) -> Any:
+    """Workers: type, queues, concurrency, heartbeat age and state (and, given
+    ``running`` -- worker id to the functions it runs -- its running jobs)."""
     rows = []
     for w in workers:
-        state = Text("alive", style="green") if w["alive"] else Text("DEAD", style="bold red")
-        rows.append((w["name"], w["worker_type"], ",".join(w["queues"]), w["concurrency"],
-                     w["hostname"], w["pid"], seconds_ago(w["heartbeat_age"]), state))  # fmt: skip
-    return table(f"workers ({len(workers)})", ("name", "type", "queues", "concurrency", "host", "pid",
-                                               "heartbeat", "state"), rows, right=("concurrency", "pid"))
+        extra = () if running is None else (len(running.get(w["id"], ())),
+                                             ", ".join(sorted(set(running.get(w["id"], ()))))[:60])
+        rows.append((w["name"], w["worker_type"], ",".join(w["queues"]), w["concurrency"], *extra,
+                     w["hostname"], w["pid"], seconds_ago(w["heartbeat_age"]), state_text(w["state"])))
+    cols = ("name", "type", "queues", "concurrency", *(() if running is None else ("running", "functions")),
+            "host", "pid", "heartbeat", "state")
+    return table(f"workers ({len(workers)})", cols, rows,
+                 right=("concurrency", "running", "pid", "heartbeat"))
 
 
 def counts_table(counts: dict[str, dict[str, int]]) -> Any:
@@ -183,6 +197,53 @@ def stats(app: str, queue: str | None, as_json: bool, log_level: str, log_format
     run(app, log_level, log_format, body)
 
 
+@click.command("throughput")
+@app_argument
+@click.option("--hours", type=click.IntRange(1, 168), default=24, show_default=True,
+              help="Hours to show (at most a week).")
+@click.option("-q", "--queue", default=None, help="Only this queue.")
+@json_option
+@log_options()
+def throughput(app: str, hours: int, queue: str | None, as_json: bool, log_level: str, log_format: str,
+               no_color: bool) -> None:  # fmt: skip
+    """Finished jobs per hour as a chart, and a summary."""
+
+    async def body(werk: Any) -> None:
+        history = await werk.get_throughput_history(minutes=hours * 60, bucket_secs=3600)
+        buckets = per_bucket(history, queue)
+        if as_json:
+            emit_json({"time": t, "completed": c, "failed": f} for t, (c, f) in buckets.items())
+            return
+        out = make_console(no_color)
+        peak = max((c + f for c, f in buckets.values()), default=0)
+        rows = [(t.strftime("%m-%d %H:00"), c, f, Bar(max(peak, 1), 0, c + f, width=50, color="green"))
+                for t, (c, f) in buckets.items()]  # fmt: skip
+        where = f" on queue {safe(queue)}" if queue else ""
+        out.print(table(f"finished jobs per hour, last {hours}h{where}", ("hour", "complete", "failed", ""),
+                        rows, right=("complete", "failed")))  # fmt: skip
+        done = sum(c for c, _ in buckets.values())
+        failed = sum(f for _, f in buckets.values())
+        line = f"total: {done} complete, {failed} failed; {(done + failed) / hours:.1f} jobs/hour on average"
+        if peak:
+            hour, (c, f) = max(buckets.items(), key=lambda kv: sum(kv[1]))
+            line += f"; busiest hour {hour:%m-%d %H:00} ({c + f} jobs)"
+        out.print(line)
+
+    run(app, log_level, log_format, body)
+
+
+def per_bucket(history: list[dict[str, Any]], queue: str | None) -> dict[Any, tuple[int, int]]:
+    """get_throughput_history's rows summed per bucket time (of ``queue``):
+    ``{time: (completed, failed)}``, oldest first, every bucket present."""
+    out: dict[Any, tuple[int, int]] = {}
+    for row in history:
+        c, f = out.get(row["time"], (0, 0))
+        if row["queue"] is not None and queue in (None, row["queue"]):
+            c, f = c + int(row["completed"]), f + int(row["failed"])
+        out[row["time"]] = (c, f)
+    return dict(sorted(out.items()))
+
+
 @click.command("slowest")
 @app_argument
 @click.option("-q", "--queue", default=None, help="Only this queue.")
@@ -211,5 +272,6 @@ def slowest(app: str, queue: str | None, limit: int, since: str, as_json: bool, 
     run(app, log_level, log_format, body)
 
 
-commands = [info, jobs, stats, slowest]
-__all__ = ["Failed", "commands", "parse_since", "worker_dict"]
+commands = [info, jobs, stats, throughput, slowest]
+__all__ = ["Failed", "commands", "counts_table", "parse_since", "per_bucket", "state_text", "worker_dict",
+           "workers_table"]  # fmt: skip
