@@ -799,10 +799,12 @@ class Werk:
         return int(count)
 
     async def purge_jobs(
-        self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0
+        self, statuses: Sequence[str | JobStatus] = TERMINAL_STATUSES, older_than_days: float = 0,
+        queue: str | None = None, limit: int | None = None,
     ) -> int:
         """Delete jobs in ``statuses`` (default: the terminal ones) that ended
-        more than ``older_than_days`` ago; return the count."""
+        more than ``older_than_days`` ago (of ``queue``; at most ``limit`` of
+        them, for deleting a big table in batches); return the count."""
         chosen = _statuses(statuses) or list(TERMINAL_STATUSES)
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
@@ -810,7 +812,13 @@ class Werk:
         if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
             raise ConfigError(f"older_than_days must be a number of days, got {older_than_days!r}")
         older_than = _seconds("older_than_days (in seconds)", float(older_than_days) * 86400, allow_zero=True)
-        rows = await self._fetch(self.sql.PURGE_JOBS, {"statuses": chosen, "older_than": older_than})
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ConfigError(f"limit must be an int >= 1 or None, got {limit!r}")
+        queue = _filter("queue", queue)
+        rows = await self._fetch(
+            self.sql.PURGE_JOBS,
+            {"statuses": chosen, "older_than": older_than, "queue": queue, "limit": limit},
+        )
         return int(rows[0][0])
 
     async def run(self, queues: Sequence[str] | None = None, concurrency: int = 10,
@@ -824,6 +832,21 @@ class Werk:
         worker = cls(self, queues or ["default"], concurrency, **worker_options)
         await self.connect()
         await worker.run()
+
+    async def get_function_stats(
+        self, since: float = 86400, limit: int = 10, queue: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Per function, over the jobs that finished in the last ``since``
+        seconds (of ``queue``), slowest average first: ``{"function", "runs",
+        "avg", "p50", "p95", "max", "failures"}`` (seconds of the last attempt)."""
+        since = _seconds("since", since)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
+            raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
+        queue = _filter("queue", queue)
+        params = {"since": float(since), "limit": limit, "queue": queue}
+        rows = await self._fetch(self.sql.FUNCTION_STATS, params)
+        keys = ("function", "runs", "avg", "p50", "p95", "max", "failures")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     async def vacuum(self) -> None:
         """VACUUM ANALYZE the werk tables."""

@@ -356,5 +356,5 @@ async def test_password_is_in_no_cli_output(app: Werk, dsn: str, schema: str, tm
         else:
             assert code == 0, (name, out)
     assert "using database" in results["worker"][1]
-    assert "queue cli" in results["info"][1]
+    assert "│ cli " in results["info"][1]  # the queue's row of the counts table
     assert (await app.counts())["cli"] == {"complete": 1, "failed": 1}

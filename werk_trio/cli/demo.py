@@ -1,24 +1,26 @@
 """``werk demo``: the main job in one command.
 
 Enqueues a few thousand demo jobs across queues and priorities (some fail and
-retry, a few fail for good), drains them with a burst worker while a live
-progress bar shows the counts, then prints a summary: jobs per status and
+retry, a few fail for good), drains them with a burst worker while rich's
+progress display shows the attempts done, then prints a summary: jobs per status and
 queue, throughput, and latency percentiles (enqueue to start, and run time).
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
 from typing import Any
 
+import click
 import trio
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
 
 from ..app import Werk
 from ..jobs import EnqueueParams, Retry
 from ..worker import AsyncWorker
+from ._common import log_options, make_console
 
 QUEUES = ("emails", "reports", "default")
 
@@ -76,15 +78,25 @@ def _params(total: int) -> list[EnqueueParams]:
     return out
 
 
-def _bar(done: int, total: int, width: int = 32) -> str:
-    frac = done / total if total else 1.0
-    fill = int(frac * width)
-    return "[" + "#" * fill + "." * (width - fill) + f"] {done}/{total}"
+@click.command("demo")
+@click.option("--jobs", type=click.IntRange(1, 1_000_000), default=3000, show_default=True)
+@click.option("-c", "--concurrency", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--dsn", default=None, help="Default: WERK_DSN, DATABASE_URL, or the embedded Postgres.")
+@click.option("--schema", default="werk_demo", show_default=True,
+              help="Schema for the demo's tables (emptied first).")
+@log_options(default_level="WARNING")
+def command(jobs: int, concurrency: int, dsn: str | None, schema: str, log_level: str, log_format: str,
+            no_color: bool) -> None:  # fmt: skip
+    """Enqueue demo jobs and drain them with a live progress display, then a summary."""
+    from .._logging import setup_logging
+
+    setup_logging(log_level, log_format)
+    trio.run(run_demo, jobs, concurrency, dsn, schema, log_level, no_color)
 
 
-async def run_demo(args: argparse.Namespace) -> int:
-    total = max(1, int(args.jobs))
-    app = Werk(args.dsn, schema=args.schema, log_level=args.log_level)
+async def run_demo(total: int, concurrency: int, dsn: str | None, schema: str, log_level: str,
+                   no_color: bool = False) -> int:  # fmt: skip
+    app = Werk(dsn, schema=schema, log_level=log_level)
     for fn in (send_email, build_report, flaky, flaky_ctx, crunch, doomed):
         app.register(fn)
     out = sys.stdout
@@ -97,28 +109,31 @@ async def run_demo(args: argparse.Namespace) -> int:
         print(f"enqueued {total} jobs in {t_enq * 1000:.0f} ms across queues {', '.join(QUEUES)}", file=out)
         start = time.perf_counter()
         earlier = 0  # attempts of the burst runs before this one
-        while True:
-            worker = AsyncWorker(app, queues=list(QUEUES), concurrency=args.concurrency, burst=True,
-                                 poll_interval=0.2, handle_signals=True)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(worker.run)
-                while not worker.stopped.is_set():
-                    done = earlier + sum(v for k, v in worker.stats.items() if k != "requeue")
-                    rate = done / max(time.perf_counter() - start, 1e-9)
-                    line = f"\r{_bar(min(done, total), total)}  {rate:7.0f} attempts/s"
-                    out.write(line)
-                    out.flush()
-                    with trio.move_on_after(0.1):
-                        await worker.stopped.wait()
-            earlier += sum(v for k, v in worker.stats.items() if k != "requeue")
-            # burst ends when nothing is claimable *now*; retries waiting out
-            # their back-off (50 ms here) are not yet: run again for them
-            counts = await app.counts()
-            if not any(q.get("scheduled") or q.get("queued") for q in counts.values()):
-                break
-            await trio.sleep(0.05)
-        elapsed = time.perf_counter() - start
-        out.write(f"\r{_bar(total, total)}  done in {elapsed:.2f}s{' ' * 20}\n")
+        columns = (TextColumn("draining"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                   TextColumn("{task.fields[rate]:>7.0f} attempts/s"))  # fmt: skip
+        with Progress(*columns, console=make_console(no_color), auto_refresh=False) as progress:
+            task = progress.add_task("drain", total=total, rate=0.0)
+            while True:
+                worker = AsyncWorker(app, queues=list(QUEUES), concurrency=concurrency, burst=True,
+                                     poll_interval=0.2, handle_signals=True)
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(worker.run)
+                    while not worker.stopped.is_set():
+                        done = earlier + sum(v for k, v in worker.stats.items() if k != "requeue")
+                        rate = done / max(time.perf_counter() - start, 1e-9)
+                        progress.update(task, completed=min(done, total), rate=rate, refresh=True)
+                        with trio.move_on_after(0.1):
+                            await worker.stopped.wait()
+                earlier += sum(v for k, v in worker.stats.items() if k != "requeue")
+                # burst ends when nothing is claimable *now*; retries waiting out
+                # their back-off (50 ms here) are not yet: run again for them
+                counts = await app.counts()
+                if not any(q.get("scheduled") or q.get("queued") for q in counts.values()):
+                    break
+                await trio.sleep(0.05)
+            elapsed = time.perf_counter() - start
+            progress.update(task, completed=total, rate=earlier / max(elapsed, 1e-9), refresh=True)
+        print(f"done in {elapsed:.2f}s", file=out)
         await _summary(app, total, elapsed)
     return 0
 

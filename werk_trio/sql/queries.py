@@ -271,11 +271,35 @@ SELECT count(*), array_agg(id) FROM upd
 PURGE_JOBS = """
 WITH del AS (
     DELETE FROM {jobs}
-    WHERE status = ANY(%(statuses)s::text[])
-      AND COALESCE(completed_at, enqueued_at) <= now() - make_interval(secs => %(older_than)s)
+    WHERE id IN (
+        SELECT id FROM {jobs}
+        WHERE status = ANY(%(statuses)s::text[])
+          AND COALESCE(completed_at, enqueued_at) <= now() - make_interval(secs => %(older_than)s)
+          AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+        LIMIT %(limit)s)
     RETURNING 1
 )
 SELECT count(*) FROM del
+"""
+
+# ``werk slowest``: run time of the last attempt per function over the jobs
+# that finished within %(since)s seconds -- a range scan of jobs_finished_idx
+# (its predicate is this status list).
+FUNCTION_STATS = """
+SELECT function, count(*) AS runs, avg(secs), percentile_cont(0.5) WITHIN GROUP (ORDER BY secs),
+    percentile_cont(0.95) WITHIN GROUP (ORDER BY secs), max(secs),
+    count(*) FILTER (WHERE status = 'failed') AS failures
+FROM (
+    SELECT function, status, extract(epoch FROM completed_at - started_at)::float8 AS secs
+    FROM {jobs}
+    WHERE status IN ('complete', 'failed', 'aborted')
+      AND completed_at >= now() - make_interval(secs => %(since)s)
+      AND started_at IS NOT NULL
+      AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
+) finished
+GROUP BY function
+ORDER BY avg(secs) DESC, function
+LIMIT %(limit)s
 """
 
 TRUNCATE = (

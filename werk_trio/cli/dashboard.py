@@ -1,0 +1,261 @@
+"""``werk dashboard APP``: a live full-screen view of the queue.
+
+Every ``--interval`` seconds it reads one round of the introspection API
+(``get_queue_stats``, ``get_throughput_history``, ``get_queue_depth_history``,
+``list_workers``, and ``list_jobs`` for running jobs and recent failures) and
+redraws in place (rich ``Live`` on the alternate screen: no flicker). Keys:
+``q`` quits, ``p`` (or space) pauses refreshing, ``o`` / ``f`` / ``w`` (or
+``1`` / ``2`` / ``3``) switch between overview, failures and workers, ``r``
+refreshes now. A database error is shown in the header and the view goes on
+with the last data; the next refresh tries again.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import termios
+import time
+import tty
+from dataclasses import dataclass, field
+from typing import Any
+
+import click
+import trio
+from rich.console import Group, RenderableType
+from rich.layout import Layout
+from rich.live import Live
+from rich.panel import Panel
+from rich.text import Text
+
+from ..errors import WerkError
+from ._common import app_argument, first_line, log_options, make_console, run, safe, seconds_ago, table, when
+from .inspect import STATUSES, state_text, worker_dict, workers_table
+
+VIEWS = {"o": "overview", "1": "overview", "f": "failures", "2": "failures", "w": "workers", "3": "workers"}
+_BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Snapshot:
+    """What one refresh read."""
+
+    queues: list[dict[str, Any]] = field(default_factory=list)
+    total: int = 0
+    online: int = 0
+    throughput: list[tuple[Any, int, int]] = field(default_factory=list)  # (minute, completed, failed)
+    depth: dict[str, list[int]] = field(default_factory=dict)  # queue -> pending per sample, oldest first
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    running: dict[str, list[str]] = field(default_factory=dict)  # worker id -> functions it runs
+    failures: list[Any] = field(default_factory=list)
+    read_at: float = 0.0
+    took: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class State:
+    view: str = "overview"
+    paused: bool = False
+    quit: bool = False
+    wake: trio.Event = field(default_factory=trio.Event)
+
+
+async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
+    """One round of statements."""
+    t0 = time.perf_counter()
+    snap = Snapshot()
+    queues, snap.total, snap.online = await werk.get_queue_stats()
+    snap.queues = [q for q in queues if queue in (None, q["queue"])]
+    per_minute: dict[Any, tuple[int, int]] = {}
+    for row in await werk.get_throughput_history(minutes=minutes):
+        c, f = per_minute.get(row["time"], (0, 0))
+        if row["queue"] is not None and queue in (None, row["queue"]):
+            c, f = c + int(row["completed"]), f + int(row["failed"])
+        per_minute[row["time"]] = (c, f)
+    snap.throughput = [(t, c, f) for t, (c, f) in sorted(per_minute.items())]
+    for row in await werk.get_queue_depth_history(minutes=minutes, queue=queue):
+        snap.depth.setdefault(row["queue"], []).append(int(row["queued"]) + int(row["scheduled"]))
+    snap.workers = [worker_dict(w) for w in await werk.list_workers()]
+    if queue is not None:
+        snap.workers = [w for w in snap.workers if queue in w["queues"]]
+    for job in await werk.list_jobs(status=["active", "aborting"], queue=queue, limit=1000):
+        if job.worker_id is not None:
+            snap.running.setdefault(str(job.worker_id), []).append(job.function)
+    snap.failures = await werk.list_jobs(status="failed", queue=queue, limit=20)
+    snap.read_at = time.time()
+    snap.took = time.perf_counter() - t0
+    return snap
+
+
+def columns_chart(values: list[int], height: int, width: int) -> Text:
+    """A column chart of ``values`` (the last ``width`` of them), ``height``
+    rows of block characters, the scale on the first row."""
+    values = values[-width:]
+    peak = max(values, default=0)
+    lines = []
+    for level in range(height, 0, -1):
+        row = []
+        for v in values:
+            eighths = 0 if peak == 0 else round(v / peak * height * 8)
+            fill = min(max(eighths - (level - 1) * 8, 0), 8)
+            row.append(_BLOCKS[fill])
+        lines.append("".join(row))
+    text = Text("\n".join(lines), style="green")
+    text.append(f"\npeak {peak}/min, last {values[-1] if values else 0}/min", style="dim")
+    return text
+
+
+def sparkline(values: list[int], width: int = 30) -> str:
+    values = values[-width:]
+    peak = max(values, default=0)
+    return "".join(_BLOCKS[0 if peak == 0 else max(1, round(v / peak * 8)) if v else 0] for v in values)
+
+
+def _counts(snap: Snapshot) -> RenderableType:
+    rows = [(q["queue"], *(q.get(s, 0) for s in STATUSES)) for q in snap.queues]
+    totals = ("all", *(sum(q.get(s, 0) for q in snap.queues) for s in STATUSES))
+    return table(None, ("queue", *STATUSES), [*rows, totals], right=STATUSES)
+
+
+def _depth(snap: Snapshot) -> RenderableType:
+    rows = [(q, vals[-1] if vals else 0, sparkline(vals)) for q, vals in sorted(snap.depth.items())]
+    if not rows:
+        return Text("no samples yet (workers sample queue depth as they sweep)", style="dim")
+    return table(None, ("queue", "pending", "history"), rows, right=("pending",))
+
+
+def _failures(snap: Snapshot, limit: int) -> RenderableType:
+    if not snap.failures:
+        return Text("no failed jobs", style="dim")
+    rows = [(when(j.completed_at), j.function, j.queue, f"{j.attempts}/{j.max_attempts}", first_line(j.error))
+            for j in snap.failures[:limit]]  # fmt: skip
+    return table(None, ("ended", "function", "queue", "tries", "error"), rows, right=("tries",))
+
+
+def render(snap: Snapshot, state: State, title: str, interval: float, height: int) -> RenderableType:
+    head = Text(f"werk dashboard  {safe(title)}  ", style="bold")
+    head.append(f"view: {state.view}  ")
+    if state.paused:
+        head.append("PAUSED  ", style="bold yellow")
+    else:
+        head.append(f"every {interval:g}s  ")
+    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms  ", style="dim")
+    head.append("[q]uit [p]ause [o]verview [f]ailures [w]orkers [r]efresh", style="cyan")
+    if snap.error:
+        head.append(f"\ndatabase error (retrying): {safe(snap.error)}", style="bold red")
+    dead = sum(w["state"] == "dead" for w in snap.workers)
+    summary = Text(f"jobs {snap.total}  workers online {snap.online}")
+    if dead:
+        summary.append(f"  DEAD workers {dead}", style="bold red")
+    layout = Layout()
+    layout.split_column(Layout(Panel(Group(head, summary)), name="head", size=5 if snap.error else 4),
+                        Layout(name="body"))  # fmt: skip
+    body = layout["body"]
+    if state.view == "failures":
+        body.update(Panel(_failures(snap, 20), title="recent failures"))
+    elif state.view == "workers":
+        body.update(Panel(workers_table(snap.workers, snap.running) if snap.workers else Text("no workers"),
+                          title="workers"))  # fmt: skip
+    else:
+        chart_rows = max(3, min(10, height // 5))
+        top = Layout(name="top", size=len(snap.queues) + 6)
+        mid = Layout(name="mid", size=chart_rows + 4)
+        bottom = Layout(name="bottom")
+        body.split_column(top, mid, bottom)
+        top.update(Panel(_counts(snap), title="jobs by queue and status"))
+        values = [c + f for _, c, f in snap.throughput]
+        mid.split_row(Layout(Panel(columns_chart(values, chart_rows, 120), title="finished jobs per minute")),
+                      Layout(Panel(_depth(snap), title="queue depth"), ratio=1))  # fmt: skip
+        bottom.split_row(
+            Layout(Panel(_compact_workers(snap), title=f"workers ({len(snap.workers)})")),
+            Layout(Panel(_failures(snap, 8), title="recent failures")),
+        )
+    return layout
+
+
+def _compact_workers(snap: Snapshot) -> RenderableType:
+    if not snap.workers:
+        return Text("no workers", style="dim")
+    rows = [(w["name"], w["worker_type"], ",".join(w["queues"]),
+             f"{len(snap.running.get(w['id'], ()))}/{w['concurrency']}", seconds_ago(w["heartbeat_age"]),
+             state_text(w["state"])) for w in snap.workers]  # fmt: skip
+    return table(None, ("name", "type", "queues", "running", "heartbeat", "state"), rows,
+                 right=("running", "heartbeat"))  # fmt: skip
+
+
+def when_local(ts: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+async def read_keys(state: State) -> None:
+    """Keys from the terminal (cbreak mode: no Enter needed, no echo)."""
+    fd = sys.stdin.fileno()
+    stream = trio.lowlevel.FdStream(os.dup(fd))
+    async with stream:
+        while not state.quit:
+            data = await stream.receive_some(64)
+            if not data:
+                return
+            for key in data.decode("utf-8", "replace").lower():
+                if key == "q":
+                    state.quit = True
+                elif key in ("p", " "):
+                    state.paused = not state.paused
+                elif key in VIEWS:
+                    state.view = VIEWS[key]
+                elif key != "r":
+                    continue
+                state.wake.set()
+
+
+@click.command("dashboard")
+@app_argument
+@click.option("-i", "--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.option("-q", "--queue", default=None, help="Only this queue.")
+@click.option("-m", "--minutes", type=click.IntRange(5, 10080), default=30, show_default=True,
+              help="Minutes of throughput and queue-depth history.")
+@click.option("--once", is_flag=True, help="Print one frame and exit (no terminal needed).")
+@log_options(default_level="ERROR")
+def command(app: str, interval: float, queue: str | None, minutes: int, once: bool, log_level: str,
+            log_format: str, no_color: bool) -> None:  # fmt: skip
+    """A live view: counts, throughput, queue depth, workers, failures."""
+    console = make_console(no_color)
+    if not once and not (console.is_terminal and sys.stdin.isatty()):
+        raise click.UsageError("the live dashboard needs a terminal; use --once for one frame")
+
+    async def body(werk: Any) -> None:
+        title = repr(werk) + (f" queue={queue}" if queue else "")
+        state = State()
+        if once:
+            console.print(render(await read(werk, queue, minutes), state, title, interval, console.height))
+            return
+        await live(werk, console, state, title, queue, minutes, interval)
+
+    run(app, log_level, log_format, body)
+
+
+async def live(werk: Any, console: Any, state: State, title: str, queue: str | None, minutes: int,
+               interval: float) -> None:  # fmt: skip
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    snap = Snapshot()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_keys, state)
+            with Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
+                while not state.quit:
+                    if not state.paused or not snap.read_at:
+                        try:
+                            snap = await read(werk, queue, minutes)
+                        except (WerkError, OSError, Exception) as ex:  # shown, retried next round
+                            snap.error = f"{type(ex).__name__}: {ex}"
+                    view.update(render(snap, state, title, interval, console.height), refresh=True)
+                    with trio.move_on_after(interval):
+                        await state.wake.wait()
+                    state.wake = trio.Event()
+            nursery.cancel_scope.cancel()
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

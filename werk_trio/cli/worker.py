@@ -1,0 +1,44 @@
+"""``werk worker APP``: run a worker (pgwerk's flags, short and long)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ._common import app_argument, comma_list, connected, log_options, run
+
+WORKER_TYPES = ("async", "thread", "process", "fork")
+
+
+@click.command("worker")
+@app_argument
+@click.option("-q", "--queues", default="default", show_default=True,
+              help="Comma-separated queues to consume.")
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Maximum concurrent jobs.")
+@click.option("-w", "--worker-type", type=click.Choice(WORKER_TYPES), default="async", show_default=True)
+@click.option("--burst", is_flag=True, help="Exit once nothing is left to do.")
+@click.option("--shutdown-timeout", type=float, default=None, help="Seconds running jobs get at shutdown.")
+@click.option("--heartbeat-interval", type=float, default=None)
+@click.option("--poll-interval", type=float, default=None)
+@click.option("--sweep-interval", type=float, default=None)
+@click.option("--abort-interval", type=float, default=None)
+@click.option("--dequeue-strategy", type=click.Choice(["priority", "round_robin", "random"]),
+              default="priority", show_default=True)
+@log_options(default_level="INFO")
+def command(app: str, queues: str, concurrency: int, worker_type: str, burst: bool, log_level: str,
+            log_format: str, no_color: bool, **intervals: Any) -> None:  # fmt: skip
+    """Run a worker until SIGINT/SIGTERM (or, with --burst, until nothing is left)."""
+    names = comma_list(queues)
+    if not names:
+        raise click.BadParameter("name at least one queue", param_hint="'-q' / '--queues'")
+
+    async def body(werk: Any) -> None:
+        from ..worker import worker_class
+
+        cls = worker_class(worker_type)
+        async with connected(werk):
+            await cls(werk, queues=names, concurrency=concurrency, burst=burst, **intervals).run()
+
+    run(app, log_level, log_format, body, connect=False)
