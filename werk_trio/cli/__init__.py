@@ -33,6 +33,8 @@ COMMAND_MODULES = (
     "manage",
     "dashboard",
     "demo",
+    "cron",
+    "api",
 )
 
 
