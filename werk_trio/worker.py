@@ -213,6 +213,7 @@ class Worker:
         host = f"[{self.metrics_host}]" if ":" in self.metrics_host else self.metrics_host
         config.bind = [f"{host}:{self.metrics_port}"]
         config.accesslog = None
+        config.errorlog = logger
         config.include_server_header = False
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(functools.partial(serve, self.metrics.asgi, config))  # type: ignore[arg-type]
