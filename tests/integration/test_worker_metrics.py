@@ -61,7 +61,8 @@ async def test_worker_counters_match_what_ran(app: Werk) -> None:
             async with httpx.AsyncClient(timeout=20) as http:
                 r = await http.get(worker.metrics_url)
                 assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-                assert (await http.get(worker.metrics_url.removesuffix("/metrics") + "/other")).status_code == 404
+                other = worker.metrics_url.removesuffix("/metrics") + "/other"
+                assert (await http.get(other)).status_code == 404
             worker.stop()
     seen = samples(r.text)
     expected = {
