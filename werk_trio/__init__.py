@@ -54,3 +54,18 @@ __all__ = [
     "Retry", "SerializationError", "Serializer", "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk",
     "WerkConfig", "WerkError", "Worker", "WorkerShutdown", "asyncio_handler", "configure_logging",
 ]  # fmt: skip
+
+# The REST API and metrics need the `web` extra (fastapi, prometheus-client):
+# imported on first use, so `import werk_trio` works without it.
+_WEB_NAMES = {"create_app": ".web", "DatabaseMetrics": ".web", "WorkerMetrics": ".metrics"}
+__all__ += ["DatabaseMetrics", "WorkerMetrics", "create_app"]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WEB_NAMES:
+        raise AttributeError(f"module 'werk_trio' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_WEB_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value

@@ -22,7 +22,7 @@ from werk_trio.sql import migrations
 from werk_trio.web import check_bind, create_app, serve
 from werk_trio.web.app import route_table
 
-from ._api_support import api_server, client, job_status
+from ._api_support import api_server, client, job_status, until
 
 TOKEN = "t0ken-for-the-api-tests-0123456789"
 HERE = __name__  # "tests.integration.test_api": handlers are enqueued by this dotted path
@@ -193,8 +193,11 @@ async def test_state_changes_and_their_conflicts(app: Werk) -> None:
 
 
 async def test_stats_history_and_server_info(app: Werk) -> None:
-    """Throughput counts what the worker finished; a sweep takes a queue-depth
-    sample that the history then shows; the server info names our tables."""
+    """Throughput counts what the worker finished; the worker's sweeper takes a
+    queue-depth sample that the history then shows; the server info names our
+    tables."""
+    later = [await app.enqueue(add, 0, 0, _queue="depth", _delay=3600) for _ in range(3)]
+    assert all(later)
     with trio.fail_after(60):
         async with api_server(app) as srv:
             http = srv.http
@@ -203,23 +206,29 @@ async def test_stats_history_and_server_info(app: Werk) -> None:
             for job in jobs:
                 assert job is not None
                 await job_status(http, str(job.id), "complete", "failed")
-            later = [await app.enqueue(add, 0, 0, _queue="depth", _delay=3600) for _ in range(3)]
-            assert all(later)
 
-            r = await http.get("/api/stats/throughput", params={"minutes": 5})
-            assert r.status_code == 200, r.text
-            points = r.json()
+            async def finished() -> list[dict[str, Any]] | None:
+                r = await http.get("/api/stats/throughput", params={"minutes": 5})
+                assert r.status_code == 200, r.text
+                points: list[dict[str, Any]] = r.json()
+                return points if sum(p["count"] for p in points) >= 6 else None
+
+            points = await until(finished)
             assert sum(p["count"] for p in points) == 6 and sum(p["failed"] for p in points) == 2
             assert srv.worker is not None
             assert {p["worker_id"] for p in points if p["count"]} == {str(srv.worker.id)}
             assert (await http.get("/api/stats/throughput")).status_code == 200  # pgwerk's default window
 
             r = await http.post("/api/server/sweep")
-            assert r.status_code == 200 and r.json()["sampled_queues"] >= 1, r.text
-            r = await http.get("/api/stats/queue-depth", params={"minutes": 5})
-            assert r.status_code == 200, r.text
-            depth = [p for p in r.json() if p["queue"] == "depth"]
-            assert depth and depth[-1]["scheduled"] == 3 and depth[-1]["queued"] == 0, r.json()
+            assert r.status_code == 200 and r.json()["swept"] == 0, r.text
+
+            async def sampled() -> list[dict[str, Any]] | None:
+                r = await http.get("/api/stats/queue-depth", params={"minutes": 5})
+                assert r.status_code == 200, r.text
+                return [p for p in r.json() if p["queue"] == "depth"] or None
+
+            depth = await until(sampled)
+            assert depth[-1]["scheduled"] == 3 and depth[-1]["queued"] == 0, depth
 
             r = await http.get("/api/server")
             assert r.status_code == 200, r.text

@@ -116,6 +116,8 @@ class Completer:
             try:
                 await self._write_or_split(batch)
             except CONNECTION_ERRORS as ex:
+                if self.worker.metrics is not None:
+                    self.worker.metrics.database_error("completer")
                 logger.warning(
                     "worker %s: completer: database unavailable (%s); retrying %d outcomes in %.2fs",
                     self.worker.name, _line(ex), len(self._pending), backoff,

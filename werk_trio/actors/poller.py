@@ -75,6 +75,8 @@ class Poller:
             rows = await cur.fetchall()
         self.claims += 1
         self.claimed += len(rows)
+        if worker.metrics is not None:
+            worker.metrics.claimed(len(rows))
         worker.held.update(row[0] for row in rows)
         return rows
 
@@ -123,6 +125,8 @@ class Poller:
                         "worker %s: poller: claim failed (%s: %s); retrying in %.2fs",
                         worker.name, type(ex).__name__, _line(ex), backoff,
                     )
+                    if worker.metrics is not None:
+                        worker.metrics.database_error("poller")
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue

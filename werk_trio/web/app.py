@@ -354,9 +354,8 @@ async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[
 
 
 class CronStats(BaseModel):
-    """pgwerk's ``CronJobStats`` (``last_enqueued_at`` is werk_trio's
-    ``last_run_at``; ``last_completed_at`` is not kept: None), then werk_trio's
-    schedule fields."""
+    """pgwerk's ``CronJobStats`` (``last_enqueued_at`` falls back to werk_trio's
+    ``last_run_at``), then werk_trio's schedule fields."""
 
     name: str
     function: str
@@ -381,7 +380,7 @@ class CronStats(BaseModel):
         fields = {k: row[k] for k in cls.model_fields if k in row}
         for key in ("last_status", "last_job_id"):
             fields[key] = None if row.get(key) is None else str(row[key])
-        fields["last_enqueued_at"] = row.get("last_run_at")
+        fields.setdefault("last_enqueued_at", row.get("last_run_at"))
         return cls(**fields)
 
 
