@@ -239,6 +239,8 @@ async def test_trigger_enqueues_one_run_now_even_when_paused(app: Werk) -> None:
         assert stats["total_runs"] == 1
         assert stats["last_job_id"] == job.id
         assert stats["last_status"] is JobStatus.COMPLETE
+        assert stats["last_enqueued_at"] == done.enqueued_at
+        assert stats["last_completed_at"] == done.completed_at
         assert stats["paused"] is True
         with pytest.raises(ConfigError, match=r"no cron schedule named 'nope'.*hourly"):
             await app.trigger_cron_job("nope")
