@@ -93,6 +93,8 @@ _SEARCH_LIMIT = 20_000
 #: Longest a leader sleeps between rounds: schedules registered by other
 #: processes and shared pause state are seen at least this often.
 _MAX_ROUND_SLEEP = 1.0
+#: Shortest lease accepted: a round gets half of it.
+_MIN_LEASE = 0.2
 #: A schedule whose row cannot be planned (edited by hand into nonsense) is
 #: looked at again this much later, not in a hot loop.
 _BROKEN_RETRY = timedelta(seconds=60)
@@ -346,6 +348,8 @@ class CronJob:
                 )
         else:
             self.cron = _check_cron(self.cron)
+            # an expression that never fires ('0 0 30 2 *') is refused now, not at run()
+            next_cron_tick(self.cron, _zone(self.tz), datetime.now(UTC))
         _zone(self.tz)
         if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 1000:
             raise ConfigError(f"cron job {self.name!r}: queue must be a non-empty string, got {self.queue!r}")
@@ -441,6 +445,10 @@ class CronScheduler:
             cfg.cron_standby_retry_interval if standby_retry_interval is None else standby_retry_interval,
         )
         self.lease = _seconds("lease", cfg.cron_lease if lease is None else lease)
+        if self.lease < _MIN_LEASE:
+            raise ConfigError(
+                f"lease must be at least {_MIN_LEASE}s (a round must fit in half of it), got {self.lease!r}"
+            )
         if catch_up not in _CATCH_UP:
             raise ConfigError(f"catch_up must be 'one' or 'none', got {catch_up!r}")
         self.catch_up: CatchUp = catch_up

@@ -183,6 +183,7 @@ def scheduler() -> CronScheduler:
 BAD = [
     ("invalid expression", {"cron": "61 * * * *"}, "invalid cron expression"),
     ("garbage expression", {"cron": "every day"}, "fields"),
+    ("never fires", {"cron": "0 0 30 2 *"}, "no next run"),
     ("too many fields", {"cron": "* * * * * * * *"}, "fields"),
     ("empty expression", {"cron": ""}, "cron expression"),
     ("both", {"cron": "* * * * *", "interval": 5}, "exactly one of cron"),
@@ -248,7 +249,8 @@ def test_scheduler_settings_are_validated() -> None:
     s = CronScheduler(app)
     assert (s.lease, s.standby_retry_interval, s.catch_up) == (12, 3, "one")
     assert CronScheduler(app, lease=2, standby_retry_interval=0.5).lease == 2
-    for kwargs in ({"lease": 0}, {"standby_retry_interval": -1}, {"catch_up": "all"}, {"lease": "1"}):
+    for kwargs in ({"lease": 0}, {"lease": 0.1}, {"standby_retry_interval": -1}, {"catch_up": "all"},
+                   {"lease": "1"}):  # fmt: skip
         with pytest.raises(ConfigError):
             CronScheduler(app, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
