@@ -87,21 +87,16 @@ async def started(children: list[Child]) -> None:
         await child.wait_for_output("cron scheduler")
 
 
-def check_ticks(rows: list[tuple[Any, ...]], kills: list[datetime], outputs: str) -> list[datetime]:
-    """Exactly one job per tick: consecutive ticks one interval apart, except
-    across a kill, where the ticks the takeover left unserved collapse into one
-    catch-up run; never enqueued before its tick; the key never the guard that
-    held. Returns the ticks."""
+def check_ticks(rows: list[tuple[Any, ...]], outputs: str) -> list[datetime]:
+    """Exactly one job per tick, also across leader changes: consecutive ticks
+    one interval apart, no gap; never enqueued before its tick; the key never
+    the guard that held. Returns the ticks."""
     ticks = [tick(r[0]) for r in rows]
     assert ticks == sorted(set(ticks))
     for key, enqueued_at, _ in rows:
         assert enqueued_at >= tick(key), key
     gaps = [(a, b) for a, b in pairwise(ticks) if b - a != STEP]
-    for a, b in gaps:
-        assert (b - a) % STEP == timedelta(0), (a, b)
-        assert any(a <= k < b for k in kills), f"ticks missing between {a} and {b}, not at a kill {kills}"
-        assert b - a <= timedelta(seconds=BOUND + MARGIN) + STEP, (a, b)
-    assert len(gaps) <= len(kills)
+    assert gaps == [], f"ticks without a job between: {gaps}"
     assert "key taken" not in outputs
     return ticks
 
@@ -117,7 +112,6 @@ async def test_three_schedulers_sigkill_the_leader_twice(
 ) -> None:
     env = child_env(dsn, schema, WERK_CRON_INTERVAL=str(INTERVAL))
     takeovers: list[float] = []
-    kills: list[datetime] = []
     with trio.fail_after(180):
         async with AsyncExitStack() as stack:
             scheds = await schedulers(stack, 3, env, tmp_path)
@@ -137,7 +131,6 @@ async def test_three_schedulers_sigkill_the_leader_twice(
                 killed_at = q(conn, "SELECT now()", schema)[0][0]
                 leader.send_signal(9)
                 await leader.wait()
-                kills.append(killed_at)
                 await poll(lambda g=generation: lease(conn, schema)[1] > g)
                 new_holder, new_generation, acquired_at, _ = lease(conn, schema)
                 assert new_generation == generation + 1
@@ -161,7 +154,7 @@ async def test_three_schedulers_sigkill_the_leader_twice(
           + ", ".join(f"{t:.2f}s" for t in takeovers))  # fmt: skip
     for t in takeovers:
         assert 0 < t <= BOUND + MARGIN, takeovers
-    ticks = check_ticks(rows, kills, describe(scheds))
+    ticks = check_ticks(rows, describe(scheds))
     assert len(ticks) >= 12
     total = q(conn, "SELECT total_runs FROM {schedules} WHERE name = 'tick'", schema)[0][0]
     assert total == len(rows)
@@ -207,7 +200,7 @@ async def test_a_frozen_leader_is_fenced_out(
     takeover = (taken[2] - frozen_at).total_seconds()
     print(f"\ncron takeover from a frozen leader: {takeover:.2f}s")
     assert takeover <= LEASE + LEASE / 2 + RETRY + MARGIN, output
-    check_ticks(rows, [frozen_at], output)
+    check_ticks(rows, output)
     assert all(c.returncode == 0 for c in scheds), output
 
 
@@ -233,6 +226,6 @@ async def test_two_schedulers_through_pgbouncer_one_leader_no_duplicates(
     assert generation == 1, output  # nobody ever took the lease from the first leader
     assert sum(holder.endswith(f":{c.pid}") for c in scheds) == 1
     assert output.count("started as leader") == 1 and output.count("started as standby") == 1, output
-    ticks = check_ticks(rows, [], output)
+    ticks = check_ticks(rows, output)
     assert len(ticks) >= 12
     assert all(c.returncode == 0 for c in scheds), output

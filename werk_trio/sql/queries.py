@@ -1122,8 +1122,8 @@ WHERE name = %(name)s
 # runs still in the jobs table (jobs_cron_idx).
 CRON_STATS = """
 SELECT s.name, s.function, s.queue, s.cron, s.interval_secs, s.tz, s.next_run_at, s.last_run_at,
-    s.paused, s.removed_at, s.total_runs, s.last_job_id, last.status,
-    (SELECT count(*) FROM {jobs} f WHERE f.cron_name = s.name AND f.status = 'failed')
+    s.paused, s.removed_at, s.total_runs, s.last_job_id, last.status, last.enqueued_at,
+    last.completed_at, (SELECT count(*) FROM {jobs} f WHERE f.cron_name = s.name AND f.status = 'failed')
 FROM {cron_schedules} s
 LEFT JOIN {jobs} last ON last.id = s.last_job_id
 ORDER BY s.name
