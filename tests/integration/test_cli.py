@@ -31,8 +31,8 @@ async def _fill(dsn: str, schema: str) -> dict[str, str]:
     match = re.fullmatch(r"enqueued (\S+) \(tests\.cliapp\.boom on queue other, queued\)\n", boom.ok().stdout)
     assert match, boom.stdout
     ids["boom"] = match.group(1)
-    nap = (await invoke(dsn, schema, "enqueue", APP, "tests.cliapp.nap", "--args", "[0.01]", "--delay", "3600",
-                        "-k", "nap-1", "-p", "5", "--json")).ok().json()[0]  # fmt: skip
+    nap = (await invoke(dsn, schema, "enqueue", APP, "tests.cliapp.nap", "--args", "[0.01]", "--delay",
+                        "3600", "-k", "nap-1", "-p", "5", "--json")).ok().json()[0]  # fmt: skip
     assert (nap["status"], nap["priority"], nap["key"]) == ("scheduled", 5, "nap-1")
     ids["nap"] = nap["id"]
     again = await invoke(dsn, schema, "enqueue", APP, "tests.cliapp.nap", "--args", "[1]", "-k", "nap-1")
@@ -78,8 +78,8 @@ async def test_read_commands_print_rows_counts_and_json(app: Werk, dsn: str, sch
         assert sorted(j["id"] for j in adds) == sorted(ids[f"add{i}"] for i in range(3))
 
         stats = (await invoke(dsn, schema, "stats", APP, "--json")).ok().json()
-        assert stats[-1] == {"queue": None, "counts": {"scheduled": 1, "complete": 3, "failed": 1}, "total": 5,
-                             "workers_online": 0, "concurrency_online": 0}  # fmt: skip
+        assert stats[-1] == {"queue": None, "counts": {"scheduled": 1, "complete": 3, "failed": 1},
+                             "total": 5, "workers_online": 0, "concurrency_online": 0}  # fmt: skip
         assert [s["queue"] for s in stats[:-1]] == ["default", "other"]
         text = (await invoke(dsn, schema, "stats", APP, "-q", "default")).ok().stdout
         assert "status distribution (4 jobs)" in text and re.search(r"│ complete +│ +3 │ +75\.0% │", text)
@@ -163,7 +163,7 @@ async def test_purge_deletes_a_big_table_in_batches(app: Werk, dsn: str, schema:
 
 
 async def test_errors_are_one_line_with_the_exit_status(app: Werk, dsn: str, schema: str) -> None:
-    password = "s3cr'et/@ x"  # noqa: S105
+    password = "s3cr'et/@ x"
     unreachable = f"postgresql://u:{password.replace('/', '%2F').replace('@', '%40').replace(' ', '%20')}" \
                   "@127.0.0.1:1/db"  # fmt: skip
     cases = {
@@ -173,7 +173,8 @@ async def test_errors_are_one_line_with_the_exit_status(app: Werk, dsn: str, sch
         "app": (["info", "nosuch.module:app"], 2, "cannot import 'nosuch.module'"),
         "app-form": (["stats", "nocolon"], 2, "APP must be 'module:attribute'"),
         "id": (["job", "show", APP, "nope"], 2, "'nope' is not a job id"),
-        "args": (["enqueue", APP, "tests.cliapp.add", "--args", "{"], 2, "Invalid value for '--args': not JSON"),
+        "args": (["enqueue", APP, "tests.cliapp.add", "--args", "{"], 2,
+                 "Invalid value for '--args': not JSON"),
         "since": (["slowest", APP, "--since", "soon"], 2, "is not a duration"),
         "missing": (["job", "show", APP, "00000000-0000-7000-8000-000000000000"], 1, "no job 00000000"),
         "db": (["info", APP], 1, "cannot connect to database db at 127.0.0.1:1 as u"),

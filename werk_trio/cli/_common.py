@@ -209,13 +209,15 @@ def make_console(no_color: bool = False, stderr: bool = False) -> Console:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-          *, right: Iterable[str] = ()) -> Table:  # fmt: skip
-    """A rich table; every cell is escaped text (numbers right-aligned)."""
+          *, right: Iterable[str] = (), no_wrap: bool = False) -> Table:  # fmt: skip
+    """A rich table; every cell is escaped text (numbers right-aligned);
+    ``no_wrap``: cells cut with an ellipsis instead of wrapped."""
     justify_right = set(right)
     t = Table(title=title, title_justify="left", header_style="bold", expand=False)
     for col in columns:
         justify: Any = "right" if col in justify_right else "left"
-        t.add_column(col, justify=justify, no_wrap=col in ("id", "worker"))
+        t.add_column(col, justify=justify, no_wrap=no_wrap or col in ("id", "worker"),
+                     overflow="ellipsis" if no_wrap else "fold")
     for row in rows:
         t.add_row(*(cell if hasattr(cell, "__rich_console__") else Text(safe(cell)) for cell in row))
     return t
