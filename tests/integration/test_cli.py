@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
 
 import trio
 
 from tests.integration._cli_support import APP, Ran, invoke, werk
+from tests.proctools import child_env, spawn, wait_until
 from werk_trio import Werk
 
 # A queue/error text that would retitle the terminal, clear it, and fake a row.
@@ -50,7 +55,8 @@ async def test_read_commands_print_rows_counts_and_json(app: Werk, dsn: str, sch
         info = (await invoke(dsn, schema, "info", APP)).ok().stdout
         assert re.search(r"│ default +│ +1 │ +0 │ +0 │ +0 │ +0 │ +3 │ +0 │ +0 │ +4 │", info), info
         assert re.search(r"│ other +│ .*│ +1 │ +0 │ +1 │", info), info
-        assert "no workers" in info
+        # the burst worker, gone (listed for an hour as stopped)
+        assert re.search(r"│ thread │ default,other │ +4 │ .*│ stopped │", info), info
         lines = (await invoke(dsn, schema, "info", APP, "--json")).ok().json()
         assert lines[0]["kind"] == "server" and lines[0]["schema"] == schema
         queues = {o["queue"]: o for o in lines if o["kind"] == "queue"}
@@ -93,6 +99,15 @@ async def test_read_commands_print_rows_counts_and_json(app: Werk, dsn: str, sch
         only = (await invoke(dsn, schema, "slowest", APP, "-q", "other", "--json")).ok().json()
         assert [f["function"] for f in only] == ["tests.cliapp.boom"]
         assert "tests.cliapp.add" in (await invoke(dsn, schema, "slowest", APP, "--since", "2d")).ok().stdout
+
+        hours = (await invoke(dsn, schema, "throughput", APP, "--hours", "2", "--json")).ok().json()
+        assert len(hours) == 2 and hours[-1]["completed"] == 3 and hours[-1]["failed"] == 1, hours
+        assert hours[0]["time"] < hours[1]["time"]
+        other = (await invoke(dsn, schema, "throughput", APP, "-q", "other", "--json")).ok().json()
+        assert len(other) == 24 and sum(h["failed"] for h in other) == 1
+        assert sum(h["completed"] for h in other) == 0
+        chart = (await invoke(dsn, schema, "throughput", APP, "--hours", "3")).ok().stdout
+        assert "finished jobs per hour, last 3h" in chart and "total: 3 complete, 1 failed" in chart
 
         shown = (await invoke(dsn, schema, "job", "show", APP, ids["boom"], "--json")).ok().json()[0]
         assert shown["kwargs"] == {"message": HOSTILE} and shown["status"] == "failed"
@@ -227,3 +242,57 @@ async def test_version_completion_and_colour(app: Werk, dsn: str, schema: str) -
         for env, flags_ in (({"NO_COLOR": "1"}, ()), ({}, ("--no-color",))):
             plain = (await invoke(dsn, schema, "jobs", APP, *flags_, FORCE_COLOR="1", **env)).ok().stdout
             assert "queued" in plain and not re.search(r"\x1b\[3\dm", plain), (env, plain)
+
+
+async def test_pgwerk_command_lines_run_unchanged(app: Werk, dsn: str, schema: str, tmp_path: Path) -> None:
+    """The command lines of pgwerk's CLI guide, APP aside, as real processes."""
+    workers = {
+        "queues": f"worker {APP} --queues default,high --concurrency 20",
+        "thread-json": f"worker {APP} --worker-type thread --log-format json",
+        "process": f"worker {APP} --worker-type process --concurrency 4",
+    }
+    env = child_env(dsn, schema)
+    with trio.fail_after(240):
+        for i in range(4):
+            await app.enqueue("tests.cliapp.add", i)
+        failed = [(await app.enqueue("tests.cliapp.boom", f"no {i}", _queue="high")) for i in range(2)]
+        async with AsyncExitStack() as stack:
+            children = {name: await stack.enter_async_context(spawn(
+                [sys.executable, "-m", "werk_trio.cli", *line.split()], env=env, log_path=tmp_path / name))
+                for name, line in workers.items()}  # fmt: skip
+            await wait_until(lambda: _finished(app, 6))
+            await wait_until(lambda: _running(app, 3))  # each has its signal handlers by now
+            for child in children.values():
+                child.send_signal(signal.SIGTERM)
+            for name, child in children.items():
+                assert await child.wait() == 0, (name, child.output())
+        logged = [json.loads(line) for line in children["thread-json"].output().splitlines() if line.strip()]
+        assert logged and all("msg" in obj and "level" in obj for obj in logged)
+
+        async def run(line: str, input: str | None = None) -> Ran:
+            return (await werk(dsn, schema, *line.split(), input=input)).ok()
+
+        info, high, paged, stats, hourly, slowest = [await run(line) for line in (
+            f"info {APP}", f"jobs {APP} --queue high --status failed", f"jobs {APP} --limit 50 --offset 50",
+            f"stats {APP}", f"throughput {APP}", f"slowest {APP}")]  # fmt: skip
+        assert re.search(r"│ high +│ .*│ +2 │ +0 │ +2 │", info.stdout), info.stdout
+        assert all(str(job.id) in high.stdout for job in failed if job) and "2 jobs (offset 0)" in high.stdout
+        assert "0 jobs (offset 50)" in paged.stdout
+        assert "status distribution (6 jobs)" in stats.stdout
+        assert "finished jobs per hour, last 24h" in hourly.stdout
+        assert "total: 4 complete, 2 failed" in hourly.stdout
+        assert re.search(r"│ tests\.cliapp\.add +│ +4 │", slowest.stdout), slowest.stdout
+        old = await run(f"purge {APP} --status failed --older-than 7", input="y\n")
+        assert "purged 0 jobs (status failed, ended more than 7 days ago)" in old.stdout
+        done = await run(f"purge {APP} --status complete", input="y\n")
+        assert "purged 4 jobs (status complete)" in done.stdout
+        assert await app.counts() == {"high": {"failed": 2}}
+
+
+async def _running(app: Werk, n: int) -> bool:
+    return sum(w["status"] == "running" for w in await app.list_workers()) == n
+
+
+async def _finished(app: Werk, n: int) -> bool:
+    counts = await app.counts()
+    return sum(c.get("complete", 0) + c.get("failed", 0) for c in counts.values()) == n
