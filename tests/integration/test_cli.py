@@ -225,6 +225,12 @@ async def test_errors_are_one_line_with_the_exit_status(app: Werk, dsn: str, sch
 
 async def test_version_completion_and_colour(app: Werk, dsn: str, schema: str) -> None:
     with trio.fail_after(90):
+        listed = (await invoke(dsn, schema, "--help")).ok().stdout
+        names = re.findall(r"^  ([a-z]+) ", listed.split("Commands:")[1], flags=re.MULTILINE)
+        assert set(names) >= {"worker", "info", "jobs", "stats", "throughput", "slowest", "purge",
+                              "dashboard", "migrate", "demo", "job", "requeue", "enqueue"}, listed  # fmt: skip
+        bare = await invoke(dsn, schema)
+        assert bare.code == 2 and "Commands:" in bare.stderr
         version = (await invoke(dsn, schema, "--version")).ok().stdout
         assert re.fullmatch(r"werk \d+\.\d+\.\d+\n", version)
         script = (await werk(dsn, schema, _WERK_COMPLETE="bash_source")).ok().stdout
