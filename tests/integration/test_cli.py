@@ -227,8 +227,9 @@ async def test_version_completion_and_colour(app: Werk, dsn: str, schema: str) -
     with trio.fail_after(90):
         listed = (await invoke(dsn, schema, "--help")).ok().stdout
         names = re.findall(r"^  ([a-z]+) ", listed.split("Commands:")[1], flags=re.MULTILINE)
-        assert set(names) >= {"worker", "info", "jobs", "stats", "throughput", "slowest", "purge",
-                              "dashboard", "migrate", "demo", "job", "requeue", "enqueue"}, listed  # fmt: skip
+        expected = {"worker", "info", "jobs", "stats", "throughput", "slowest", "purge", "dashboard",
+                    "migrate", "demo", "job", "requeue", "enqueue"}  # fmt: skip
+        assert set(names) >= expected, listed
         bare = await invoke(dsn, schema)
         assert bare.code == 2 and "Commands:" in bare.stderr
         version = (await invoke(dsn, schema, "--version")).ok().stdout
