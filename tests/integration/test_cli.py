@@ -303,3 +303,27 @@ async def _running(app: Werk, n: int) -> bool:
 async def _finished(app: Werk, n: int) -> bool:
     counts = await app.counts()
     return sum(c.get("complete", 0) + c.get("failed", 0) for c in counts.values()) == n
+
+
+async def test_hostile_names_from_rows_are_printed_escaped(app: Werk, dsn: str, schema: str) -> None:
+    """Issue 10, finding 8: a queue (and function, error) carrying terminal
+    escapes, inserted directly, is printed escaped by every command."""
+    with trio.fail_after(60):
+        async with app.connection() as conn:
+            await conn.execute(
+                app.sql.render("INSERT INTO {jobs} (id, function, queue, status, error, completed_at, started_at) "
+                               "VALUES (gen_random_uuid(), %(f)s, %(q)s, 'failed', %(e)s, now(), now())"),
+                {"f": "tests.cliapp.add\x1b[8m", "q": HOSTILE, "e": "Boom\u202e: \x1b[2J"},
+            )  # fmt: skip
+        escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x0aqueue default: complete=999"
+        for argv in (["info", APP], ["stats", APP], ["jobs", APP], ["slowest", APP],
+                     ["dashboard", APP, "--once"], ["throughput", APP]):  # fmt: skip
+            out = (await invoke(dsn, schema, *argv)).ok().stdout
+            assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\u202e]", out), (argv, out)
+            assert not re.search(r"^queue default: complete=999", out, flags=re.MULTILINE), argv
+            if argv[0] in ("info", "stats", "jobs", "dashboard"):
+                assert escaped in out, (argv, out)
+        jobs = (await invoke(dsn, schema, "jobs", APP)).stdout
+        assert "tests.cliapp.add\\x1b[8m" in jobs and "Boom\\u202e: \\x1b[2J" in jobs
+        lines = (await invoke(dsn, schema, "info", APP, "--json")).ok()
+        assert "\x1b" not in lines.stdout and {o.get("queue") for o in lines.json()} >= {HOSTILE}
