@@ -311,8 +311,9 @@ async def test_hostile_names_from_rows_are_printed_escaped(app: Werk, dsn: str, 
     with trio.fail_after(60):
         async with app.connection() as conn:
             await conn.execute(
-                app.sql.render("INSERT INTO {jobs} (id, function, queue, status, error, completed_at, started_at) "
-                               "VALUES (gen_random_uuid(), %(f)s, %(q)s, 'failed', %(e)s, now(), now())"),
+                app.sql.render("INSERT INTO {jobs} (id, function, queue, status, error, completed_at, "
+                               "started_at) VALUES (gen_random_uuid(), %(f)s, %(q)s, 'failed', %(e)s, now(), "
+                               "now())"),
                 {"f": "tests.cliapp.add\x1b[8m", "q": HOSTILE, "e": "Boom\u202e: \x1b[2J"},
             )  # fmt: skip
         escaped = "\\x1b]0;pwned\\x07\\x1b[2J\\x0aqueue default: complete=999"
