@@ -29,7 +29,6 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import WerkError
 from ._common import app_argument, first_line, log_options, make_console, run, safe, seconds_ago, table, when
 from .inspect import STATUSES, state_text, worker_dict, workers_table
 
@@ -59,7 +58,9 @@ class State:
     view: str = "overview"
     paused: bool = False
     quit: bool = False
-    wake: trio.Event = field(default_factory=trio.Event)
+    snap: Snapshot = field(default_factory=Snapshot)
+    wake: trio.Event = field(default_factory=trio.Event)  # redraw
+    reread: trio.Event = field(default_factory=trio.Event)  # read now
 
 
 async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
@@ -205,24 +206,44 @@ def when_local(ts: float) -> str:
 
 
 async def read_keys(state: State) -> None:
-    """Keys from the terminal (cbreak mode: no Enter needed, no echo)."""
+    """Keys from the terminal (cbreak mode: no Enter needed, no echo). The
+    descriptor stays blocking (the terminal's output shares it): wait until it
+    is readable, then read what is there."""
     fd = sys.stdin.fileno()
-    stream = trio.lowlevel.FdStream(os.dup(fd))
-    async with stream:
-        while not state.quit:
-            data = await stream.receive_some(64)
-            if not data:
-                return
-            for key in data.decode("utf-8", "replace").lower():
-                if key == "q":
-                    state.quit = True
-                elif key in ("p", " "):
-                    state.paused = not state.paused
-                elif key in VIEWS:
-                    state.view = VIEWS[key]
-                elif key != "r":
-                    continue
-                state.wake.set()
+    while not state.quit:
+        await trio.lowlevel.wait_readable(fd)
+        data = os.read(fd, 64)
+        if not data:
+            return
+        for key in data.decode("utf-8", "replace").lower():
+            if key == "q":
+                state.quit = True
+            elif key in ("p", " "):
+                state.paused = not state.paused
+                if not state.paused:
+                    state.reread.set()
+            elif key in VIEWS:
+                state.view = VIEWS[key]
+            elif key == "r":
+                state.reread.set()
+            else:
+                continue
+            state.wake.set()
+
+
+async def refresh(werk: Any, state: State, queue: str | None, minutes: int, interval: float) -> None:
+    """Read every ``interval`` (or at ``r``) unless paused; a failed read is
+    kept as the snapshot's error and tried again next round."""
+    while True:
+        if not state.paused or not state.snap.read_at:
+            try:
+                state.snap = await read(werk, queue, minutes)
+            except Exception as ex:  # shown in the header, retried
+                state.snap.error = f"{type(ex).__name__}: {ex}"
+            state.wake.set()
+        with trio.move_on_after(interval):
+            await state.reread.wait()
+        state.reread = trio.Event()
 
 
 @click.command("dashboard")
@@ -255,24 +276,20 @@ def command(app: str, interval: float, queue: str | None, minutes: int, once: bo
 
 async def live(werk: Any, console: Any, state: State, title: str, queue: str | None, minutes: int,
                interval: float) -> None:  # fmt: skip
+    """Draw on every read and every key (keys answer at once, even while a
+    slow read is under way), until ``q``."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
-    snap = Snapshot()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_keys, state)
+            nursery.start_soon(refresh, werk, state, queue, minutes, interval)
             with Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
                 while not state.quit:
-                    if not state.paused or not snap.read_at:
-                        try:
-                            snap = await read(werk, queue, minutes)
-                        except (WerkError, OSError, Exception) as ex:  # shown, retried next round
-                            snap.error = f"{type(ex).__name__}: {ex}"
-                    frame = render(snap, state, title, interval, console.width, console.height)
+                    frame = render(state.snap, state, title, interval, console.width, console.height)
                     view.update(frame, refresh=True)
-                    with trio.move_on_after(interval):
-                        await state.wake.wait()
+                    await state.wake.wait()
                     state.wake = trio.Event()
             nursery.cancel_scope.cancel()
     finally:
