@@ -271,7 +271,7 @@ def command(app: str, interval: float, queue: str | None, minutes: int, once: bo
             return
         await live(werk, console, state, title, queue, minutes, interval)
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 async def live(werk: Any, console: Any, state: State, title: str, queue: str | None, minutes: int,

@@ -114,7 +114,7 @@ def info(app: str, queue: str | None, as_json: bool, log_level: str, log_format:
         out.print(workers_table(workers) if workers else "no workers")
         out.print(counts_table(counts) if counts else "no jobs")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 @click.command("jobs")
@@ -153,7 +153,7 @@ def jobs(app: str, queue: str | None, status: str | None, function: str | None, 
         more = f"; next page: --offset {offset + limit}" if len(found) == limit else ""
         out.print(f"{len(found)} jobs (offset {offset}){more}")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 _STATUS_STYLE = {"complete": "green", "failed": "red", "aborted": "magenta", "active": "cyan",
@@ -194,7 +194,7 @@ def stats(app: str, queue: str | None, as_json: bool, log_level: str, log_format
         alive = [w for w in workers if w["alive"]]
         out.print(f"workers online: {len(alive)}, concurrency {sum(w['concurrency'] for w in alive)}")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 @click.command("throughput")
@@ -229,7 +229,7 @@ def throughput(app: str, hours: int, queue: str | None, as_json: bool, log_level
             line += f"; busiest hour {hour:%m-%d %H:00} ({c + f} jobs)"
         out.print(line)
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 def per_bucket(history: list[dict[str, Any]], queue: str | None) -> dict[Any, tuple[int, int]]:
@@ -269,7 +269,7 @@ def slowest(app: str, queue: str | None, limit: int, since: str, as_json: bool, 
         if not found:
             out.print("no finished jobs in that window")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 commands = [info, jobs, stats, throughput, slowest]
