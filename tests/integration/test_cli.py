@@ -59,6 +59,9 @@ async def test_read_commands_print_rows_counts_and_json(app: Werk, dsn: str, sch
         assert re.search(r"│ thread │ default,other │ +4 │ .*│ stopped │", info), info
         lines = (await invoke(dsn, schema, "info", APP, "--json")).ok().json()
         assert lines[0]["kind"] == "server" and lines[0]["schema"] == schema
+        assert lines[0]["pg_version"].startswith("PostgreSQL ") and lines[0]["db_size_bytes"] > 0
+        assert any(t["name"] == "_werk_jobs" for t in lines[0]["tables"])
+        assert re.search(r"PostgreSQL [\d.]+.*, database [\d.]+ MB; .*_werk_jobs [\d.]+ MB", info), info
         queues = {o["queue"]: o for o in lines if o["kind"] == "queue"}
         assert queues["default"]["counts"] == {"complete": 3, "scheduled": 1}
         assert queues["other"]["counts"] == {"failed": 1} and queues["default"]["total"] == 4

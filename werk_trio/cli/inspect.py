@@ -88,6 +88,10 @@ def counts_table(counts: dict[str, dict[str, int]]) -> Any:
     return table("jobs by queue and status", ("queue", *STATUSES, "total"), rows, right=(*STATUSES, "total"))
 
 
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def _filter(counts: dict[str, dict[str, int]], queue: str | None) -> dict[str, dict[str, int]]:
     return counts if queue is None else {q: c for q, c in counts.items() if q == queue}
 
@@ -103,14 +107,19 @@ def info(app: str, queue: str | None, as_json: bool, log_level: str, log_format:
     async def body(werk: Any) -> None:
         workers = [worker_dict(w) for w in await werk.list_workers()]
         counts = _filter(await werk.counts(), queue)
+        version, size, tables = await werk.get_server_info()
         if as_json:
-            emit_json([{"kind": "server", "app": repr(werk), "schema": werk.config.schema}])
+            emit_json([{"kind": "server", "app": repr(werk), "schema": werk.config.schema,
+                        "pg_version": version, "db_size_bytes": size, "tables": tables}])  # fmt: skip
             emit_json({"kind": "worker", **w} for w in workers)
             emit_json({"kind": "queue", "queue": q, "counts": c, "total": sum(c.values())}
                       for q, c in sorted(counts.items()))  # fmt: skip
             return
         out = make_console(no_color)
         out.print(safe(repr(werk)))
+        sizes = ", ".join(f"{safe(t['name'])} {_mb(t['size_bytes'])} (~{t['row_count']} rows)"
+                          for t in tables)  # fmt: skip
+        out.print(f"{safe(version.split(' on ')[0])}, database {_mb(size)}; {sizes}")
         out.print(workers_table(workers) if workers else "no workers")
         out.print(counts_table(counts) if counts else "no jobs")
 
