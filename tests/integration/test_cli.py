@@ -331,3 +331,27 @@ async def test_hostile_names_from_rows_are_printed_escaped(app: Werk, dsn: str, 
         assert "tests.cliapp.add\\x1b[8m" in jobs and "Boom\\u202e: \\x1b[2J" in jobs
         lines = (await invoke(dsn, schema, "info", APP, "--json")).ok()
         assert "\x1b" not in lines.stdout and {o.get("queue") for o in lines.json()} >= {HOSTILE}
+
+
+async def test_job_operations_as_real_processes(dsn: str, schema: str) -> None:
+    with trio.fail_after(180):
+        fresh = (await invoke(dsn, schema, "migrate", APP, "--json")).ok().json()
+        assert fresh[0]["applied"][0] == 1 and fresh[0]["schema"] == schema
+        assert (await werk(dsn, schema, "migrate", APP)).ok().stdout == "schema is up to date\n"
+        made = (await werk(dsn, schema, "enqueue", APP, "tests.cliapp.add", "--args", "[2]", "--kwargs",
+                           '{"b": 3}', "-q", "ops", "--delay", "600", "--json")).ok().json()  # fmt: skip
+        jid = made[0]["id"]
+        assert (made[0]["status"], made[0]["queue"]) == ("scheduled", "ops")
+        shown = (await werk(dsn, schema, "job", "show", APP, jid, "--json")).ok().json()[0]
+        assert (shown["args"], shown["kwargs"], shown["executions"]) == ([2], {"b": 3}, [])
+        cancelled = (await werk(dsn, schema, "job", "cancel", APP, jid)).ok().stdout
+        assert cancelled == f"cancelled {jid} (now aborted)\ncancelled 1 of 1 jobs\n"
+        requeued = (await werk(dsn, schema, "requeue", APP, "--failed", "-q", "ops", "--json")).ok().json()
+        assert requeued[0]["requeued"] == 1
+        aborted = (await werk(dsn, schema, "job", "abort", APP, jid, "--json")).ok().json()
+        assert aborted == [{"id": jid, "changed": True, "status": "aborted"}]
+        deleted = (await werk(dsn, schema, "job", "delete", APP, jid)).ok().stdout
+        assert deleted == f"deleted {jid} (now deleted)\ndeleted 1 of 1 jobs\n"
+        again = await werk(dsn, schema, "job", "delete", APP, jid)
+        assert again.code == 1 and f"no job with id {jid}" in again.stderr
+        assert (await werk(dsn, schema, "jobs", APP, "--json")).ok().stdout == ""
