@@ -101,7 +101,7 @@ def log_options(default_level: str = "WARNING") -> Callable[[F], F]:
 
     def deco(f: F) -> F:
         f = click.option("--no-color", is_flag=True,
-                         help="No colour in the output (NO_COLOR is honoured too).")(f)  # fmt: skip
+                         help="No colour in output or logs (NO_COLOR is honoured too).")(f)  # fmt: skip
         f = click.option("--log-format", type=click.Choice(["text", "json"]), default="text",
                          show_default=True, help="Log lines as text or JSON objects.")(f)  # fmt: skip
         f = click.option("-l", "--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
@@ -129,14 +129,16 @@ def comma_list(value: str | None) -> list[str]:
 
 
 def run(spec: str, log_level: str, log_format: str, body: Callable[[Any], Awaitable[Any]],
-        *, connect: bool = True) -> Any:  # fmt: skip
-    """Load APP, set up logging, and run ``body(app)`` under Trio (the app
-    connected first unless ``connect`` is false)."""
+        *, connect: bool = True, no_color: bool = False) -> Any:  # fmt: skip
+    """Load APP, set up logging (no colour with ``no_color``, else colour on a
+    terminal), and run ``body(app)`` under Trio (the app connected first
+    unless ``connect`` is false)."""
     from .._logging import setup_logging
 
-    setup_logging(log_level, log_format)
+    color = False if no_color else None
+    setup_logging(log_level, log_format, color)
     app = load_app(spec)
-    setup_logging(log_level, log_format)  # importing APP may have set up its own
+    setup_logging(log_level, log_format, color)  # importing APP may have set up its own
 
     async def main() -> Any:
         if not connect:
@@ -209,13 +211,15 @@ def make_console(no_color: bool = False, stderr: bool = False) -> Console:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
-          *, right: Iterable[str] = ()) -> Table:  # fmt: skip
-    """A rich table; every cell is escaped text (numbers right-aligned)."""
+          *, right: Iterable[str] = (), no_wrap: bool = False) -> Table:  # fmt: skip
+    """A rich table; every cell is escaped text (numbers right-aligned);
+    ``no_wrap``: cells cut with an ellipsis instead of wrapped."""
     justify_right = set(right)
     t = Table(title=title, title_justify="left", header_style="bold", expand=False)
     for col in columns:
         justify: Any = "right" if col in justify_right else "left"
-        t.add_column(col, justify=justify, no_wrap=col in ("id", "worker"))
+        t.add_column(col, justify=justify, no_wrap=no_wrap or col in ("id", "worker"),
+                     overflow="ellipsis" if no_wrap else "fold")
     for row in rows:
         t.add_row(*(cell if hasattr(cell, "__rich_console__") else Text(safe(cell)) for cell in row))
     return t

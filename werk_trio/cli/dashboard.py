@@ -26,9 +26,9 @@ from rich.console import Group, RenderableType
 from rich.layout import Layout
 from rich.live import Live
 from rich.panel import Panel
+from rich.table import Table
 from rich.text import Text
 
-from ..errors import WerkError
 from ._common import app_argument, first_line, log_options, make_console, run, safe, seconds_ago, table, when
 from .inspect import STATUSES, state_text, worker_dict, workers_table
 
@@ -58,7 +58,9 @@ class State:
     view: str = "overview"
     paused: bool = False
     quit: bool = False
-    wake: trio.Event = field(default_factory=trio.Event)
+    snap: Snapshot = field(default_factory=Snapshot)
+    wake: trio.Event = field(default_factory=trio.Event)  # redraw
+    reread: trio.Event = field(default_factory=trio.Event)  # read now
 
 
 async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
@@ -89,17 +91,19 @@ async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
 
 
 def columns_chart(values: list[int], height: int, width: int) -> Text:
-    """A column chart of ``values`` (the last ``width`` of them), ``height``
-    rows of block characters, the scale on the first row."""
-    values = values[-width:]
+    """A column chart of ``values`` in ``width`` characters (each value as
+    wide as fits; the last ``width`` if they do not), ``height`` rows of
+    block characters, then the scale."""
+    values = values[-max(width, 1):]
     peak = max(values, default=0)
+    each = max(1, width // max(len(values), 1))
     lines = []
     for level in range(height, 0, -1):
         row = []
         for v in values:
             eighths = 0 if peak == 0 else round(v / peak * height * 8)
             fill = min(max(eighths - (level - 1) * 8, 0), 8)
-            row.append(_BLOCKS[fill])
+            row.append(_BLOCKS[fill] * each)
         lines.append("".join(row))
     text = Text("\n".join(lines), style="green")
     text.append(f"\npeak {peak}/min, last {values[-1] if values else 0}/min", style="dim")
@@ -119,7 +123,8 @@ def _counts(snap: Snapshot) -> RenderableType:
 
 
 def _depth(snap: Snapshot) -> RenderableType:
-    rows = [(q, vals[-1] if vals else 0, sparkline(vals)) for q, vals in sorted(snap.depth.items())]
+    now = {q["queue"]: q.get("queued", 0) + q.get("scheduled", 0) for q in snap.queues}
+    rows = [(q, now.get(q, 0), sparkline(vals)) for q, vals in sorted(snap.depth.items())]
     if not rows:
         return Text("no samples yet (workers sample queue depth as they sweep)", style="dim")
     return table(None, ("queue", "pending", "history"), rows, right=("pending",))
@@ -128,50 +133,62 @@ def _depth(snap: Snapshot) -> RenderableType:
 def _failures(snap: Snapshot, limit: int) -> RenderableType:
     if not snap.failures:
         return Text("no failed jobs", style="dim")
-    rows = [(when(j.completed_at), j.function, j.queue, f"{j.attempts}/{j.max_attempts}", first_line(j.error))
-            for j in snap.failures[:limit]]  # fmt: skip
-    return table(None, ("ended", "function", "queue", "tries", "error"), rows, right=("tries",))
+    rows = [(when(j.completed_at)[5:], j.function, j.queue, f"{j.attempts}/{j.max_attempts}",
+             first_line(j.error)) for j in snap.failures[:limit]]  # fmt: skip
+    return table(None, ("ended", "function", "queue", "tries", "error"), rows, right=("tries",), no_wrap=True)
 
 
-def render(snap: Snapshot, state: State, title: str, interval: float, height: int) -> RenderableType:
+def render(snap: Snapshot, state: State, title: str, interval: float, width: int, height: int | None
+           ) -> RenderableType:  # fmt: skip
+    """The current view: a full-screen Layout of ``height`` rows, or with
+    ``height`` None the same panels one after the other (``--once``)."""
     head = Text(f"werk dashboard  {safe(title)}  ", style="bold")
     head.append(f"view: {state.view}  ")
     if state.paused:
         head.append("PAUSED  ", style="bold yellow")
     else:
         head.append(f"every {interval:g}s  ")
-    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms  ", style="dim")
-    head.append("[q]uit [p]ause [o]verview [f]ailures [w]orkers [r]efresh", style="cyan")
+    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms\n", style="dim")
+    head.append("keys: q quit  p pause  o overview  f failures  w workers  r refresh", style="cyan")
     if snap.error:
         head.append(f"\ndatabase error (retrying): {safe(snap.error)}", style="bold red")
     dead = sum(w["state"] == "dead" for w in snap.workers)
     summary = Text(f"jobs {snap.total}  workers online {snap.online}")
     if dead:
         summary.append(f"  DEAD workers {dead}", style="bold red")
-    layout = Layout()
-    layout.split_column(Layout(Panel(Group(head, summary)), name="head", size=5 if snap.error else 4),
-                        Layout(name="body"))  # fmt: skip
-    body = layout["body"]
+    header = Panel(Group(head, summary))
+    header_rows = 6 if snap.error else 5
     if state.view == "failures":
-        body.update(Panel(_failures(snap, 20), title="recent failures"))
+        failures = Panel(_failures(snap, 20), title="recent failures")
+        panels: list[tuple[RenderableType, int | None]] = [(failures, None)]
     elif state.view == "workers":
-        body.update(Panel(workers_table(snap.workers, snap.running) if snap.workers else Text("no workers"),
-                          title="workers"))  # fmt: skip
+        shown = workers_table(snap.workers, snap.running) if snap.workers else Text("no workers")
+        panels = [(Panel(shown, title="workers"), None)]
     else:
-        chart_rows = max(3, min(10, height // 5))
-        top = Layout(name="top", size=len(snap.queues) + 6)
-        mid = Layout(name="mid", size=chart_rows + 4)
-        bottom = Layout(name="bottom")
-        body.split_column(top, mid, bottom)
-        top.update(Panel(_counts(snap), title="jobs by queue and status"))
+        chart_rows = max(3, min(10, (height or 40) // 5))
         values = [c + f for _, c, f in snap.throughput]
-        mid.split_row(Layout(Panel(columns_chart(values, chart_rows, 120), title="finished jobs per minute")),
-                      Layout(Panel(_depth(snap), title="queue depth"), ratio=1))  # fmt: skip
-        bottom.split_row(
-            Layout(Panel(_compact_workers(snap), title=f"workers ({len(snap.workers)})")),
-            Layout(Panel(_failures(snap, 8), title="recent failures")),
-        )
+        chart = Panel(columns_chart(values, chart_rows, width // 2 - 4), title="finished jobs per minute")
+        panels = [
+            (Panel(_counts(snap), title="jobs by queue and status"), len(snap.queues) + 7),
+            (side_by_side(chart, Panel(_depth(snap), title="queue depth")), chart_rows + 3),
+            (Panel(_compact_workers(snap), title=f"workers ({len(snap.workers)})"), len(snap.workers) + 6),
+            (Panel(_failures(snap, 8), title="recent failures"), None),
+        ]  # fmt: skip
+    if height is None:
+        return Group(header, *(p for p, _ in panels))
+    layout = Layout()
+    layout.split_column(Layout(header, size=header_rows),
+                        *(Layout(p, size=size) if size else Layout(p) for p, size in panels))  # fmt: skip
     return layout
+
+
+def side_by_side(left: RenderableType, right: RenderableType) -> RenderableType:
+    """Two renderables side by side, half the width each."""
+    grid = Table.grid(expand=True)
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(left, right)
+    return grid
 
 
 def _compact_workers(snap: Snapshot) -> RenderableType:
@@ -181,7 +198,7 @@ def _compact_workers(snap: Snapshot) -> RenderableType:
              f"{len(snap.running.get(w['id'], ()))}/{w['concurrency']}", seconds_ago(w["heartbeat_age"]),
              state_text(w["state"])) for w in snap.workers]  # fmt: skip
     return table(None, ("name", "type", "queues", "running", "heartbeat", "state"), rows,
-                 right=("running", "heartbeat"))  # fmt: skip
+                 right=("running", "heartbeat"), no_wrap=True)  # fmt: skip
 
 
 def when_local(ts: float) -> str:
@@ -189,24 +206,44 @@ def when_local(ts: float) -> str:
 
 
 async def read_keys(state: State) -> None:
-    """Keys from the terminal (cbreak mode: no Enter needed, no echo)."""
+    """Keys from the terminal (cbreak mode: no Enter needed, no echo). The
+    descriptor stays blocking (the terminal's output shares it): wait until it
+    is readable, then read what is there."""
     fd = sys.stdin.fileno()
-    stream = trio.lowlevel.FdStream(os.dup(fd))
-    async with stream:
-        while not state.quit:
-            data = await stream.receive_some(64)
-            if not data:
-                return
-            for key in data.decode("utf-8", "replace").lower():
-                if key == "q":
-                    state.quit = True
-                elif key in ("p", " "):
-                    state.paused = not state.paused
-                elif key in VIEWS:
-                    state.view = VIEWS[key]
-                elif key != "r":
-                    continue
-                state.wake.set()
+    while not state.quit:
+        await trio.lowlevel.wait_readable(fd)
+        data = os.read(fd, 64)
+        if not data:
+            return
+        for key in data.decode("utf-8", "replace").lower():
+            if key == "q":
+                state.quit = True
+            elif key in ("p", " "):
+                state.paused = not state.paused
+                if not state.paused:
+                    state.reread.set()
+            elif key in VIEWS:
+                state.view = VIEWS[key]
+            elif key == "r":
+                state.reread.set()
+            else:
+                continue
+            state.wake.set()
+
+
+async def refresh(werk: Any, state: State, queue: str | None, minutes: int, interval: float) -> None:
+    """Read every ``interval`` (or at ``r``) unless paused; a failed read is
+    kept as the snapshot's error and tried again next round."""
+    while True:
+        if not state.paused or not state.snap.read_at:
+            try:
+                state.snap = await read(werk, queue, minutes)
+            except Exception as ex:  # shown in the header, retried
+                state.snap.error = f"{type(ex).__name__}: {ex}"
+            state.wake.set()
+        with trio.move_on_after(interval):
+            await state.reread.wait()
+        state.reread = trio.Event()
 
 
 @click.command("dashboard")
@@ -229,32 +266,30 @@ def command(app: str, interval: float, queue: str | None, minutes: int, once: bo
         title = repr(werk) + (f" queue={queue}" if queue else "")
         state = State()
         if once:
-            console.print(render(await read(werk, queue, minutes), state, title, interval, console.height))
+            snap = await read(werk, queue, minutes)
+            console.print(render(snap, state, title, interval, console.width, None))
             return
         await live(werk, console, state, title, queue, minutes, interval)
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 async def live(werk: Any, console: Any, state: State, title: str, queue: str | None, minutes: int,
                interval: float) -> None:  # fmt: skip
+    """Draw on every read and every key (keys answer at once, even while a
+    slow read is under way), until ``q``."""
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     tty.setcbreak(fd)
-    snap = Snapshot()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(read_keys, state)
+            nursery.start_soon(refresh, werk, state, queue, minutes, interval)
             with Live(console=console, screen=True, auto_refresh=False, redirect_stderr=False) as view:
                 while not state.quit:
-                    if not state.paused or not snap.read_at:
-                        try:
-                            snap = await read(werk, queue, minutes)
-                        except (WerkError, OSError, Exception) as ex:  # shown, retried next round
-                            snap.error = f"{type(ex).__name__}: {ex}"
-                    view.update(render(snap, state, title, interval, console.height), refresh=True)
-                    with trio.move_on_after(interval):
-                        await state.wake.wait()
+                    frame = render(state.snap, state, title, interval, console.width, console.height)
+                    view.update(frame, refresh=True)
+                    await state.wake.wait()
                     state.wake = trio.Event()
             nursery.cancel_scope.cancel()
     finally:

@@ -90,7 +90,7 @@ def command(jobs: int, concurrency: int, dsn: str | None, schema: str, log_level
     """Enqueue demo jobs and drain them with a live progress display, then a summary."""
     from .._logging import setup_logging
 
-    setup_logging(log_level, log_format)
+    setup_logging(log_level, log_format, False if no_color else None)
     trio.run(run_demo, jobs, concurrency, dsn, schema, log_level, no_color)
 
 

@@ -88,6 +88,10 @@ def counts_table(counts: dict[str, dict[str, int]]) -> Any:
     return table("jobs by queue and status", ("queue", *STATUSES, "total"), rows, right=(*STATUSES, "total"))
 
 
+def _mb(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
 def _filter(counts: dict[str, dict[str, int]], queue: str | None) -> dict[str, dict[str, int]]:
     return counts if queue is None else {q: c for q, c in counts.items() if q == queue}
 
@@ -103,18 +107,23 @@ def info(app: str, queue: str | None, as_json: bool, log_level: str, log_format:
     async def body(werk: Any) -> None:
         workers = [worker_dict(w) for w in await werk.list_workers()]
         counts = _filter(await werk.counts(), queue)
+        version, size, tables = await werk.get_server_info()
         if as_json:
-            emit_json([{"kind": "server", "app": repr(werk), "schema": werk.config.schema}])
+            emit_json([{"kind": "server", "app": repr(werk), "schema": werk.config.schema,
+                        "pg_version": version, "db_size_bytes": size, "tables": tables}])  # fmt: skip
             emit_json({"kind": "worker", **w} for w in workers)
             emit_json({"kind": "queue", "queue": q, "counts": c, "total": sum(c.values())}
                       for q, c in sorted(counts.items()))  # fmt: skip
             return
         out = make_console(no_color)
         out.print(safe(repr(werk)))
+        sizes = ", ".join(f"{safe(t['name'])} {_mb(t['size_bytes'])} (~{t['row_count']} rows)"
+                          for t in tables)  # fmt: skip
+        out.print(f"{safe(version.split(' on ')[0])}, database {_mb(size)}; {sizes}")
         out.print(workers_table(workers) if workers else "no workers")
         out.print(counts_table(counts) if counts else "no jobs")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 @click.command("jobs")
@@ -153,7 +162,7 @@ def jobs(app: str, queue: str | None, status: str | None, function: str | None, 
         more = f"; next page: --offset {offset + limit}" if len(found) == limit else ""
         out.print(f"{len(found)} jobs (offset {offset}){more}")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 _STATUS_STYLE = {"complete": "green", "failed": "red", "aborted": "magenta", "active": "cyan",
@@ -194,7 +203,7 @@ def stats(app: str, queue: str | None, as_json: bool, log_level: str, log_format
         alive = [w for w in workers if w["alive"]]
         out.print(f"workers online: {len(alive)}, concurrency {sum(w['concurrency'] for w in alive)}")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 @click.command("throughput")
@@ -229,7 +238,7 @@ def throughput(app: str, hours: int, queue: str | None, as_json: bool, log_level
             line += f"; busiest hour {hour:%m-%d %H:00} ({c + f} jobs)"
         out.print(line)
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 def per_bucket(history: list[dict[str, Any]], queue: str | None) -> dict[Any, tuple[int, int]]:
@@ -269,7 +278,7 @@ def slowest(app: str, queue: str | None, limit: int, since: str, as_json: bool, 
         if not found:
             out.print("no finished jobs in that window")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 commands = [info, jobs, stats, throughput, slowest]

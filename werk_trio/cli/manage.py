@@ -111,7 +111,7 @@ def show(app: str, job_id: uuid.UUID, as_json: bool, log_level: str, log_format:
                             [(d["job_id"], d["status"] or "(gone)", d["allow_failure"])
                              for d in data["dependencies"]]))  # fmt: skip
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 def _cell(value: Any) -> str:
@@ -157,7 +157,7 @@ def _job_action(name: str, past: str, method: str) -> click.Command:
             if missed:
                 raise click.exceptions.Exit(1)
 
-        run(app, log_level, log_format, body)
+        run(app, log_level, log_format, body, no_color=no_color)
 
     action.help = f"{name.capitalize()} jobs by id; exit status 1 if any id did not match."
     return action
@@ -196,7 +196,7 @@ def requeue(app: str, failed: bool, queue: str | None, function: str | None, as_
             click.echo(f"requeued {n} jobs")
         return n
 
-    if not run(app, log_level, log_format, body):
+    if not run(app, log_level, log_format, body, no_color=no_color):
         raise click.exceptions.Exit(1)
 
 
@@ -230,7 +230,7 @@ def enqueue(app: str, function: str, args_json: str, kwargs_json: str, queue: st
             click.echo(f"enqueued {created.id} ({safe(created.function)} on queue {safe(created.queue)}, "
                        f"{created.status.value})")  # fmt: skip
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 def _json_arg(text: str, kind: type, flag: str, what: str) -> Any:
@@ -293,7 +293,7 @@ def purge(app: str, status: str, queue: str | None, older_than: float, yes: bool
         else:
             click.echo(f"purged {purged} jobs ({what})")
 
-    run(app, log_level, log_format, body)
+    run(app, log_level, log_format, body, no_color=no_color)
 
 
 async def _confirm(prompt: str) -> bool:
@@ -322,7 +322,7 @@ def migrate(app: str, as_json: bool, log_level: str, log_format: str, no_color: 
         else:
             click.echo(f"applied migrations: {applied}" if applied else "schema is up to date")
 
-    run(app, log_level, log_format, body, connect=False)
+    run(app, log_level, log_format, body, connect=False, no_color=no_color)
 
 
 commands = [job, requeue, enqueue, purge, migrate]

@@ -41,4 +41,4 @@ def command(app: str, queues: str, concurrency: int, worker_type: str, burst: bo
         async with connected(werk):
             await cls(werk, queues=names, concurrency=concurrency, burst=burst, **intervals).run()
 
-    run(app, log_level, log_format, body, connect=False)
+    run(app, log_level, log_format, body, connect=False, no_color=no_color)
