@@ -609,11 +609,15 @@ class Werk:
         sample while it has live jobs, and once more with zeros when it
         empties. ``queue``: that queue only. ``bucket_secs``: instead of every
         sample, their average per bucket of that many seconds (aligned to
-        the epoch; ``time`` is the bucket's start), for long windows."""
+        the epoch; ``time`` is the bucket's start); by default every sample
+        for windows up to 6 hours, 15-minute buckets up to a day, hourly
+        beyond."""
         _int_in("minutes", minutes, 1, 10080)
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigError(f"queue must be a queue name, got {queue!r}")
         params: dict[str, Any] = {"minutes": minutes, "queue": queue}
+        if bucket_secs is None and minutes > 360:
+            bucket_secs = 900 if minutes <= 1440 else 3600
         if bucket_secs is None:
             rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY, params)
         else:
