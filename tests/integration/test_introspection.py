@@ -192,6 +192,30 @@ async def test_throughput_history_buckets_per_queue_and_worker(stats_app: Werk) 
         assert len({r["time"] for r in hourly}) == 2
         assert sum(r["completed"] for r in hourly) == 3 and sum(r["failed"] for r in hourly) == 1
 
+        # two hours on, the sweeper has rolled those minutes into an hour row:
+        # the hourly history reads it, with the same counts per queue and worker
+        await age(app, 120)
+
+        def per_queue(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+            out: Counter[tuple[Any, ...]] = Counter()
+            for r in rows:
+                if r["queue"]:
+                    out[(r["queue"], r["worker_id"])] += r["completed"] * 10 + r["failed"]
+            return out
+
+        before = per_queue(await app.get_throughput_history(300, bucket_secs=3600))
+        await app.sweep()
+        async with app.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL("SELECT level, sum(completed), sum(failed) FROM {} GROUP BY level ORDER BY level")
+                .format(app.sql.idents["throughput"])
+            )
+            levels = await cur.fetchall()
+        assert levels == [("hour", 3, 1), ("minute", 3, 1)]
+        assert per_queue(await app.get_throughput_history(300, bucket_secs=3600)) == before == Counter(
+            {("a", worker.id): 30, ("b", worker.id): 1})
+        assert per_queue(await app.get_throughput_history(10080)) == before, "default: hourly beyond 6 hours"
+
 
 async def test_throughput_history_validates_its_arguments(app: Werk) -> None:
     with trio.fail_after(10):
@@ -200,6 +224,8 @@ async def test_throughput_history_validates_its_arguments(app: Werk) -> None:
                 await app.get_throughput_history(bad)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match="multiple of 60"):
             await app.get_throughput_history(60, bucket_secs=90)
+        with pytest.raises(ConfigError, match="per-minute data is kept a day"):
+            await app.get_throughput_history(1441, bucket_secs=60)
 
 
 # --- get_queue_depth_history: the sampler and its pruning -------------------------------
