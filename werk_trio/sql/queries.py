@@ -884,12 +884,15 @@ ORDER BY 1, 2
 
 # Server version, database size, and each of this app's tables (%(tables)s:
 # their qualified names) with its total size (indexes and TOAST included) and
-# the statistics' live-row estimate.
+# its row estimate: the planner's (pg_class.reltuples, set by VACUUM and
+# ANALYZE -- autovacuum keeps it current), or the statistics' live-row count
+# for a table never analyzed yet.
 SERVER_INFO = """
 SELECT current_setting('server_version'), version(), pg_database_size(current_database()),
     (SELECT COALESCE(json_agg(json_build_object(
             'name', c.relname, 'size_bytes', pg_total_relation_size(c.oid),
-            'row_count', pg_stat_get_live_tuples(c.oid))
+            'row_count', CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint
+                              ELSE pg_stat_get_live_tuples(c.oid) END)
             ORDER BY pg_total_relation_size(c.oid) DESC), '[]'::json)
      FROM unnest(%(tables)s::text[]) AS t(name)
      JOIN pg_class c ON c.oid = to_regclass(t.name))
