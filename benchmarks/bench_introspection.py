@@ -117,19 +117,35 @@ def fill(dsn: str, schema: str, jobs: int, days: float) -> None:
         )
 
 
-async def measure(dsn: str, schema: str, runs: int) -> list[tuple[str, list[float]]]:
+Timings = list[tuple[str, list[float], list[float]]]
+
+
+async def measure(dsn: str, schema: str, runs: int) -> Timings:
+    """(name, call ms per run, server ms per run): the call through the app,
+    and the statement's planning + execution time on the server (EXPLAIN
+    ANALYZE of the very statement and parameters the call sent), which
+    leaves out the network and the decoding into Python objects."""
     app = Werk(dsn, schema=schema, auto_migrate=False)
+    sent: list[tuple[str, Any]] = []
+    fetch = app._fetch
+
+    async def recording(query: str, params: Any = None) -> list[Any]:
+        sent.append((query, params))
+        return await fetch(query, params)
+
+    app._fetch = recording  # type: ignore[method-assign]
     live, gone = WORKERS[0], STOPPED[0]
     calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("get_queue_stats()", app.get_queue_stats),
         ("get_throughput_history(60)", lambda: app.get_throughput_history(60)),
-        ("get_throughput_history(1440)", lambda: app.get_throughput_history(1440)),
-        ("get_throughput_history(1440, bucket_secs=3600)",
-         lambda: app.get_throughput_history(1440, bucket_secs=3600)),
+        ("get_throughput_history(1440)  [hourly]", lambda: app.get_throughput_history(1440)),
+        ("get_throughput_history(10080)  [hourly]", lambda: app.get_throughput_history(10080)),
+        ("get_throughput_history(1440, bucket_secs=60)",
+         lambda: app.get_throughput_history(1440, bucket_secs=60)),
         ("get_queue_depth_history(60)", lambda: app.get_queue_depth_history(60)),
-        ("get_queue_depth_history(1440)", lambda: app.get_queue_depth_history(1440)),
-        ("get_queue_depth_history(1440, bucket_secs=3600)",
-         lambda: app.get_queue_depth_history(1440, bucket_secs=3600)),
+        ("get_queue_depth_history(1440)  [15-min averages]", lambda: app.get_queue_depth_history(1440)),
+        ("get_queue_depth_history(1440, bucket_secs=60)",
+         lambda: app.get_queue_depth_history(1440, bucket_secs=60)),
         ("get_server_info()", app.get_server_info),
         ("list_workers()", app.list_workers),
         ("get_worker(id)", lambda: app.get_worker(live)),
@@ -137,7 +153,7 @@ async def measure(dsn: str, schema: str, runs: int) -> list[tuple[str, list[floa
         ("list_worker_jobs(stopped worker, 50, offset=1000)",
          lambda: app.list_worker_jobs(gone, 50, 1000)),
     ]  # fmt: skip
-    out: list[tuple[str, list[float]]] = [(name, []) for name, _ in calls]
+    out: Timings = [(name, [], []) for name, _ in calls]
     # the sweeper's statistics pass, as a running worker does it every minute
     # (here forced on each sweep): not an introspection call, but its cost
     sweeper = Werk(dsn, schema=schema, auto_migrate=False, stats_sample_interval=0.001)
@@ -155,11 +171,19 @@ async def measure(dsn: str, schema: str, runs: int) -> list[tuple[str, list[floa
         for _, call in calls:  # warm-up: plans cached, pages in memory
             await call()
         for _ in range(runs):  # interleaved, so drift hits every row alike
-            for (_, call), (_, times) in zip(calls, out, strict=True):
+            for (_, call), (_, times, server) in zip(calls, out, strict=True):
+                sent.clear()
                 start = time.perf_counter()
                 await call()
                 times.append((time.perf_counter() - start) * 1000)
-    out.append(("sweep() with the statistics pass (sweeper, each minute)", passes))
+                [(query, params)] = sent
+                async with app.connection() as conn:
+                    cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
+                    row = await cur.fetchone()
+                assert row is not None
+                plan = row[0][0]
+                server.append(plan["Planning Time"] + plan["Execution Time"])
+    out.append(("sweep() with the statistics pass (sweeper, each minute)", passes, []))
     return out
 
 
@@ -167,23 +191,43 @@ def main() -> None:
     parser = arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1_000_000, help="finished jobs in the table")
     parser.add_argument("--days", type=float, default=7.0, help="days the finished jobs span")
+    parser.add_argument("--reuse", metavar="SCHEMA", default=None,
+                        help="measure a schema an earlier run filled and kept (--keep), without filling")
+    parser.add_argument("--keep", action="store_true", help="keep the filled schema (its name is printed)")
     args = parser.parse_args()
     dsn = resolve_dsn(args.dsn)
     print(server_info(dsn))
     print(load_note("at start"))
-    with fresh_schema(dsn) as schema:
-        trio.run(_migrate, dsn, schema)
-        start = time.perf_counter()
-        fill(dsn, schema, args.jobs, args.days)
-        took = time.perf_counter() - start
-        print(f"filled {args.jobs:,} finished jobs over {args.days:g} days in {took:.0f} s")
-        results = trio.run(measure, dsn, schema, args.runs)
+    if args.reuse:
+        print(f"measuring the kept schema {args.reuse}")
+        results = trio.run(measure, dsn, args.reuse, args.runs)
+    else:
+        with fresh_schema(dsn) as schema:
+            trio.run(_migrate, dsn, schema)
+            start = time.perf_counter()
+            fill(dsn, schema, args.jobs, args.days)
+            took = time.perf_counter() - start
+            print(f"filled {args.jobs:,} finished jobs over {args.days:g} days in {took:.0f} s")
+            results = trio.run(measure, dsn, schema, args.runs)
+            if args.keep:
+                _keep(dsn, schema)
     print(load_note("at end"))
-    width = max(len(name) for name, _ in results)
-    print(f"\n{'statement':<{width}}  median ms   max ms   (runs={args.runs}, target < 50 ms)")
-    for name, times in results:
+    width = max(len(name) for name, _, _ in results)
+    print(f"\n{'call':<{width}}  median ms   max ms  server ms   (runs={args.runs}, target < 50 ms)")
+    for name, times, server in results:
         flag = "" if statistics.median(times) < 50 else "  <- over target"
-        print(f"{name:<{width}}  {statistics.median(times):9.1f}  {max(times):7.1f}{flag}")
+        on_server = f"{statistics.median(server):9.1f}" if server else "        -"
+        print(f"{name:<{width}}  {statistics.median(times):9.1f}  {max(times):7.1f}  {on_server}{flag}")
+
+
+def _keep(dsn: str, schema: str) -> None:
+    """Copy the filled schema's tables to a schema that outlives the run."""
+    kept = schema.replace("werk_bench_", "werk_bench_kept_")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rename = sql.SQL("ALTER SCHEMA {} RENAME TO {}")
+        conn.execute(rename.format(sql.Identifier(schema), sql.Identifier(kept)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))  # fresh_schema drops it
+    print(f"kept the filled schema as {kept} (--reuse {kept}; drop it when done)")
 
 
 async def _migrate(dsn: str, schema: str) -> None:

@@ -639,9 +639,12 @@ class Werk:
     ) -> list[dict[str, Any]]:
         """Finished jobs per minute over the last ``minutes`` (1..10080), per
         queue and per worker, oldest bucket first. ``bucket_secs`` (a multiple
-        of 60) sets the bucket; by default it is a minute for windows up to 6
-        hours, 15 minutes up to a day, an hour beyond (a day of minutes per
-        queue per worker is tens of thousands of rows).
+        of 60) sets the bucket; by default a minute for windows up to an
+        hour, 5 minutes up to 6 hours, an hour beyond (as pgwerk's steps: a
+        day of minutes per queue per worker is tens of thousands of rows).
+        Buckets that are not whole hours cover at most a day (1440 minutes):
+        the per-minute roll-up is kept 25 hours, the hourly one
+        ``stats_retention``.
 
         Each dict: ``time`` (the bucket's start, UTC, aligned to whole
         buckets; the last one is the current, partial bucket), ``queue``,
@@ -655,12 +658,20 @@ class Werk:
         roll-up, from the job rows."""
         _int_in("minutes", minutes, 1, 10080)
         if bucket_secs is None:
-            bucket_secs = 60 if minutes <= 360 else 900 if minutes <= 1440 else 3600
+            bucket_secs = 60 if minutes <= 60 else 300 if minutes <= 360 else 3600
         _int_in("bucket_secs", bucket_secs, 60, 86400)
         if bucket_secs % 60:
             raise ConfigError(f"bucket_secs must be a multiple of 60, got {bucket_secs}")
+        hourly = bucket_secs % 3600 == 0
+        if not hourly and minutes > 1440:
+            raise ConfigError(
+                f"bucket_secs={bucket_secs} over {minutes} minutes: per-minute data is kept a day; "
+                "use whole hours (bucket_secs=3600, 7200, ...) for longer windows"
+            )
         n = max(1, (minutes * 60) // bucket_secs)
-        rows = await self._fetch(self.sql.THROUGHPUT_HISTORY, {"bucket": bucket_secs, "n": n})
+        rows = await self._fetch(
+            self.sql.THROUGHPUT_HISTORY, {"bucket": bucket_secs, "n": n, "hourly": hourly}
+        )
         return [
             {"time": t, "queue": q, "worker_id": w, "worker_name": name, "completed": c, "failed": f,
              "count": c}
@@ -678,11 +689,15 @@ class Werk:
         sample while it has live jobs, and once more with zeros when it
         empties. ``queue``: that queue only. ``bucket_secs``: instead of every
         sample, their average per bucket of that many seconds (aligned to
-        the epoch; ``time`` is the bucket's start), for long windows."""
+        the epoch; ``time`` is the bucket's start); by default every sample
+        for windows up to 6 hours, 15-minute buckets up to a day, hourly
+        beyond."""
         _int_in("minutes", minutes, 1, 10080)
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigError(f"queue must be a queue name, got {queue!r}")
         params: dict[str, Any] = {"minutes": minutes, "queue": queue}
+        if bucket_secs is None and minutes > 360:
+            bucket_secs = 900 if minutes <= 1440 else 3600
         if bucket_secs is None:
             rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY, params)
         else:

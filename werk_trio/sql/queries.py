@@ -804,30 +804,45 @@ ORDER BY p.queue
 # retried attempt is not a failure of the job). Minutes already rolled up
 # (THROUGHPUT, up to the 'throughput' mark) come from there; the minutes
 # after the mark from the job rows (a short range of the finished-rows index,
-# which carries status, queue and worker_id). Every bucket appears at least
+# which carries status, queue and worker_id). With %(hourly)s (buckets of
+# whole hours), the hours rolled up from the minutes (up to the
+# 'throughput_hour' mark) come from the hour rows: a week is 168 rows per
+# queue and worker, not 10,080. Every bucket appears at least
 # once (queue and worker NULL, counts 0 when nothing finished in it).
+_FIRST_BUCKET = (
+    "(date_bin(make_interval(secs => %(bucket)s), now(), " + _EPOCH + ")"
+    " - make_interval(secs => %(bucket)s * (%(n)s - 1)))"
+)
 THROUGHPUT_HISTORY = """
-WITH b AS (
+WITH w AS (
     SELECT make_interval(secs => %(bucket)s) AS step,
-        date_bin(make_interval(secs => %(bucket)s), now(), """ + _EPOCH + """) AS last
-), w AS (
-    SELECT b.step, b.last, b.last - b.step * (%(n)s - 1) AS first,
+        date_bin(make_interval(secs => %(bucket)s), now(), """ + _EPOCH + """) AS last,
         COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput'), '-infinity') AS mark,
+        CASE WHEN %(hourly)s THEN
+            COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput_hour'), '-infinity')
+        ELSE '-infinity' END AS hour_mark,
         timestamptz 'infinity' AS until
-    FROM b
 ), grid AS (
     SELECT w.last - w.step * g.i AS t FROM w, generate_series(0, %(n)s - 1) AS g(i)
 ), parts AS (
-    SELECT date_bin(w.step, r.bucket, """ + _EPOCH + """) AS t, r.queue, r.worker_id,
+    SELECT date_bin((SELECT step FROM w), r.bucket, """ + _EPOCH + """) AS t, r.queue, r.worker_id,
         r.completed::bigint AS completed, r.failed::bigint AS failed
-    FROM {throughput} r, w
-    WHERE r.bucket >= w.first AND r.bucket < w.mark
+    FROM {throughput} r
+    WHERE %(hourly)s AND r.level = 'hour' AND r.bucket >= """ + _FIRST_BUCKET + """
+      AND r.bucket < (SELECT hour_mark FROM w)
     UNION ALL
-    SELECT date_bin(w.step, j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
+    SELECT date_bin((SELECT step FROM w), r.bucket, """ + _EPOCH + """), r.queue, r.worker_id,
+        r.completed, r.failed
+    FROM {throughput} r
+    WHERE r.level = 'minute' AND r.bucket >= """ + _FIRST_BUCKET + """
+      AND r.bucket >= (SELECT hour_mark FROM w) AND r.bucket < (SELECT mark FROM w)
+    UNION ALL
+    SELECT date_bin((SELECT step FROM w), j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
         count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed')
-    FROM {jobs} j, w
-    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= GREATEST(w.first, w.mark)
-      AND j.completed_at < w.until  -- a short range for the planner, as in QUEUE_STATS
+    FROM {jobs} j
+    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= """ + _FIRST_BUCKET + """
+      AND j.completed_at >= (SELECT mark FROM w)
+      AND j.completed_at < (SELECT until FROM w)  -- a short range for the planner, as in QUEUE_STATS
     GROUP BY 1, 2, 3
 ), done AS (
     SELECT t, queue, worker_id, sum(completed) AS completed, sum(failed) AS failed
@@ -885,18 +900,44 @@ WITH span AS (
                     date_bin(interval '1 minute', now() - make_interval(secs => %(retention)s), """ + _EPOCH + """)) AS first,
         date_bin(interval '1 minute', now() - interval '5 seconds', """ + _EPOCH + """) AS last
 ), ins AS (
-    INSERT INTO {throughput} (bucket, queue, worker_id, completed, failed, aborted)
-    SELECT date_bin(interval '1 minute', j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
+    INSERT INTO {throughput} (level, bucket, queue, worker_id, completed, failed, aborted)
+    SELECT 'minute', date_bin(interval '1 minute', j.completed_at, """ + _EPOCH + """), j.queue,
+        j.worker_id,
         count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed'),
         count(*) FILTER (WHERE j.status = 'aborted')
     FROM {jobs} j, span
     WHERE j.status IN ('complete', 'failed', 'aborted')
       AND j.completed_at >= span.first AND j.completed_at < span.last
-    GROUP BY 1, 2, 3
+    GROUP BY 2, 3, 4
     RETURNING 1
 )
 INSERT INTO {stats_marks} (name, at)
 SELECT 'throughput', last FROM span WHERE last > first
+ON CONFLICT (name) DO UPDATE SET at = excluded.at
+RETURNING (SELECT count(*) FROM ins)
+"""
+
+# Roll the minute rows of every whole hour since the 'throughput_hour' mark
+# (first pass: since the oldest minute row) up to the minute mark into hour
+# rows, and move the mark.
+ROLLUP_THROUGHPUT_HOURS = """
+WITH span AS (
+    SELECT COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput_hour'),
+                    (SELECT date_bin(interval '1 hour', min(bucket), """ + _EPOCH + """)
+                     FROM {throughput} WHERE level = 'minute')) AS first,
+        date_bin(interval '1 hour', (SELECT at FROM {stats_marks} WHERE name = 'throughput'),
+                 """ + _EPOCH + """) AS last
+), ins AS (
+    INSERT INTO {throughput} (level, bucket, queue, worker_id, completed, failed, aborted)
+    SELECT 'hour', date_bin(interval '1 hour', r.bucket, """ + _EPOCH + """), r.queue, r.worker_id,
+        sum(r.completed)::int, sum(r.failed)::int, sum(r.aborted)::int
+    FROM {throughput} r, span
+    WHERE r.level = 'minute' AND r.bucket >= span.first AND r.bucket < span.last
+    GROUP BY 2, 3, 4
+    RETURNING 1
+)
+INSERT INTO {stats_marks} (name, at)
+SELECT 'throughput_hour', last FROM span WHERE last > first
 ON CONFLICT (name) DO UPDATE SET at = excluded.at
 RETURNING (SELECT count(*) FROM ins)
 """
@@ -914,12 +955,18 @@ WHERE j.status IN ('complete', 'failed', 'aborted') AND j.completed_at < t.as_of
 GROUP BY j.queue, j.status, t.as_of
 """
 
-# Samples and roll-ups past the retention.
+# Samples and hour rows past the retention; minute rows older than 25 hours
+# once their hour is rolled up.
 PRUNE_STATS = """
 WITH s AS (
     DELETE FROM {queue_samples} WHERE sampled_at < now() - make_interval(secs => %(retention)s)
+), m AS (
+    DELETE FROM {throughput}
+    WHERE level = 'minute' AND bucket < now() - interval '25 hours'
+      AND bucket < (SELECT at FROM {stats_marks} WHERE name = 'throughput_hour')
 )
-DELETE FROM {throughput} WHERE bucket < now() - make_interval(secs => %(retention)s)
+DELETE FROM {throughput}
+WHERE level = 'hour' AND bucket < now() - make_interval(secs => %(retention)s)
 """
 
 # Samples of the last %(minutes)s; with %(bucket)s seconds, averaged per
@@ -943,12 +990,15 @@ ORDER BY 1, 2
 
 # Server version, database size, and each of this app's tables (%(tables)s:
 # their qualified names) with its total size (indexes and TOAST included) and
-# the statistics' live-row estimate.
+# its row estimate: the planner's (pg_class.reltuples, set by VACUUM and
+# ANALYZE -- autovacuum keeps it current), or the statistics' live-row count
+# for a table never analyzed yet.
 SERVER_INFO = """
 SELECT current_setting('server_version'), version(), pg_database_size(current_database()),
     (SELECT COALESCE(json_agg(json_build_object(
             'name', c.relname, 'size_bytes', pg_total_relation_size(c.oid),
-            'row_count', pg_stat_get_live_tuples(c.oid))
+            'row_count', CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint
+                              ELSE pg_stat_get_live_tuples(c.oid) END)
             ORDER BY pg_total_relation_size(c.oid) DESC), '[]'::json)
      FROM unnest(%(tables)s::text[]) AS t(name)
      JOIN pg_class c ON c.oid = to_regclass(t.name))

@@ -54,11 +54,14 @@ $$;
 CREATE INDEX {jobs_finished_idx} ON {jobs} (completed_at) INCLUDE (status, queue, worker_id)
     WHERE status IN ('complete', 'failed', 'aborted');
 
--- Finished jobs per minute, per queue and per worker, rolled up by the same
--- sweeping worker from the finished-rows index once each minute has passed
--- (the throughput history reads these and the job rows of the minutes after
--- the last roll-up). History: a job deleted later still counts here.
+-- Finished jobs per minute ('minute' rows) and per hour ('hour' rows), per
+-- queue and per worker, rolled up by the sweeping worker from the
+-- finished-rows index once each minute has passed, and from the minute rows
+-- once each hour has (the throughput history reads these and the job rows
+-- of the minutes after the last roll-up). Minute rows are kept 25 hours,
+-- hour rows stats_retention. History: a job deleted later still counts here.
 CREATE TABLE {throughput} (
+    level      text NOT NULL CHECK (level IN ('minute', 'hour')),
     bucket     timestamptz NOT NULL,
     queue      text NOT NULL,
     worker_id  uuid,
@@ -66,7 +69,9 @@ CREATE TABLE {throughput} (
     failed     integer NOT NULL CHECK (failed >= 0),
     aborted    integer NOT NULL CHECK (aborted >= 0)
 );
-CREATE INDEX {throughput_bucket_idx} ON {throughput} (bucket);
+-- covering: the history reads it index-only (rows are written once a minute)
+CREATE INDEX {throughput_bucket_idx} ON {throughput} (level, bucket)
+    INCLUDE (queue, worker_id, completed, failed);
 
 -- The finished rows counted by queue and status as of a moment (recounted
 -- by the sweeping worker each sample): get_queue_stats adds the rows
@@ -79,7 +84,8 @@ CREATE TABLE {finished_counts} (
 );
 
 -- When the statistics were last sampled ('sample') and up to which instant
--- the throughput is rolled up ('throughput').
+-- the throughput is rolled up into minutes ('throughput') and hours
+-- ('throughput_hour').
 CREATE TABLE {stats_marks} (
     name  text PRIMARY KEY,
     at    timestamptz NOT NULL
