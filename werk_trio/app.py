@@ -144,12 +144,15 @@ class Werk:
                 timeout=self.config.pool_timeout,
                 prepare_threshold=self.config.prepare_threshold,
             )
+            failure = None
             try:
                 await pool.open()
             except psycopg.Error as ex:
-                raise ConfigError(
-                    f"cannot connect to {self._where}: {mask_secrets(str(ex)).strip()}"
-                ) from None
+                failure = mask_secrets(str(ex)).strip()
+            if failure is not None:
+                # raised outside the except block: the psycopg error (which may
+                # quote the DSN) is not kept as the ConfigError's __context__
+                raise ConfigError(f"cannot connect to {self._where}: {failure}")
             self._pool, self._dsn = pool, full
             try:
                 if self.config.auto_migrate:
