@@ -34,7 +34,9 @@ async def noop() -> None:
     [{"_key": "a\x00b"}, {"_group": "g\udcff"}, {"_queue": "q\x00"}, {"_delay": 1e13}, {"_ttl": 9.3e12},
      {"_retry": 2**31}, {"_meta": {"m": math.nan}}, {"_priority": 2**40}, {"x": "\udcff", "_key": "k\x00"}],
 )  # fmt: skip
-async def test_a_refused_enqueue_leaves_the_callers_transaction_usable(app: Werk, bad: dict[str, Any]) -> None:
+async def test_a_refused_enqueue_leaves_the_callers_transaction_usable(
+    app: Werk, bad: dict[str, Any]
+) -> None:
     with trio.fail_after(20):
         async with app.connection() as conn, conn.transaction():
             before = await app.enqueue(noop, _conn=conn)
@@ -84,12 +86,12 @@ def test_werk_trio_as_creator_gets_no_home_package() -> None:
 
     where = os.path.join(os.path.dirname(werk_trio.__file__), "cli", "fake_demo.py")
     scope: dict[str, Any] = {"__name__": "werk_trio.cli.fake_demo", "Werk": Werk}
-    exec(compile("app = Werk('postgresql://u@h/d')", where, "exec"), scope)  # noqa: S102
+    exec(compile("app = Werk('postgresql://u@h/d')", where, "exec"), scope)
     assert scope["app"].tasks.home_package is None
 
     async def created_under_trio() -> Werk:  # werk demo: trio's frames drive werk_trio's code
         scope2: dict[str, Any] = {"__name__": "werk_trio.cli.fake_demo", "Werk": Werk}
-        exec(compile("async def make():\n    return Werk('postgresql://u@h/d')", where, "exec"), scope2)  # noqa: S102
+        exec(compile("async def make():\n    return Werk('postgresql://u@h/d')", where, "exec"), scope2)
         return await scope2["make"]()  # type: ignore[no-any-return]
 
     assert trio.run(created_under_trio).tasks.home_package is None

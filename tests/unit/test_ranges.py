@@ -27,7 +27,8 @@ def _add(func: str = "tests.unit.x.y", **fields: object) -> None:
 @pytest.mark.parametrize("value", BAD_SECONDS)
 @pytest.mark.parametrize("option", ["delay", "timeout", "heartbeat", "ttl", "result_ttl", "failure_ttl"])
 def test_enqueue_seconds_are_finite_and_at_most_100_years(option: str, value: float) -> None:
-    with pytest.raises(ConfigError, match=f"_{option} must be a finite number of seconds from .* to 3155760000"):
+    expected = f"_{option} must be a finite number of seconds from .* to 3155760000"
+    with pytest.raises(ConfigError, match=expected):
         _add(**{option: value})
 
 
@@ -63,9 +64,9 @@ def test_counts_fit_their_integer_columns(value: object) -> None:
 
 def test_interval_lists_have_a_limit() -> None:
     Retry(2, [1.0] * MAX_INTERVALS)
-    with pytest.raises(ConfigError, match=f"1 to {MAX_INTERVALS}"):
+    with pytest.raises(ConfigError, match=rf"1 to {MAX_INTERVALS}"):
         Retry(2, [1.0] * (MAX_INTERVALS + 1))
-    with pytest.raises(ConfigError, match="Repeat\\(times=...\\) with intervals="):
+    with pytest.raises(ConfigError, match=r"Repeat\(times=\.\.\.\) with intervals="):
         Repeat(2**30, intervals=[1])  # would have stored a list of 2**30 delays
     Repeat(INT32_MAX, interval=1)  # one interval: no list
 
