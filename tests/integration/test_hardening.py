@@ -162,3 +162,85 @@ async def test_pickle_rows_of_refused_functions_are_never_unpickled(
             ok = await app.enqueue(noop)
             assert ok is not None and (await app.get_job(ok.id)).payload == {"args": [], "kwargs": {}}
     assert not any(m.exists() for m in markers), "a row's pickle ran"
+
+
+# --- a batch the database refuses; actors that meet database errors ---------------------------
+
+
+async def poison_or_ok(i: int) -> str:
+    return "poison" if i == 3 else f"ok {i}"
+
+
+async def test_a_refused_outcome_fails_alone_and_the_batch_is_written_row_by_row(app: Werk) -> None:
+    """A constraint the completer's data breaks (as a user's own CHECK or trigger
+    could): the batch is refused, written again one outcome at a time, and only
+    the offending job fails -- with the database's message."""
+    table = sql.Identifier(app.config.schema, "_werk_jobs")
+    async with app.connection() as conn:
+        await conn.execute(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT no_poison CHECK (result IS DISTINCT FROM '\"poison\"')")
+            .format(table)
+        )  # fmt: skip
+    with trio.fail_after(60):
+        jobs = [await app.enqueue(poison_or_ok, i) for i in range(12)]
+        worker = await run_until_idle(app, concurrency=12)
+    ends = {j.id: await app.get_job(j.id) for j in jobs if j is not None}
+    for i, job in enumerate(jobs):
+        assert job is not None
+        end = ends[job.id]
+        if i == 3:
+            assert end.status is JobStatus.FAILED
+            assert "could not store the outcome (complete)" in (end.error or "")
+            assert "no_poison" in (end.error or "")  # the database's own message
+            assert end.attempts == 1
+        else:
+            assert end.status is JobStatus.COMPLETE, end.error
+            assert end.result == f"ok {i}"
+    assert worker.stats.get("complete") == 12  # every attempt ran; one outcome was refused
+
+
+async def test_actors_log_database_errors_and_go_on(app: Werk, caplog: pytest.LogCaptureFixture) -> None:
+    """Heartbeats and sweeps refused by the database (here: triggers that raise)
+    are logged with the worker's name; the worker keeps running jobs and stops
+    cleanly, deregistered."""
+    schema = app.config.schema
+    assert schema is not None
+    async with app.connection() as conn:
+        await conn.execute(
+            sql.SQL("CREATE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused by a test trigger'; END $$")
+            .format(sql.Identifier(schema, "refuse"))
+        )  # fmt: skip
+        await conn.execute(
+            sql.SQL("CREATE TRIGGER refuse_beats BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()")
+            .format(sql.Identifier(schema, "_werk_workers"), sql.Identifier(schema, "refuse"))
+        )  # fmt: skip
+        await conn.execute(
+            sql.SQL("CREATE TRIGGER refuse_deletes BEFORE DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()")
+            .format(sql.Identifier(schema, "_werk_jobs"), sql.Identifier(schema, "refuse"))
+        )  # fmt: skip
+    caplog.set_level("WARNING", logger="werk_trio")
+    from werk_trio.worker import AsyncWorker
+
+    with trio.fail_after(60):
+        expired = await app.enqueue(noop, _result_ttl=0)  # the sweep will try to delete it
+        assert expired is not None
+        worker = AsyncWorker(app, heartbeat_interval=0.05, sweep_interval=0.05, handle_signals=False,
+                             name="hardy")  # fmt: skip
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            while worker.heartbeater.beats == 0 and not _logged(caplog, "heartbeat failed"):
+                await trio.sleep(0.02)
+            while not _logged(caplog, "sweep failed"):
+                await trio.sleep(0.02)
+            late = await app.enqueue(poison_or_ok, 1)
+            assert late is not None
+            assert (await app.wait_for(late.id, timeout=20)).result == "ok 1"  # still working
+            worker.stop()
+    assert _logged(caplog, "worker hardy: heartbeat failed (RaiseException")
+    assert _logged(caplog, "worker hardy: sweep failed (RaiseException")
+    assert await app.list_workers() == []  # deregistered (a DELETE on the workers table)
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in r.getMessage() for r in caplog.records)
