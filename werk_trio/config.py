@@ -314,7 +314,7 @@ def _shown_parts(dsn: str) -> dict[str, Any] | None:
         text = str(value)
         if "@" in text or any(s in text for s in secrets):
             return None
-    if raw is not None and unquote(raw) != conninfo_to_dict(dsn).get("password"):
+    if raw and unquote(raw) != conninfo_to_dict(dsn).get("password"):
         return None
     return params
 

@@ -244,3 +244,25 @@ async def test_actors_log_database_errors_and_go_on(app: Werk, caplog: pytest.Lo
 
 def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(text in r.getMessage() for r in caplog.records)
+
+
+async def test_a_row_that_does_not_decode_is_listed_bare_and_get_job_names_the_column(app: Werk) -> None:
+    from werk_trio import SerializationError
+
+    good = await app.enqueue(noop)
+    assert good is not None
+    bad = uuid.uuid4()
+    async with app.connection() as conn:
+        await conn.execute(
+            sql.SQL("INSERT INTO {} (id, function, meta) VALUES (%s, 'tests.x.y', 'not json')").format(
+                sql.Identifier(app.config.schema, "_werk_jobs")
+            ),
+            [bad],
+        )
+    with trio.fail_after(20):
+        listed = {j.id: j for j in await app.list_jobs()}
+        assert set(listed) == {good.id, bad}
+        assert listed[good.id].payload == {"args": [], "kwargs": {}}
+        assert listed[bad].payload is None and listed[bad].meta == {}
+        with pytest.raises(SerializationError, match="column meta does not decode with JSONSerializer"):
+            await app.get_job(bad)

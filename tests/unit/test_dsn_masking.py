@@ -121,3 +121,18 @@ def _env() -> dict[str, str]:
     import os
 
     return {k: v for k, v in os.environ.items() if k not in ("WERK_DSN", "DATABASE_URL")}
+
+
+@pytest.mark.parametrize(
+    ("dsn", "shown", "described"),
+    [
+        ("postgresql://postgres:@/postgres?host=/run/pg", "user=postgres dbname=postgres host=/run/pg",
+         "database postgres at socket /run/pg as postgres"),  # the embedded server's form
+        ("postgresql://u@h:5/d", "user=u dbname=d host=h port=5", "database d at h:5 as u"),
+        ("host=h user=u password=secret1 dbname=d", "user=u dbname=d host=h password=***",
+         "database d at h:5432 as u"),
+    ],
+)  # fmt: skip
+def test_dsns_are_shown_from_their_parts(dsn: str, shown: str, described: str) -> None:
+    assert show_dsn(dsn) == shown
+    assert describe_dsn(dsn) == described
