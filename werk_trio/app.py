@@ -502,13 +502,14 @@ class Werk:
         return [self._listed(row) for row in rows]
 
     def _listed(self, row: Sequence[Any]) -> Job:
-        """A listed row as a Job; one that does not decode comes back with its
-        typed columns only (payload, result, meta empty) rather than failing
-        the whole listing, and says so in the log."""
+        """A row as a Job for list_jobs and the management calls (cancel, abort,
+        requeue); one that does not decode comes back with its typed columns
+        only (payload, result, meta empty) rather than failing the listing or
+        the change, and says so in the log."""
         try:
             return job_from_row(row, self.serializer, self.decode_allowed)
         except SerializationError as ex:
-            logger.warning("list_jobs: job %s: %s; listed without its payload, result and meta", row[0], ex)
+            logger.warning("job %s: %s; shown without its payload, result and meta", row[0], ex)
             return bare_job(row, error=row[17])
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
@@ -566,7 +567,7 @@ class Werk:
             cur = await conn.execute(query, {"id": jid, "channel": self.sql.jobs_channel})
             rows = await cur.fetchall()
             if rows:
-                job = job_from_row(rows[0], self.serializer, self.decode_allowed)
+                job = self._listed(rows[0])  # a row that does not decode is still cancelled etc.
                 if job.status.terminal:
                     await self._ended(conn, [jid])
                 return job
