@@ -444,15 +444,15 @@ def _payload(value: Any) -> Any:
     return value
 
 
-def bare_job(row: Sequence[Any]) -> Job:
+def bare_job(row: Sequence[Any], error: str | None = None) -> Job:
     """A Job from the row's typed columns only (nothing decoded: payload, result,
-    meta and callbacks empty), for failing a row that does not decode."""
+    meta and callbacks empty), for failing or listing a row that does not decode."""
     return Job(
         id=row[0], function=row[1], queue=row[2], status=_STATUS[row[3]], priority=row[4],
         attempts=row[5], max_attempts=row[6], scheduled_at=row[7], enqueued_at=row[8],
         started_at=row[9], completed_at=row[10], touched_at=row[11], expires_at=row[12],
         key=row[13], group_key=row[14], worker_id=row[20], repeat_remaining=row[29],
-        cron_name=row[32], failure_mode=row[33],
+        cron_name=row[32], failure_mode=row[33], error=error,
     )  # fmt: skip
 
 

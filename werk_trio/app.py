@@ -19,12 +19,12 @@ import trio
 
 from . import sql as sqlmod
 from ._logging import setup_logging
-from ._rows import RowBuilder, check_text, execution_from_row, job_from_row, split_options
+from ._rows import RowBuilder, bare_job, check_text, execution_from_row, job_from_row, split_options
 from ._waiting import DoneWatcher
 from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
-from .errors import ConfigError, JobError, JobNotFound, WaitTimeout, WerkError
+from .errors import ConfigError, JobError, JobNotFound, SerializationError, WaitTimeout, WerkError
 from .jobs import (
     TERMINAL_STATUSES,
     EnqueueParams,
@@ -170,12 +170,15 @@ class Werk:
                 timeout=self.config.pool_timeout,
                 prepare_threshold=self.config.prepare_threshold,
             )
+            failure = None
             try:
                 await pool.open()
             except psycopg.Error as ex:
-                raise ConfigError(
-                    f"cannot connect to {self._where}: {mask_secrets(str(ex)).strip()}"
-                ) from None
+                failure = mask_secrets(str(ex)).strip()
+            if failure is not None:
+                # raised outside the except block: the psycopg error (which may
+                # quote the DSN) is not kept as the ConfigError's __context__
+                raise ConfigError(f"cannot connect to {self._where}: {failure}")
             self._pool, self._dsn = pool, full
             try:
                 if self.config.auto_migrate:
@@ -549,7 +552,18 @@ class Werk:
                 "offset": offset,
             },
         )
-        return [job_from_row(row, self.serializer, self.decode_allowed) for row in rows]
+        return [self._listed(row) for row in rows]
+
+    def _listed(self, row: Sequence[Any]) -> Job:
+        """A row as a Job for list_jobs and the management calls (cancel, abort,
+        requeue); one that does not decode comes back with its typed columns
+        only (payload, result, meta empty) rather than failing the listing or
+        the change, and says so in the log."""
+        try:
+            return job_from_row(row, self.serializer, self.decode_allowed)
+        except SerializationError as ex:
+            logger.warning("job %s: %s; shown without its payload, result and meta", row[0], ex)
+            return bare_job(row, error=row[17])
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
         """One row per attempt of the job, oldest first (the complete one with its

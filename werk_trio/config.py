@@ -347,7 +347,7 @@ def _shown_parts(dsn: str) -> dict[str, Any] | None:
         text = str(value)
         if "@" in text or any(s in text for s in secrets):
             return None
-    if raw is not None and unquote(raw) != conninfo_to_dict(dsn).get("password"):
+    if raw and unquote(raw) != conninfo_to_dict(dsn).get("password"):
         return None
     return params
 
@@ -399,11 +399,16 @@ def resolve_dsn(explicit: str | None) -> tuple[str, str]:
 def _check_dsn(dsn: str, source: str = "dsn") -> None:
     try:
         conninfo_to_dict(dsn)
+        return
     except Exception as ex:
-        raise ConfigError(
-            f"{source} is not a valid Postgres DSN ({mask_secrets(str(ex))}); expected "
-            "'postgresql://user:password@host:5432/dbname' or 'host=... dbname=...'"
-        ) from None
+        reason = mask_secrets(str(ex).strip())
+    # raised outside the except block: the original error (which quotes the
+    # DSN) is not even kept as the ConfigError's __context__
+    raise ConfigError(
+        f"{source} is not a valid Postgres DSN ({reason}); expected "
+        "'postgresql://user:password@host:5432/dbname' (percent-encode special characters "
+        "in the password) or 'host=... dbname=...'"
+    )
 
 
 def with_params(dsn: str, **params: Any) -> str:

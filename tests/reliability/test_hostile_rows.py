@@ -107,6 +107,8 @@ ROWS: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
     ("function not a path", {"function": "not a path!"}, "failed", ("not a dotted path",)),
     ("function 5000 characters", {"function": "tests." + "x" * 5000}, "failed", ("not found",)),
     ("function with a newline", {"function": OK + "\n"}, "failed", ("not a dotted path",)),
+    ("function in a module whose import raises", {"function": "tests.reliability.hostile_broken_module.f"},
+     "failed", ("RuntimeError", "cannot be imported")),
     # timestamps past what Python can load: read clamped, the job runs
     ("scheduled_at -infinity", {"scheduled_at": "-infinity"}, "complete", ()),
     ("enqueued_at -infinity", {"enqueued_at": "-infinity"}, "complete", ()),

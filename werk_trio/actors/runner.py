@@ -140,13 +140,16 @@ class Runner:
         try:
             func = worker.app.tasks.resolve(row[1])
             job = job_from_row(row, worker.app.serializer)
-        except (UnknownTask, SerializationError) as ex:
+        except Exception as ex:
+            # UnknownTask, SerializationError, or whatever the import of an
+            # allowed module raised at its top level: that job fails, final
             job = bare_job(row)
             ctx = Context(
                 job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name
             )
-            if isinstance(ex, SerializationError):
-                logger.warning("worker %s: job %s (%s): %s; failed", worker.name, job.id, job.function, ex)
+            if not isinstance(ex, UnknownTask):
+                logger.warning("worker %s: job %s (%s): %s: %s; failed", worker.name, job.id,
+                               job.function, type(ex).__name__, ex)
             await self._finish(job, ctx, Outcome(job, "fail_final", error=format_error(ex)), ex)
             return
         await self.run_job(job, func)
