@@ -59,7 +59,8 @@ def _run(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float = 30
 
 
 def _ignore(directory: str, names: list[str]) -> set[str]:
-    skip = {".git", "__pycache__", "build", "dist", ".pytest_cache", ".mypy_cache", ".ruff_cache", "site", ".werk"}
+    skip = {".git", "__pycache__", "build", "dist", ".pytest_cache", ".mypy_cache", ".ruff_cache", "site",
+            ".werk"}
     return {n for n in names if n in skip or n.endswith(".egg-info")}
 
 
@@ -93,7 +94,8 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path, dsn: str
     shutil.copytree(REPO, src, ignore=_ignore)
     dist = tmp_path / "dist"
     clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WERK_DSN", "DATABASE_URL")}
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], cwd=tmp_path, env=clean, timeout=600)
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(src)], cwd=tmp_path, env=clean,
+         timeout=600)
 
     version = werk_trio.__version__
     wheels = list(dist.glob("*.whl"))
