@@ -814,10 +814,12 @@ class Werk:
         ``interval``, ``tz``, ``next_run_at``, ``last_run_at``, ``last_status``
         (of the last job, None once it is gone), ``last_job_id``, ``total_runs``
         (jobs enqueued), ``failed_runs`` (failed jobs still kept), ``paused``,
-        ``removed``."""
+        ``removed``, and pgwerk's ``last_enqueued_at`` / ``last_completed_at`` (of
+        the last job; None once it is gone)."""
         out = []
         for (name, function, queue, cron, interval, tz, next_run_at, last_run_at, paused, removed_at,
-             total, last_job, last_status, failed) in await self._fetch(self.sql.CRON_STATS):  # fmt: skip
+             total, last_job, last_status, last_enqueued, last_completed,
+             failed) in await self._fetch(self.sql.CRON_STATS):  # fmt: skip
             schedule = f"every {interval:g}s" if interval is not None else (
                 cron if tz == "UTC" else f"{cron} ({tz})")
             out.append({
@@ -827,6 +829,7 @@ class Werk:
                 "last_status": None if last_status is None else JobStatus(last_status),
                 "last_job_id": last_job, "total_runs": int(total), "failed_runs": int(failed),
                 "paused": paused, "removed": removed_at is not None,
+                "last_enqueued_at": last_enqueued, "last_completed_at": last_completed,
             })  # fmt: skip
         return out
 

@@ -27,10 +27,11 @@ How (DESIGN.md "Cron"):
   ``cron:{name}:{tick}`` and advance its next run. A round that cannot finish
   within half the lease is cancelled and rolled back. So each tick gets
   exactly one job, across leader changes, restarts and simultaneous starts.
-* **Missed ticks.** A tick found due late (every scheduler was down) runs
-  once: ``catch_up="one"`` (default) enqueues one run for the latest missed
-  tick and skips the others; ``catch_up="none"`` skips a tick that is more than
-  ``lease + standby_retry_interval`` late (longer than any takeover).
+* **Missed ticks.** A tick up to ``2 * (lease + standby_retry_interval)``
+  late (twice the longest takeover) still gets its job, so a slow round or a
+  leader change loses none. Ticks older than that were missed (every
+  scheduler was down): ``catch_up="one"`` (default) enqueues one run, for
+  the latest of them; ``catch_up="none"`` none.
 * **Time** is the database's ``now()``; ticks are computed in the schedule's
   timezone (``tz``, default UTC) with :mod:`zoneinfo`. Across DST changes
   cron expressions follow the wall clock, as Vixie cron does: a time the
@@ -92,6 +93,8 @@ _SEARCH_LIMIT = 20_000
 #: Longest a leader sleeps between rounds: schedules registered by other
 #: processes and shared pause state are seen at least this often.
 _MAX_ROUND_SLEEP = 1.0
+#: Shortest lease accepted: a round gets half of it.
+_MIN_LEASE = 0.2
 #: A schedule whose row cannot be planned (edited by hand into nonsense) is
 #: looked at again this much later, not in a hot loop.
 _BROKEN_RETRY = timedelta(seconds=60)
@@ -257,21 +260,34 @@ class Timing:
         return str(self.cron) if self.tz == "UTC" else f"{self.cron} ({self.tz})"
 
 
-def plan_tick(
-    timing: Timing, due: datetime, now: datetime, catch_up: CatchUp, tolerance: float
-) -> tuple[datetime | None, datetime]:
-    """What a round does with a schedule due at ``due`` (<= ``now``): the tick
-    to enqueue (None: skip it) and the schedule's next run (> ``now``).
+#: Most ticks of one schedule enqueued in one round (the rest: next round).
+_MAX_TICKS_PER_ROUND = 1000
 
-    Ticks missed while no scheduler ran collapse into the latest of them; it
-    runs with ``catch_up="one"``, and with ``"none"`` only if it is at most
-    ``tolerance`` seconds late.
+
+def plan_ticks(
+    timing: Timing, due: datetime, now: datetime, catch_up: CatchUp, tolerance: float
+) -> tuple[list[datetime], datetime]:
+    """What a round does with a schedule due at ``due`` (<= ``now``): the ticks
+    to enqueue, oldest first, and the schedule's next run.
+
+    A tick at most ``tolerance`` seconds late gets its job (a slow round or a
+    leader change loses nothing). Older ticks were missed -- no scheduler ran
+    -- and collapse into one catch-up run for the latest of them with
+    ``catch_up="one"``, into nothing with ``"none"``. The next run is after
+    ``now`` unless more than ``_MAX_TICKS_PER_ROUND`` ticks are due.
     """
-    latest = timing.latest(due, now)
-    following = timing.after(latest)
-    if catch_up == "none" and (now - latest).total_seconds() > tolerance:
-        return None, following
-    return latest, following
+    ticks: list[datetime] = []
+    tick = due
+    horizon = now - timedelta(seconds=tolerance)
+    if tick < horizon:
+        missed = timing.latest(tick, horizon)
+        if catch_up == "one":
+            ticks.append(missed)
+        tick = timing.after(missed)
+    while tick <= now and len(ticks) < _MAX_TICKS_PER_ROUND:
+        ticks.append(tick)
+        tick = timing.after(tick)
+    return ticks, tick
 
 
 def tick_key(name: str, tick: datetime) -> str:
@@ -332,6 +348,8 @@ class CronJob:
                 )
         else:
             self.cron = _check_cron(self.cron)
+            # an expression that never fires ('0 0 30 2 *') is refused now, not at run()
+            next_cron_tick(self.cron, _zone(self.tz), datetime.now(UTC))
         _zone(self.tz)
         if not isinstance(self.queue, str) or not self.queue or len(self.queue) > 1000:
             raise ConfigError(f"cron job {self.name!r}: queue must be a non-empty string, got {self.queue!r}")
@@ -427,6 +445,10 @@ class CronScheduler:
             cfg.cron_standby_retry_interval if standby_retry_interval is None else standby_retry_interval,
         )
         self.lease = _seconds("lease", cfg.cron_lease if lease is None else lease)
+        if self.lease < _MIN_LEASE:
+            raise ConfigError(
+                f"lease must be at least {_MIN_LEASE}s (a round must fit in half of it), got {self.lease!r}"
+            )
         if catch_up not in _CATCH_UP:
             raise ConfigError(f"catch_up must be 'one' or 'none', got {catch_up!r}")
         self.catch_up: CatchUp = catch_up
@@ -654,6 +676,7 @@ class CronScheduler:
         with trio.move_on_after(self.lease / 2) as timer:
             async with self.app.pool.connection() as conn, conn.transaction():
                 start = trio.current_time()
+                await conn.execute(sql.CRON_ROUND_LIMITS, {"ms": str(max(1, int(self.lease * 500)))})
                 cur = await conn.execute(
                     sql.CRON_RENEW,
                     {"holder": self.holder, "generation": self.generation, "lease": self.lease},
@@ -669,9 +692,7 @@ class CronScheduler:
                 now = row[0]
                 cur = await conn.execute(sql.CRON_DUE_SCHEDULES)
                 for due in await cur.fetchall():
-                    job = await self._tick(conn, now, due)
-                    if job is not None:
-                        enqueued.append((due[0], job))
+                    enqueued.extend((due[0], job) for job in await self._tick(conn, now, due))
                 cur = await conn.execute(sql.CRON_NEXT_DUE)
                 (until_next,) = await cur.fetchone()  # type: ignore[misc]
         if timer.cancelled_caught:
@@ -687,36 +708,44 @@ class CronScheduler:
             wait = min(wait, float(until_next))
         return wait
 
-    async def _tick(self, conn: Connection[Any], now: datetime, due: Sequence[Any]) -> Job | None:
-        """Enqueue (or skip) one due schedule and advance it, inside the round."""
+    @property
+    def tolerance(self) -> float:
+        """Seconds a tick may be late and still get its job: twice the longest
+        takeover, so leader changes never lose one (see :func:`plan_ticks`)."""
+        return 2 * (self.lease + self.standby_retry_interval)
+
+    async def _tick(self, conn: Connection[Any], now: datetime, due: Sequence[Any]) -> list[Job]:
+        """Enqueue (or skip) one due schedule's ticks and advance it, inside the round."""
         name, function, queue, cron, interval, tz, options, paused, _, next_run_at = due[:10]
-        sql = self.app.sql
-        tolerance = self.lease + self.standby_retry_interval + _MAX_ROUND_SLEEP
-        job: Job | None = None
+        made: list[tuple[datetime, Job]] = []
         try:
             timing = Timing(cron, interval, tz)
-            tick, following = plan_tick(timing, next_run_at, now, self.catch_up, tolerance)
+            ticks, following = plan_ticks(timing, next_run_at, now, self.catch_up, self.tolerance)
         except Exception as ex:  # a row edited into nonsense must not stop the others
             logger.error("cron schedule %s cannot be planned (%s); looking again in 60s", name, ex)
-            tick, following = None, now + _BROKEN_RETRY
-        if tick is not None and not paused:
+            ticks, following = [], now + _BROKEN_RETRY
+        if ticks and not paused:
             try:
                 async with conn.transaction():  # a savepoint: one bad schedule rolls back alone
-                    params = params_from_row(name, function, queue, options, self.app.serializer,
-                                             tick_key(name, tick))
-                    (job,) = await self.app.enqueue_many([params], _conn=conn)
-                if job is None:
-                    logger.info("cron: %s for %s was enqueued already (key taken)", name, tick)
+                    params = [params_from_row(name, function, queue, options, self.app.serializer,
+                                              tick_key(name, tick)) for tick in ticks]
+                    got = await self.app.enqueue_many(params, _conn=conn)
+                for tick, job in zip(ticks, got, strict=True):
+                    if job is None:
+                        logger.info("cron: %s for %s was enqueued already (key taken)", name, tick)
+                    else:
+                        made.append((tick, job))
             except (psycopg.OperationalError, psycopg.InterfaceError):
                 raise
             except (WerkError, psycopg.Error, ValueError, KeyError, TypeError) as ex:
-                logger.error("cron schedule %s: cannot enqueue its run for %s: %s", name, tick, ex)
+                logger.error("cron schedule %s: cannot enqueue its run(s) %s: %s", name, ticks, ex)
+        last = made[-1] if made else None
         await conn.execute(
-            sql.CRON_ADVANCE,
-            {"name": name, "next_run_at": following, "last_run_at": tick if job is not None else None,
-             "job_id": job.id if job is not None else None, "runs": 1 if job is not None else 0},
+            self.app.sql.CRON_ADVANCE,
+            {"name": name, "next_run_at": following, "last_run_at": last[0] if last else None,
+             "job_id": last[1].id if last else None, "runs": len(made)},
         )  # fmt: skip
-        return job
+        return [job for _, job in made]
 
     async def _refresh(self) -> None:
         """Copy next/last run and paused from the database into the CronJobs."""

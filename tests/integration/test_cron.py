@@ -8,6 +8,8 @@ times are the database's.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -115,6 +117,41 @@ async def test_cron_expression_with_seconds_enqueues_on_its_ticks(app: Werk) -> 
     assert job.next_run_at is not None and job.next_run_at.second % 2 == 0
 
 
+async def test_two_schedulers_started_at_the_same_instant_one_leads(
+    app: Werk, dsn: str, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the handler on the logger itself: an earlier `werk cron` run in this
+    # process (test_cli_cron) may have stopped werk_trio's records propagating
+    cron_logger = logging.getLogger("werk_trio.cron")
+    cron_logger.addHandler(caplog.handler)
+    caplog.set_level("INFO", logger="werk_trio.cron")
+    other_app = Werk(dsn, schema=schema, task_modules=["tests"])
+    with trio.fail_after(30), contextlib.ExitStack() as cleanup:
+        cleanup.callback(cron_logger.removeHandler, caplog.handler)
+        async with other_app:
+            pair = [fast(app), fast(other_app)]
+            for s in pair:
+                s.register(beat, interval=0.25, name="quick")
+            async with trio.open_nursery() as outer:
+                async with trio.open_nursery() as starting:
+                    for s in pair:
+                        starting.start_soon(outer.start, s.run)
+                assert sorted(s.role or "" for s in pair) == ["leader", "standby"]
+
+                async def eight() -> list[Any] | None:
+                    jobs = await cron_jobs(app, "quick")
+                    return jobs if len(jobs) >= 8 else None
+
+                jobs = await until(eight)
+                assert sorted(s.role or "" for s in pair) == ["leader", "standby"]
+                for s in pair:
+                    s.stop()
+    ticks = sorted(_tick(j.key, "quick") for j in jobs)
+    assert [b - a for a, b in pairwise(ticks)] == [timedelta(seconds=0.25)] * (len(ticks) - 1)
+    assert "key taken" not in caplog.text
+    assert caplog.text.count("leads (lease generation 1)") == 1
+
+
 CHILD = r"""
 import sys, trio
 from werk_trio import Werk
@@ -209,6 +246,8 @@ async def test_trigger_enqueues_one_run_now_even_when_paused(app: Werk) -> None:
         assert stats["total_runs"] == 1
         assert stats["last_job_id"] == job.id
         assert stats["last_status"] is JobStatus.COMPLETE
+        assert stats["last_enqueued_at"] == done.enqueued_at
+        assert stats["last_completed_at"] == done.completed_at
         assert stats["paused"] is True
         with pytest.raises(ConfigError, match=r"no cron schedule named 'nope'.*hourly"):
             await app.trigger_cron_job("nope")

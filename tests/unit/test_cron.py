@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from werk_trio import ConfigError, CronJob, CronScheduler, SerializationError, Werk
-from werk_trio.cron import Timing, latest_cron_tick, next_cron_tick, plan_tick
+from werk_trio.cron import Timing, latest_cron_tick, next_cron_tick, plan_ticks
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -143,24 +143,33 @@ def test_ticks_strictly_increase_across_transitions(expr: str, minutes: int, spr
 # --- planning a due schedule -------------------------------------------------------
 
 
-def test_plan_on_time_and_after_downtime() -> None:
+def test_plan_on_time_late_and_after_downtime() -> None:
     every = Timing(None, 10.0, "UTC")
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    s = timedelta(seconds=1)
     # on time: this tick, then the next
-    assert plan_tick(every, t0, t0 + timedelta(seconds=0.3), "one", 5) == (t0, t0 + timedelta(seconds=10))
-    # 95 s down: one run, for the latest missed tick; the next run is in the future
-    now = t0 + timedelta(seconds=95)
-    assert plan_tick(every, t0, now, "one", 5) == (t0 + timedelta(seconds=90), t0 + timedelta(seconds=100))
-    # catch_up="none": the latest tick is 5 s late, within the tolerance of 6 s: it runs
-    assert plan_tick(every, t0, now, "none", 6)[0] == t0 + timedelta(seconds=90)
-    # ... beyond a tolerance of 4 s it is skipped
-    assert plan_tick(every, t0, now, "none", 4) == (None, t0 + timedelta(seconds=100))
+    assert plan_ticks(every, t0, t0 + 0.3 * s, "one", 25) == ([t0], t0 + 10 * s)
+    # a round 21 s late (a slow leader, a takeover) within the tolerance: every tick its job
+    assert plan_ticks(every, t0, t0 + 21 * s, "one", 25) == ([t0, t0 + 10 * s, t0 + 20 * s], t0 + 30 * s)
+    assert plan_ticks(every, t0, t0 + 21 * s, "none", 25) == ([t0, t0 + 10 * s, t0 + 20 * s], t0 + 30 * s)
+    # 95 s down, tolerance 25 s: ticks up to 70 s were missed -> one run for the
+    # latest of them (catch_up="one") or none; 80 and 90 are recent enough
+    now = t0 + 95 * s
+    assert plan_ticks(every, t0, now, "one", 25) == ([t0 + 70 * s, t0 + 80 * s, t0 + 90 * s], t0 + 100 * s)
+    assert plan_ticks(every, t0, now, "none", 25) == ([t0 + 80 * s, t0 + 90 * s], t0 + 100 * s)
+    # a tolerance shorter than the interval: just the catch-up
+    assert plan_ticks(every, t0, now, "one", 4) == ([t0 + 90 * s], t0 + 100 * s)
+    assert plan_ticks(every, t0, now, "none", 4) == ([], t0 + 100 * s)
     daily = Timing("0 9 * * *", None, "Europe/Berlin")
     due = datetime(2026, 1, 1, 8, tzinfo=UTC)  # 09:00 CET
     late = datetime(2026, 1, 4, 12, tzinfo=UTC)
-    assert plan_tick(daily, due, late, "one", 60) == (datetime(2026, 1, 4, 8, tzinfo=UTC),
-                                                      datetime(2026, 1, 5, 8, tzinfo=UTC))
-    assert plan_tick(daily, due, late, "none", 60) == (None, datetime(2026, 1, 5, 8, tzinfo=UTC))
+    assert plan_ticks(daily, due, late, "one", 60) == ([datetime(2026, 1, 4, 8, tzinfo=UTC)],
+                                                       datetime(2026, 1, 5, 8, tzinfo=UTC))
+    assert plan_ticks(daily, due, late, "none", 60) == ([], datetime(2026, 1, 5, 8, tzinfo=UTC))
+    # a huge backlog of recent ticks is spread over rounds, none dropped
+    tiny = Timing(None, 0.001, "UTC")
+    ticks, following = plan_ticks(tiny, t0, t0 + 2 * s, "one", 10)
+    assert len(ticks) == 1000 and following == t0 + s and following <= t0 + 2 * s
 
 
 # --- registrations -----------------------------------------------------------------
@@ -174,6 +183,7 @@ def scheduler() -> CronScheduler:
 BAD = [
     ("invalid expression", {"cron": "61 * * * *"}, "invalid cron expression"),
     ("garbage expression", {"cron": "every day"}, "fields"),
+    ("never fires", {"cron": "0 0 30 2 *"}, "no next run"),
     ("too many fields", {"cron": "* * * * * * * *"}, "fields"),
     ("empty expression", {"cron": ""}, "cron expression"),
     ("both", {"cron": "* * * * *", "interval": 5}, "exactly one of cron"),
@@ -239,7 +249,8 @@ def test_scheduler_settings_are_validated() -> None:
     s = CronScheduler(app)
     assert (s.lease, s.standby_retry_interval, s.catch_up) == (12, 3, "one")
     assert CronScheduler(app, lease=2, standby_retry_interval=0.5).lease == 2
-    for kwargs in ({"lease": 0}, {"standby_retry_interval": -1}, {"catch_up": "all"}, {"lease": "1"}):
+    for kwargs in ({"lease": 0}, {"lease": 0.1}, {"standby_retry_interval": -1}, {"catch_up": "all"},
+                   {"lease": "1"}):  # fmt: skip
         with pytest.raises(ConfigError):
             CronScheduler(app, **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError):

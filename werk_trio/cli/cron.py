@@ -69,9 +69,10 @@ async def _list(app: Any, schedulers: list[Any]) -> int:
 
 
 async def _run(app: Any, scheduler: Any) -> int:
-    async with app, trio.open_nursery() as nursery:
-        await nursery.start(scheduler.run)
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    # the signals are caught before the scheduler says it started
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with app, trio.open_nursery() as nursery:
+            await nursery.start(scheduler.run)
             async for sig in signals:
                 logger.info("cron: %s received, stopping", signal.Signals(sig).name)
                 scheduler.stop()

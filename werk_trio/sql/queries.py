@@ -947,6 +947,15 @@ WHERE id = (SELECT id FROM {cron_lease}
 RETURNING generation
 """
 
+# The first statement of a round: a leader frozen inside its round (SIGSTOP,
+# a VM pause) holds the lease row's lock, which would keep every standby out;
+# after half the lease the server ends its session instead, and the round's
+# statements cannot outlast it either. Transaction-local: PgBouncer-safe.
+CRON_ROUND_LIMITS = """
+SELECT set_config('idle_in_transaction_session_timeout', %(ms)s, true),
+    set_config('statement_timeout', %(ms)s, true)
+"""
+
 # The leader renews at the start of its round. Zero rows: another scheduler
 # took the lease (the generation moved on): stop leading. Returns now().
 CRON_RENEW = """
@@ -1065,8 +1074,8 @@ WHERE name = %(name)s
 # runs still in the jobs table (jobs_cron_idx).
 CRON_STATS = """
 SELECT s.name, s.function, s.queue, s.cron, s.interval_secs, s.tz, s.next_run_at, s.last_run_at,
-    s.paused, s.removed_at, s.total_runs, s.last_job_id, last.status,
-    (SELECT count(*) FROM {jobs} f WHERE f.cron_name = s.name AND f.status = 'failed')
+    s.paused, s.removed_at, s.total_runs, s.last_job_id, last.status, last.enqueued_at,
+    last.completed_at, (SELECT count(*) FROM {jobs} f WHERE f.cron_name = s.name AND f.status = 'failed')
 FROM {cron_schedules} s
 LEFT JOIN {jobs} last ON last.id = s.last_job_id
 ORDER BY s.name
