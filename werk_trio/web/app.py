@@ -457,7 +457,7 @@ async def sweep(werk: Werk = WerkDep) -> dict[str, Any]:
     return {"swept": len(ids), "job_ids": ids}
 
 
-@api.post("/server/vacuum", tags=["server"], summary="VACUUM ANALYZE the werk tables")
+@api.post("/server/vacuum", tags=["server"], summary="Vacuum and analyze the werk tables")
 async def vacuum(werk: Werk = WerkDep) -> dict[str, bool]:
     await werk.vacuum()
     return {"vacuumed": True}
