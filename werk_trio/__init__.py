@@ -3,6 +3,7 @@
 This module is the whole public API; everything else is internal.
 """
 
+from ._logging import configure_logging as configure_logging
 from .app import Werk as Werk
 from .config import WerkConfig as WerkConfig
 from .db import Connection as Connection
@@ -47,5 +48,5 @@ __all__ = [
     "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
     "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
     "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
-    "asyncio_handler",
+    "asyncio_handler", "configure_logging",
 ]  # fmt: skip

@@ -65,7 +65,11 @@ class Werk:
         self.serializer: Serializer = check_serializer(self.config.serializer or JSONSerializer())
         self.sql = sqlmod.Statements(self.config.schema, self.config.prefix)
         self.tasks = TaskRegistry(self.config.task_modules, caller_package())
-        setup_logging(self.config.log_level, self.config.log_format)
+        cfg = self.config
+        if cfg.log_level is not None or cfg.log_color is not None or cfg.log_fmt is not None \
+                or cfg.log_format != "text":
+            # as pgwerk: any logging setting configures logging (level default INFO)
+            setup_logging(cfg.log_level or "INFO", cfg.log_format, cfg.log_color, cfg.log_fmt)
         self._pool: Pool | None = None
         self._dsn: str | None = None
         self._where = "not connected"
@@ -506,10 +510,109 @@ class Werk:
         return out
 
     async def list_workers(self) -> list[dict[str, Any]]:
-        """Registered workers, oldest first, with ``heartbeat_age`` in seconds."""
-        keys = ("id", "name", "hostname", "pid", "worker_type", "queues", "concurrency",
-                "heartbeat_interval", "started_at", "last_seen", "status", "heartbeat_age")
-        return [dict(zip(keys, row, strict=True)) for row in await self._fetch(self.sql.LIST_WORKERS)]
+        """Registered workers, oldest first: running ones and, for
+        ``stopped_worker_retention`` seconds (an hour) after they left, stopped
+        ones (``status == "stopped"``). Each a dict with pgwerk's keys --
+        ``id`` (UUID), ``name``, ``queue`` (the queues, comma-separated),
+        ``status`` (``running``, ``stopped``), ``metadata`` (hostname, pid,
+        worker_type, concurrency, heartbeat_interval), ``heartbeat_at``,
+        ``started_at``, ``expires_at`` (when a stopped row goes; None while
+        running) -- and werk_trio's: ``hostname``, ``pid``, ``worker_type``,
+        ``queues`` (list), ``concurrency``, ``heartbeat_interval``,
+        ``last_seen`` (= heartbeat_at), ``heartbeat_age`` (seconds),
+        ``stopped_at``."""
+        return [_worker_dict(row) for row in await self._fetch(self.sql.LIST_WORKERS)]
+
+    async def get_worker(self, worker_id: Any) -> dict[str, Any] | None:
+        """One worker as :meth:`list_workers` shows it, or None if there is no
+        such row (never registered, deleted as dead, or stopped longer ago
+        than ``stopped_worker_retention``)."""
+        rows = await self._fetch(self.sql.GET_WORKER, {"id": _uuid("worker_id", worker_id)})
+        return _worker_dict(rows[0]) if rows else None
+
+    async def list_worker_jobs(self, worker_id: Any, limit: int = 50, offset: int = 0) -> list[Job]:
+        """The jobs a worker holds now (active or aborting, newest start first),
+        then the finished jobs it ran last (newest first): werk_trio keeps
+        ``worker_id`` on finished jobs. A job retried elsewhere belongs to the
+        worker of its last attempt."""
+        _limit_offset(limit, offset, most=1000)
+        rows = await self._fetch(
+            self.sql.LIST_WORKER_JOBS,
+            {"worker_id": _uuid("worker_id", worker_id), "limit": limit, "offset": offset},
+        )
+        return [job_from_row(row, self.serializer) for row in rows]
+
+    async def get_queue_stats(self) -> tuple[list[dict[str, Any]], int, int]:
+        """``(queues, total_jobs, workers_online)``, as pgwerk.
+
+        ``queues``: one dict per queue with jobs, by name: ``queue``,
+        ``scheduled``, ``queued``, ``active``, ``aborting``, ``waiting``,
+        ``complete``, ``failed``, ``aborted`` (counts). ``total_jobs``: every
+        job row. ``workers_online``: workers running and heard from within
+        three of their heartbeat intervals. One statement."""
+        queues: list[dict[str, Any]] = []
+        online = 0
+        for row in await self._fetch(self.sql.QUEUE_STATS):
+            online = int(row[-1])
+            if row[0] is not None:
+                queues.append(dict(zip(_QUEUE_STAT_KEYS, row[:-1], strict=True)))
+        total = sum(sum(q[k] for k in _QUEUE_STAT_KEYS[1:]) for q in queues)
+        return queues, total, online
+
+    async def get_throughput_history(
+        self, minutes: int = 60, *, bucket_secs: int = 60
+    ) -> list[dict[str, Any]]:
+        """Finished jobs per minute (``bucket_secs``, a multiple of 60, for
+        coarser buckets) over the last ``minutes`` (1..10080), per queue and
+        per worker, oldest bucket first.
+
+        Each dict: ``time`` (the bucket's start, UTC, aligned to whole
+        buckets; the last one is the current, partial bucket), ``queue``,
+        ``worker_id``, ``worker_name`` (the id as text once the worker row is
+        gone), ``completed``, ``failed`` (jobs that ended failed: a retried
+        attempt is not counted), ``count`` (= completed, pgwerk's key). A
+        bucket in which nothing finished appears once, with ``queue``,
+        ``worker_id`` and ``worker_name`` None and zero counts. Counts come
+        from the job rows: purged or TTL-deleted jobs no longer count."""
+        _int_in("minutes", minutes, 1, 10080)
+        _int_in("bucket_secs", bucket_secs, 60, 86400)
+        if bucket_secs % 60:
+            raise ConfigError(f"bucket_secs must be a multiple of 60, got {bucket_secs}")
+        n = max(1, (minutes * 60) // bucket_secs)
+        rows = await self._fetch(self.sql.THROUGHPUT_HISTORY, {"bucket": bucket_secs, "n": n})
+        return [
+            {"time": t, "queue": q, "worker_id": w, "worker_name": name, "completed": c, "failed": f,
+             "count": c}
+            for t, q, w, name, c, f in rows
+        ]
+
+    async def get_queue_depth_history(
+        self, minutes: int = 60, *, queue: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Queue-depth samples of the last ``minutes`` (1..10080), oldest first:
+        one dict per queue per sample -- ``time``, ``queue``, ``queued``,
+        ``scheduled``, ``waiting``, ``active`` (active + aborting). Workers
+        take a sample each ``stats_sample_interval`` (one worker at a time:
+        the sweeping one) and keep ``stats_retention``; a queue appears in a
+        sample while it has live jobs, and once more with zeros when it
+        empties. ``queue``: that queue only."""
+        _int_in("minutes", minutes, 1, 10080)
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise ConfigError(f"queue must be a queue name, got {queue!r}")
+        rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY, {"minutes": minutes, "queue": queue})
+        keys = ("time", "queue", "queued", "scheduled", "waiting", "active")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    async def get_server_info(self) -> tuple[str, int, list[dict[str, Any]]]:
+        """``(pg_version, db_size_bytes, tables)``, as pgwerk: the server's
+        version string (``version()``), the database's size in bytes, and one
+        dict per table of this app -- ``name``, ``size_bytes`` (with indexes
+        and TOAST), ``row_count`` (the statistics' live-row estimate) --
+        largest first."""
+        names = [self.sql.render("{" + t + "}") for t in sqlmod.TABLES]
+        rows = await self._fetch(self.sql.SERVER_INFO, {"tables": names})
+        _short, version, size, tables = rows[0]
+        return str(version), int(size), [dict(t) for t in tables]
 
     async def sweep(self) -> dict[str, int]:
         """One maintenance pass (what every worker's sweeper does each
@@ -630,6 +733,37 @@ class Werk:
 
 
 _WAIT_POLL = 1.0  # seconds between database re-checks while waiting
+
+_QUEUE_STAT_KEYS = (
+    "queue", "scheduled", "queued", "active", "aborting", "waiting", "complete", "failed", "aborted",
+)  # fmt: skip
+
+
+def _worker_dict(row: Sequence[Any]) -> dict[str, Any]:
+    """A workers row as list_workers() shows it: pgwerk's keys and werk_trio's."""
+    (wid, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
+     last_seen, status, heartbeat_age, stopped_at, expires_at) = row
+    return {
+        "id": wid, "name": name, "queue": ",".join(queues), "status": status,
+        "metadata": {"hostname": hostname, "pid": pid, "worker_type": worker_type,
+                     "concurrency": concurrency, "heartbeat_interval": heartbeat_interval},
+        "heartbeat_at": last_seen, "started_at": started_at, "expires_at": expires_at,
+        "hostname": hostname, "pid": pid, "worker_type": worker_type, "queues": list(queues),
+        "concurrency": concurrency, "heartbeat_interval": heartbeat_interval, "last_seen": last_seen,
+        "heartbeat_age": float(heartbeat_age), "stopped_at": stopped_at,
+    }  # fmt: skip
+
+
+def _int_in(name: str, value: Any, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name} must be an int in {low}..{high}, got {value!r}")
+    return value
+
+
+def _limit_offset(limit: Any, offset: Any, *, most: int) -> None:
+    _int_in("limit", limit, 1, most)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ConfigError(f"offset must be an int >= 0, got {offset!r}")
 
 
 def _statuses(value: Any) -> list[str] | None:

@@ -109,6 +109,21 @@ class WerkConfig:
     durable_claims: bool = False
     #: Directory of the embedded Postgres data (None: the default location).
     embedded_dir: str | None = field(default=None)
+    #: ANSI colour in text logs: None (default) colours when stderr is a TTY
+    #: and NO_COLOR is unset; True always; False never.
+    log_color: bool | None = None
+    #: A logging format string for text logs (``%(levelname)s %(message)s``;
+    #: the running job's ``%(job_id)s``, ``%(job_function)s`` and
+    #: ``%(job_attempt)s`` are available); None: the default format.
+    log_fmt: str | None = None
+    #: Seconds a stopped worker stays listed (status ``stopped``) before the
+    #: sweeper deletes its row (pgwerk: an hour).
+    stopped_worker_retention: float = 3600.0
+    #: Seconds between queue-depth samples (taken by the sweeping worker, so at
+    #: most once per sweep_interval as well).
+    stats_sample_interval: float = 60.0
+    #: Seconds queue-depth samples are kept (7 days).
+    stats_retention: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         check_name("table prefix", self.prefix)
@@ -149,6 +164,14 @@ class WerkConfig:
         object.__setattr__(self, "task_modules", modules)
         if self.prepare_threshold is not None:
             _positive("prepare_threshold", self.prepare_threshold, integer=True, allow_zero=True)
+        for name in ("stopped_worker_retention", "stats_sample_interval", "stats_retention"):
+            _positive(name, getattr(self, name))
+        if self.log_color is not None and not isinstance(self.log_color, bool):
+            raise ConfigError(f"log_color must be True, False or None, got {self.log_color!r}")
+        if self.log_fmt is not None:
+            from ._logging import check_format
+
+            check_format(self.log_fmt)
         for name in ("durable_claims", "auto_migrate", "use_listen_notify"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from ._logging import install_record_factory
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
 from .actors.completer import Completer
@@ -257,7 +258,8 @@ class Worker:
             )  # fmt: skip
 
     async def _deregister(self) -> None:
-        """Requeue (unspent) jobs claimed but never run, then delete the worker row."""
+        """Requeue (unspent) jobs claimed but never run, then mark the worker row
+        stopped (listed for ``stopped_worker_retention``, then deleted by a sweep)."""
         sql = self.app.sql
         with trio.CancelScope(shield=True), trio.move_on_after(5):
             try:
@@ -266,7 +268,10 @@ class Worker:
                         sql.RELEASE_WORKER_JOBS, {"id": self.id, "jobs_channel": sql.jobs_channel}
                     )
                     released = len(await cur.fetchall())
-                    await conn.execute(sql.DEREGISTER_WORKER, {"id": self.id})
+                    await conn.execute(
+                        sql.DEREGISTER_WORKER,
+                        {"id": self.id, "retention": float(self.app.config.stopped_worker_retention)},
+                    )
                 if released:
                     logger.info(
                         "worker %s: %d job(s) still active for it at exit (claimed but never run); "
@@ -308,6 +313,7 @@ class Worker:
         if self._running_flag:
             raise ConfigError(f"{self!r} is already running; create one worker object per run")
         self._running_flag = True
+        install_record_factory()  # log records made while a job runs carry it
         if not self.app.connected:
             await self.app.connect()
         use_listen = self.app.config.use_listen_notify

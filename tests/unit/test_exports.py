@@ -25,6 +25,8 @@ EXPECTED = {
     "WaitTimeout",
     # workers (SPEC §4-5)
     "Worker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
+    # logging as pgwerk users expect (issue 12)
+    "configure_logging",
 }  # fmt: skip
 
 

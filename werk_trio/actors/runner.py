@@ -7,7 +7,9 @@ deadline is the job's ``_timeout`` and which the abort-watcher and shutdown
 cancel; touch ``_heartbeat`` jobs beside it; classify the end (complete /
 retry / fail / abort / requeue-on-shutdown); run the after-hooks and, on
 failure, the exception handlers; hand the outcome to the completer; free the
-slot. No database query of its own except the job touches.
+slot. No database query of its own except the job touches. While a job
+runs, :data:`werk_trio._logging.current_job` holds its id, function and
+attempt, so every log record made meanwhile carries them.
 
 A failing handler, hook or exception handler never stops a runner.
 """
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
+from .._logging import current_job
 from ..errors import JobTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
 from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
 from ..jobs import Context, Job
@@ -101,6 +104,14 @@ class Runner:
                     self.worker.nudge()
 
     async def run_job(self, job: Job) -> None:
+        # every log record made while the job runs (hooks included) carries it
+        token = current_job.set((str(job.id), job.function, job.attempts))
+        try:
+            await self._run_job(job)
+        finally:
+            current_job.reset(token)
+
+    async def _run_job(self, job: Job) -> None:
         worker = self.worker
         ctx = Context(job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name)
         try:

@@ -10,7 +10,12 @@ running jobs whose worker is gone or that were not touched for
 that kills its worker every time ends failed after max_attempts); expires
 unstarted jobs past their ``_ttl`` (EXPIRE_JOBS); deletes finished rows past
 their result/failure TTL; resolves waiting jobs whose parents all ended (a
-safety net for a worker that died between a commit and its resolution).
+safety net for a worker that died between a commit and its resolution);
+then the introspection upkeep: deletes stopped workers past
+``stopped_worker_retention`` (DELETE_STOPPED_WORKERS), takes a queue-depth
+sample when none was taken in the last ``stats_sample_interval``
+(SAMPLE_QUEUES: one row per queue) and prunes samples older than
+``stats_retention`` (PRUNE_SAMPLES).
 On a connection error it logs, marks the worker's database trouble
 (:meth:`Worker.db_trouble`) and tries again next interval.
 """
@@ -42,7 +47,8 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
     heartbeat intervals fit in that stretch (None: no such limit).
     """
     sql = app.sql
-    out = {"dead_workers": 0, "rescued": 0, "expired": 0, "deleted": 0, "resolved": 0}
+    out = {"dead_workers": 0, "rescued": 0, "expired": 0, "deleted": 0, "resolved": 0,
+           "stopped_workers": 0, "sampled_queues": 0}
     async with app.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(sql.SWEEP_LOCK, {"key": sql.lock_key})
         row = await cur.fetchone()
@@ -77,7 +83,20 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
         if stale:
             cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale, "channel": sql.jobs_channel})
             out["resolved"] = len(await cur.fetchall())
+        await _introspection_upkeep(conn, app, out)
     return out
+
+
+async def _introspection_upkeep(conn: Any, app: Werk, out: dict[str, int]) -> None:
+    """The introspection tables' share of a sweep (under its lock, so one
+    writer at a time): delete stopped workers past their retention, take a
+    queue-depth sample if one is due, prune samples past their retention."""
+    sql, cfg = app.sql, app.config
+    cur = await conn.execute(sql.DELETE_STOPPED_WORKERS)
+    out["stopped_workers"] = len(await cur.fetchall())
+    cur = await conn.execute(sql.SAMPLE_QUEUES, {"interval": float(cfg.stats_sample_interval)})
+    out["sampled_queues"] = len(await cur.fetchall())
+    await conn.execute(sql.PRUNE_SAMPLES, {"retention": float(cfg.stats_retention)})
 
 
 class Sweeper:

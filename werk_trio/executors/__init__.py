@@ -158,13 +158,18 @@ def remote_error_from_reply(reply: tuple[Any, ...]) -> RemoteError:
 
 def child_request(call: JobCall, serializer: Any) -> Any:
     """The picklable request a child process runs: the Context becomes a
-    snapshot (job data and worker identity; no live app or worker)."""
+    snapshot (job data and worker identity; no live app or worker); the
+    running job and the parent's configure_logging() arguments go along."""
+    from .. import _logging
     from ._child import ChildRequest
 
     ctx = call.ctx
     if ctx is not None:
         ctx = Context(job=ctx.job, worker_id=ctx.worker_id, worker_name=ctx.worker_name)
-    return ChildRequest(call.func, call.args, call.kwargs, ctx, call.kind, serializer)
+    # the running job and the parent's logging setup: the child's records
+    # carry the job and look like the worker's own
+    return ChildRequest(call.func, call.args, call.kwargs, ctx, call.kind, serializer,
+                        _logging.current_job.get(), _logging.active_setup)
 
 
 def reply_to_result(reply: tuple[Any, ...]) -> SerializedResult:

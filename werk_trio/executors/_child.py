@@ -28,6 +28,10 @@ class ChildRequest:
     ctx: Any  # a picklable Context snapshot, or None
     kind: str
     serializer: Any
+    #: The running job, ``(id, function, attempt)``, for the child's log records.
+    job: Any = None
+    #: The parent's configure_logging() arguments (None: it never called it).
+    log_setup: Any = None
 
 
 def _call(req: ChildRequest) -> Any:
@@ -39,6 +43,22 @@ def _call(req: ChildRequest) -> Any:
     if req.kind == "asyncio":
         return asyncio.run(req.func(*args, **req.kwargs))
     return req.func(*args, **req.kwargs)
+
+
+_configured: Any = None  # the log setup applied in this process
+
+
+def _logging_like_parent(req: ChildRequest) -> Any:
+    """Log records made in this child carry the job (and, when the worker
+    configured logging, go out formatted as the worker's own do)."""
+    global _configured
+    from .. import _logging
+
+    _logging.install_record_factory()
+    if req.log_setup is not None and req.log_setup != _configured:
+        _logging.configure_logging(**req.log_setup)
+        _configured = req.log_setup
+    return _logging.current_job.set(req.job)
 
 
 def _error_reply(exc: BaseException, *, final: bool = False) -> bytes:
@@ -57,10 +77,13 @@ def run_request(payload: bytes) -> bytes:
         req: ChildRequest = pickle.loads(payload)
     except BaseException as exc:
         return _error_reply(exc, final=True)
+    token = _logging_like_parent(req)
     try:
         result = _call(req)
     except BaseException as exc:
         return _error_reply(exc)
+    finally:
+        token.var.reset(token)
     try:
         text = req.serializer.dumps(result)
         if not isinstance(text, str):

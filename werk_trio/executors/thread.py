@@ -34,6 +34,7 @@ from typing import Any
 import outcome
 import trio
 
+from .._logging import current_job
 from . import HandlerKind, JobCall
 
 logger = logging.getLogger("werk_trio.worker")
@@ -41,7 +42,17 @@ logger = logging.getLogger("werk_trio.worker")
 __all__ = ["ThreadExecutor"]
 
 
-def _in_thread(call: JobCall) -> Any:
+def _in_thread(call: JobCall, job: tuple[str, str, int] | None) -> Any:
+    # the runner's current job, for the log records made in this thread (a
+    # Trio or asyncio handler's loop copies it into its tasks)
+    token = current_job.set(job)
+    try:
+        return _call(call)
+    finally:
+        current_job.reset(token)
+
+
+def _call(call: JobCall) -> Any:
     args = call.positional()
     if call.kind == HandlerKind.TRIO:
         return trio.run(functools.partial(call.func, *args, **call.kwargs))
@@ -53,10 +64,11 @@ def _in_thread(call: JobCall) -> Any:
 class _Call:
     """One call in the pool: who waits for it, and whether it was abandoned."""
 
-    __slots__ = ("abandoned", "call", "done", "started", "task")
+    __slots__ = ("abandoned", "call", "done", "job", "started", "task")
 
     def __init__(self, call: JobCall, task: trio.lowlevel.Task) -> None:
         self.call = call
+        self.job = current_job.get()
         self.task = task
         self.started = False
         self.done = False
@@ -135,7 +147,7 @@ class ThreadExecutor:
                 if item.abandoned:  # its job ended while it waited: never start it
                     continue
                 item.started = True
-            result = outcome.capture(_in_thread, item.call)
+            result = outcome.capture(_in_thread, item.call, item.job)
             with self._lock:
                 item.done = True
                 if item.abandoned:  # its job already ended: nobody waits

@@ -19,9 +19,9 @@ from psycopg import sql
 from ..config import check_name
 from . import queries
 
-__all__ = ["Migration", "Statements", "array_literal", "listen", "migrations"]
+__all__ = ["TABLES", "Migration", "Statements", "array_literal", "listen", "migrations"]
 
-_TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
+TABLES = ("jobs", "executions", "workers", "job_deps", "migrations", "queue_samples")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
@@ -75,7 +75,7 @@ class Statements:
         self.schema = schema
         self.prefix = prefix
         self.idents: dict[str, sql.Composable] = {}
-        for table in _TABLES:
+        for table in TABLES:
             name = f"{prefix}_{table}"
             self.idents[table] = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         #: NOTIFY channels: new jobs (payload: queue) and finished jobs (payload: id).

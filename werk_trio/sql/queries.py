@@ -240,8 +240,8 @@ WITH del AS (
 SELECT count(*) FROM del
 """
 
-TRUNCATE = "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}"
-VACUUM = "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}"
+TRUNCATE = "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}, {queue_samples}"
+VACUUM = "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}, {queue_samples}"
 
 # --- workers ------------------------------------------------------------------
 
@@ -249,12 +249,23 @@ REGISTER_WORKER = """
 INSERT INTO {workers} (id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval)
 VALUES (%(id)s, %(name)s, %(hostname)s, %(pid)s, %(worker_type)s, %(queues)s, %(concurrency)s,
         %(heartbeat_interval)s)
-ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running'
+ON CONFLICT (id) DO UPDATE SET last_seen = now(), status = 'running', stopped_at = NULL,
+    expires_at = NULL
 """
 
 # The worker's heartbeat; no row back means a sweeper took it for dead.
-HEARTBEAT_WORKER = "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s RETURNING 1"
-DEREGISTER_WORKER = "DELETE FROM {workers} WHERE id = %(id)s"
+HEARTBEAT_WORKER = (
+    "UPDATE {workers} SET last_seen = now() WHERE id = %(id)s AND status <> 'stopped' RETURNING 1"
+)
+# A stopped worker stays listed (status 'stopped') until expires_at, so an
+# operator sees who left; DELETE_STOPPED_WORKERS removes it then. It holds no
+# job (RELEASE_WORKER_JOBS ran first, in the same transaction), and the
+# sweeper treats it like a missing worker (RESCUE_JOBS, DEAD_WORKERS).
+DEREGISTER_WORKER = """
+UPDATE {workers} SET status = 'stopped', stopped_at = now(),
+    expires_at = now() + make_interval(secs => %(retention)s)
+WHERE id = %(id)s
+"""
 
 # At deregistration, after the last outcome was written: jobs still active for
 # this worker were claimed but never run (a claim cut off by stop or cancel
@@ -293,11 +304,11 @@ SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
 FROM upd
 """
-LIST_WORKERS = """
-SELECT id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval, started_at,
-    last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age
-FROM {workers} ORDER BY started_at
-"""
+_WORKER_COLUMNS = """id, name, hostname, pid, worker_type, queues, concurrency, heartbeat_interval,
+    started_at, last_seen, status, extract(epoch FROM now() - last_seen) AS heartbeat_age,
+    stopped_at, expires_at"""
+LIST_WORKERS = "SELECT " + _WORKER_COLUMNS + " FROM {workers} ORDER BY started_at"
+GET_WORKER = "SELECT " + _WORKER_COLUMNS + " FROM {workers} WHERE id = %(id)s"
 
 # Jobs with _heartbeat that this worker runs: touched so the sweep leaves them.
 TOUCH_JOBS = """
@@ -521,7 +532,7 @@ SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%(key)s, 1))"
 # a database outage every live worker's last beat is old, and none is dead.
 DEAD_WORKERS = """
 DELETE FROM {workers}
-WHERE last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
+WHERE status <> 'stopped' AND last_seen < now() - make_interval(secs => 3 * heartbeat_interval)
   AND (%(healthy_for)s::float8 IS NULL OR 3 * heartbeat_interval < %(healthy_for)s::float8)
 RETURNING id, name
 """
@@ -536,7 +547,7 @@ WITH lost AS (
                                     || ' died (no heartbeat for 3 intervals) while running this job'
              ELSE 'worker lost: job stuck, not touched for '
                   || %(max_active_secs)s::text || 's (max_active_secs)' END AS reason
-    FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id
+    FROM {jobs} j LEFT JOIN {workers} w ON w.id = j.worker_id AND w.status <> 'stopped'
     WHERE j.status IN ('active', 'aborting')
       AND (w.id IS NULL
            OR COALESCE(j.touched_at, j.started_at) < now() - make_interval(secs => %(max_active_secs)s))
@@ -618,3 +629,144 @@ FROM runs
 
 # werk_trio.testing: drop a test schema and everything in it.
 DROP_SCHEMA = "DROP SCHEMA IF EXISTS {schema} CASCADE"
+
+# --- introspection (the API behind the dashboards) ----------------------------
+
+# Stopped workers past their retention (the sweeper).
+DELETE_STOPPED_WORKERS = """
+DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING id
+"""
+
+# Per-queue counts by status, with the number of workers online (running and
+# heard from within three of their heartbeat intervals) on every row; one row
+# with a NULL queue when there is no job at all.
+QUEUE_STATS = """
+WITH per AS (
+    SELECT queue,
+        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+        count(*) FILTER (WHERE status = 'queued') AS queued,
+        count(*) FILTER (WHERE status = 'active') AS active,
+        count(*) FILTER (WHERE status = 'aborting') AS aborting,
+        count(*) FILTER (WHERE status = 'waiting') AS waiting,
+        count(*) FILTER (WHERE status = 'complete') AS complete,
+        count(*) FILTER (WHERE status = 'failed') AS failed,
+        count(*) FILTER (WHERE status = 'aborted') AS aborted
+    FROM {jobs} GROUP BY queue
+), online AS (
+    SELECT count(*) AS n FROM {workers}
+    WHERE status <> 'stopped' AND last_seen > now() - make_interval(secs => 3 * heartbeat_interval)
+)
+SELECT p.queue, p.scheduled, p.queued, p.active, p.aborting, p.waiting, p.complete, p.failed,
+    p.aborted, o.n
+FROM online o LEFT JOIN per p ON true
+ORDER BY p.queue
+"""
+
+# Finished jobs per time bucket (%(bucket)s seconds, aligned to the epoch),
+# per queue and per worker, over the last %(n)s buckets (the current one
+# included): completed and failed (jobs that ended failed; retried attempts
+# are not failures of the job). Every bucket appears at least once (queue and
+# worker NULL, counts 0 when nothing finished in it). An index-only range scan
+# of the finished-rows index (it carries status, queue and worker_id).
+THROUGHPUT_HISTORY = """
+WITH b AS (
+    SELECT make_interval(secs => %(bucket)s) AS step,
+        date_bin(make_interval(secs => %(bucket)s), now(), timestamptz '1970-01-01 00:00:00+00') AS last
+), grid AS (
+    SELECT b.last - b.step * g.i AS t FROM b, generate_series(0, %(n)s - 1) AS g(i)
+), done AS (
+    SELECT date_bin(b.step, j.completed_at, timestamptz '1970-01-01 00:00:00+00') AS t,
+        j.queue, j.worker_id,
+        count(*) FILTER (WHERE j.status = 'complete') AS completed,
+        count(*) FILTER (WHERE j.status = 'failed') AS failed
+    FROM {jobs} j, b
+    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= b.last - b.step * (%(n)s - 1)
+    GROUP BY 1, 2, 3
+)
+SELECT g.t, d.queue, d.worker_id, COALESCE(w.name, d.worker_id::text) AS worker_name,
+    COALESCE(d.completed, 0), COALESCE(d.failed, 0)
+FROM grid g LEFT JOIN done d ON d.t = g.t LEFT JOIN {workers} w ON w.id = d.worker_id
+ORDER BY g.t, d.queue, worker_name
+"""
+
+# One queue-depth sample: taken only if none was taken in the last
+# 0.9 * %(interval)s seconds (so at most one per interval whichever worker
+# sweeps; the caller holds the sweep lock, so one writer at a time). One row
+# per queue with live jobs, plus a zero row for a queue whose previous sample
+# was not all zeros (the drop to empty is recorded once). Each branch reads
+# one partial index, so the cost follows the live jobs, not the finished ones.
+SAMPLE_QUEUES = """
+WITH due AS (
+    SELECT NOT EXISTS (SELECT 1 FROM {queue_samples}
+        WHERE sampled_at > now() - make_interval(secs => 0.9 * %(interval)s)) AS yes
+), live AS (
+    SELECT queue, status FROM {jobs}
+    WHERE status IN ('queued', 'scheduled') AND (SELECT yes FROM due)
+    UNION ALL
+    SELECT queue, status FROM {jobs}
+    WHERE status IN ('active', 'aborting') AND (SELECT yes FROM due)
+    UNION ALL
+    SELECT queue, status FROM {jobs} WHERE status = 'waiting' AND (SELECT yes FROM due)
+), counts AS (
+    SELECT queue,
+        count(*) FILTER (WHERE status = 'queued') AS queued,
+        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+        count(*) FILTER (WHERE status = 'waiting') AS waiting,
+        count(*) FILTER (WHERE status IN ('active', 'aborting')) AS active
+    FROM live GROUP BY queue
+), previous AS (
+    SELECT queue FROM {queue_samples}
+    WHERE sampled_at = (SELECT max(sampled_at) FROM {queue_samples})
+      AND queued + scheduled + waiting + active > 0 AND (SELECT yes FROM due)
+)
+INSERT INTO {queue_samples} (sampled_at, queue, queued, scheduled, waiting, active)
+SELECT now(), q.queue, COALESCE(c.queued, 0), COALESCE(c.scheduled, 0), COALESCE(c.waiting, 0),
+    COALESCE(c.active, 0)
+FROM (SELECT queue FROM counts UNION SELECT queue FROM previous) q
+LEFT JOIN counts c ON c.queue = q.queue
+RETURNING queue
+"""
+
+# Samples past the retention (the sweeper).
+PRUNE_SAMPLES = """
+DELETE FROM {queue_samples} WHERE sampled_at < now() - make_interval(secs => %(retention)s)
+"""
+
+QUEUE_DEPTH_HISTORY = """
+SELECT sampled_at, queue, queued, scheduled, waiting, active FROM {queue_samples}
+WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+ORDER BY sampled_at, queue
+"""
+
+# Server version, database size, and each of this app's tables (%(tables)s:
+# their qualified names) with its total size (indexes and TOAST included) and
+# the statistics' live-row estimate.
+SERVER_INFO = """
+SELECT current_setting('server_version'), version(), pg_database_size(current_database()),
+    (SELECT COALESCE(json_agg(json_build_object(
+            'name', c.relname, 'size_bytes', pg_total_relation_size(c.oid),
+            'row_count', pg_stat_get_live_tuples(c.oid))
+            ORDER BY pg_total_relation_size(c.oid) DESC), '[]'::json)
+     FROM unnest(%(tables)s::text[]) AS t(name)
+     JOIN pg_class c ON c.oid = to_regclass(t.name))
+"""
+
+# The jobs a worker runs now (active/aborting, through the running-jobs
+# index) and, after them, the finished jobs it ran last (the finished-rows
+# index read backwards from the newest, index-only: it carries worker_id).
+LIST_WORKER_JOBS = (
+    "SELECT " + JOB_COLUMNS + """ FROM (
+    SELECT j.*, 0 AS part, j.started_at AS at FROM {jobs} j
+    WHERE j.worker_id = %(worker_id)s AND j.status IN ('active', 'aborting')
+    UNION ALL
+    SELECT f.*, 1 AS part, f.completed_at AS at FROM (
+        SELECT * FROM {jobs}
+        WHERE worker_id = %(worker_id)s AND status IN ('complete', 'failed', 'aborted')
+        ORDER BY completed_at DESC
+        LIMIT %(limit)s + %(offset)s
+    ) f
+) x
+ORDER BY part, at DESC, id
+LIMIT %(limit)s OFFSET %(offset)s"""
+)
