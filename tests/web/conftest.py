@@ -46,13 +46,14 @@ async def web_app(app: Werk) -> Werk:
 
 @asynccontextmanager
 async def served(app: Werk, *, workers: int = 1, queues: tuple[str, ...] = ("default",),
-                 **options: Any) -> AsyncIterator[str]:
+                 sweep_interval: float | None = None, **options: Any) -> AsyncIterator[str]:
     """The API and dashboard of ``app`` on a free port of 127.0.0.1, with
     ``workers`` live workers; yields the base URL."""
     async with trio.open_nursery() as nursery:
         for i in range(workers):
             worker = Worker(app, queues=queues, concurrency=10, handle_signals=False,
-                            heartbeat_interval=1.0, name=f"dash-worker-{i}")
+                            heartbeat_interval=1.0, name=f"dash-worker-{i}",
+                            sweep_interval=sweep_interval)
             await nursery.start(worker.run)
         binds = await nursery.start(functools.partial(serve, app, host="127.0.0.1", port=0, **options))
         yield binds[0]

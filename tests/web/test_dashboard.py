@@ -16,12 +16,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import trio
 from playwright.sync_api import expect
 
 from tests.web import dashboard_tasks
 from tests.web.conftest import BROWSER_TIMEOUT_MS, TOKEN, Session, in_browser, served
-from werk_trio import JobStatus, Werk
+from werk_trio import JobStatus, Werk, Worker
 
 expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
@@ -102,6 +103,7 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
                 session.open(view)
                 expect(page.locator("main h1")).to_contain_text(heading)
                 expect(page.locator("#live")).to_contain_text("updated")
+                expect(page.locator("#mode")).to_be_hidden()  # the read-only badge
                 page.screenshot(path=str(screenshot_dir / f"{name}-{scheme}.png"), full_page=True)
                 backgrounds[name] = page.evaluate("getComputedStyle(document.body).backgroundColor")
             # the overview's charts: time axes and units are drawn
@@ -122,6 +124,17 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
             page.screenshot(path=str(screenshot_dir / f"send-{scheme}.png"))
             page.keyboard.press("Escape")
             expect(page.locator("#send")).to_be_hidden()
+            # by keyboard: Tab reaches the skip link first, then the pages; Enter opens one
+            page.reload()
+            expect(page.locator("main h1")).to_contain_text("Overview")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+            for _ in range(10):
+                if page.evaluate("document.activeElement.textContent") == "Workers":
+                    break
+                page.keyboard.press("Tab")
+            page.keyboard.press("Enter")
+            expect(page.locator("main h1")).to_contain_text("Workers (1)")
             assert session.errors == [], session.errors
             return backgrounds
 
@@ -273,7 +286,7 @@ async def test_actions_ask_first_and_change_the_database(web_app: Werk) -> None:
             expect(page.locator("#confirm")).to_be_hidden()
             assert trio.from_thread.run(app.get_job, single.id).status is JobStatus.SCHEDULED
             page.locator("[data-action=cancel]").click()
-            confirm(session, f"Cancel job {str(single.id)[:8]}")
+            confirm(session, f"Cancel job {str(single.id)[-8:]}")
             expect(page.locator(".toast")).to_contain_text(f"Cancelled job {single.id}")
             assert trio.from_thread.run(app.get_job, single.id).status is JobStatus.ABORTED
             # now aborted: the page offers requeue, which queues it again
@@ -523,3 +536,51 @@ async def test_job_text_is_shown_as_text_never_as_markup(web_app: Werk) -> None:
             assert session.errors == [], session.errors
 
         await in_browser(base, body)
+
+
+# --- workers --------------------------------------------------------------------------------------
+
+
+async def test_workers_page_shows_running_jobs_and_marks_stopped_and_dead(web_app: Werk, schema: str) -> None:
+    app = web_app
+    # no sweep while the test looks: a sweep would delete the dead worker's row
+    async with served(app, sweep_interval=3600) as base:
+        [live] = await app.list_workers()
+        held = await app.enqueue(GATE, "workers")
+        async with trio.open_nursery() as nursery:
+            leaver = Worker(app, queues=["elsewhere"], handle_signals=False, name="leaver", sweep_interval=3600)
+            await nursery.start(leaver.run)
+            silent = Worker(app, queues=["elsewhere"], handle_signals=False, heartbeat_interval=60,
+                            name="silent", sweep_interval=3600)
+            await nursery.start(silent.run)
+            leaver.stop()
+            with trio.fail_after(30):
+                while (await app.get_worker(leaver.id) or {}).get("status") != "stopped":
+                    await trio.sleep(0.05)
+                while (await app.get_job(held.id)).status is not JobStatus.ACTIVE:
+                    await trio.sleep(0.05)
+            # "silent" has not been heard from for ten minutes: dead, though its row says running
+            async with app.connection() as conn:
+                await conn.execute(
+                    psycopg.sql.SQL("UPDATE {}._werk_workers SET last_seen = now() - interval '10 minutes' "
+                                    "WHERE id = %s").format(psycopg.sql.Identifier(schema)), [silent.id])
+
+            def body(session: Session) -> None:
+                page = session.page
+                session.open("#/workers")
+                table = page.locator("#workers")
+                expect(table.locator(f"tr[data-id='{live['id']}']")).to_contain_text("running")
+                expect(table.locator(f"tr[data-id='{leaver.id}']")).to_contain_text("stopped")
+                expect(table.locator(f"tr[data-id='{silent.id}']")).to_contain_text("dead")
+                row = table.locator(f"tr[data-id='{live['id']}'] td")
+                headers = page.locator("#workers th").all_text_contents()
+                expect(row.nth(headers.index("running"))).to_have_text("1")
+                table.locator(f"tr[data-id='{live['id']}'] a").click()
+                expect(page.locator("main h1")).to_contain_text(live["name"])
+                expect(page.locator("#worker-jobs tbody")).to_contain_text("active")
+                expect(page.locator("#worker-jobs tbody")).to_contain_text(GATE)
+                assert session.errors == [], session.errors
+
+            await in_browser(base, body)
+            dashboard_tasks.GATE.setdefault("workers", trio.Event()).set()
+            silent.stop()

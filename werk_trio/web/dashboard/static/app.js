@@ -1,7 +1,7 @@
 /* werk_trio dashboard: a thin client of the REST API (/api/...).
  *
  * No framework, no build step. Every value from the server reaches the page
- * through textContent or an attribute set by code (never innerHTML), and the
+ * through textContent or an attribute set by code (never parsed as HTML), and the
  * page's Content-Security-Policy forbids inline scripts besides. The token is
  * kept in this script's memory only (a reload asks for it again) and sent as
  * a bearer header. Views are URL fragments (#/jobs?status=failed), so a view
@@ -106,7 +106,8 @@
     return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
   }
   const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
-  const shortId = (id) => String(id || "").slice(0, 8);
+  // the last 8 hex digits: ids are UUIDv7, whose first ones are a timestamp
+  const shortId = (id) => String(id || "").slice(-8);
   const firstLine = (text) => String(text || "").split("\n").filter((l) => l.trim()).pop() || "";
   function pretty(value) {
     try { return JSON.stringify(value, null, 2); } catch (e) { return String(value); }
@@ -219,10 +220,11 @@
 
   const TIME_STEPS = [60, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400].map((x) => x * 1000);
 
-  function niceMax(v) {
-    if (v <= 0) return 1;
-    const p = 10 ** Math.floor(Math.log10(v));
-    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  /** A round step of at least 1 (the charts count jobs) for 4 grid lines up to `v`. */
+  function niceStep(v) {
+    const raw = Math.max(1, v / 4);
+    const p = 10 ** Math.floor(Math.log10(raw));
+    for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= raw && Number.isInteger(m * p)) return m * p;
     return 10 * p;
   }
 
@@ -231,7 +233,7 @@
   function lineChart(series, { from, to, unit, label }) {
     const W = 720, H = 230, L = 52, R = 14, T = 22, B = 30;
     const xs = (t) => L + ((t - from) / Math.max(1, to - from)) * (W - L - R);
-    const top = niceMax(Math.max(0, ...series.flatMap((x) => x.points.map((p) => p[1]))));
+    const top = 4 * niceStep(Math.max(0, ...series.flatMap((x) => x.points.map((p) => p[1]))));
     const ys = (v) => H - B - (v / top) * (H - T - B);
     const svg = s("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
     svg.append(s("title", { text: label }));
@@ -239,7 +241,7 @@
     for (let i = 0; i <= 4; i += 1) {
       const v = (top / 4) * i;
       grid.append(s("line", { x1: L, x2: W - R, y1: ys(v), y2: ys(v) }));
-      svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", text: Number.isInteger(v) ? v : v.toFixed(1) }));
+      svg.append(s("text", { x: L - 6, y: ys(v) + 4, "text-anchor": "end", text: fmtInt(v) }));
     }
     const step = TIME_STEPS.find((x) => (to - from) / x <= 7) || 86400000;
     for (let t = Math.ceil(from / step) * step; t <= to; t += step) {
@@ -553,7 +555,7 @@
       h("div", null,
         panel("Payload", h("pre", { id: "payload", text: pretty({ args: job.args, kwargs: job.kwargs }) })),
         panel("Result", h("pre", { id: "result", text: job.result === null ? "null" : pretty(job.result) })),
-        job.meta ? panel("Meta", h("pre", { text: pretty(job.meta) })) : null,
+        job.meta && Object.keys(job.meta).length ? panel("Meta", h("pre", { text: pretty(job.meta) })) : null,
         job.error ? panel("Error", h("pre", { id: "error", class: "error", text: job.error })) : null)));
     root.append(panel(`Executions (${executions.length})`, executions.length ? executions.map((e) => h("details", { open: true, class: "execution" },
       h("summary", null, `attempt ${e.attempt} `, badge(e.status), ` · started ${fmtTime(e.started_at)}`,
@@ -877,6 +879,7 @@
     }
     S.view = view;
     const nav = S.nav;
+    $("live").textContent = "loading…";
     try {
       await view.refresh();
       $("live").textContent = `updated ${fmtTime(new Date().toISOString()).slice(11)}`;
