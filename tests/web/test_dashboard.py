@@ -187,7 +187,7 @@ async def test_filters_narrow_the_list_and_pages_go_on(web_app: Werk) -> None:
             expect(rows(session)).to_have_count(25)
             page.get_by_role("button", name="Older →").click()
             expect(rows(session)).to_have_count(6)
-            expect(page.locator(".pager")).to_contain_text("jobs 26–31")
+            expect(page.locator(".pager")).to_contain_text("jobs 26\N{EN DASH}31")
             expect(page.get_by_role("button", name="Older →")).to_be_disabled()
 
             form.locator("input[name=queue]").fill("beta")
@@ -452,7 +452,8 @@ async def test_token_is_asked_for_and_kept_in_memory_only(web_app: Werk) -> None
             page.get_by_role("button", name="Log in").click()
             expect(rows(session)).to_have_count(1)
             expect(rows(session).first).to_have_attribute("data-id", str(job.id))
-            stored = page.evaluate("JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
+            stored = page.evaluate(
+                "JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie])")
             assert TOKEN not in stored and "token" not in stored.lower(), stored
             assert page.context.cookies() == []
             assert api_fetch(session, "GET", "/api/jobs")["status"] == 401
@@ -548,7 +549,8 @@ async def test_workers_page_shows_running_jobs_and_marks_stopped_and_dead(web_ap
         [live] = await app.list_workers()
         held = await app.enqueue(GATE, "workers")
         async with trio.open_nursery() as nursery:
-            leaver = Worker(app, queues=["elsewhere"], handle_signals=False, name="leaver", sweep_interval=3600)
+            leaver = Worker(app, queues=["elsewhere"], handle_signals=False, name="leaver",
+                            sweep_interval=3600)
             await nursery.start(leaver.run)
             silent = Worker(app, queues=["elsewhere"], handle_signals=False, heartbeat_interval=60,
                             name="silent", sweep_interval=3600)
