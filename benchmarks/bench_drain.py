@@ -31,6 +31,7 @@ Run: ``python benchmarks/bench_drain.py [--dsn ...] [--jobs 10000] [--runs 3] [-
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import select
@@ -182,9 +183,11 @@ async def _fill(app: Werk, jobs: int, groups_deps: bool) -> None:
     await app.enqueue_many(deps)
 
 
-async def werk_drain(app: Werk, jobs: int, concurrency: int, groups_deps: bool = False) -> float:
+async def werk_drain(app: Werk, jobs: int, concurrency: int, groups_deps: bool = False,
+                     **options: Any) -> float:
     await _fill(app, jobs, groups_deps)
-    worker = AsyncWorker(app, concurrency=concurrency, burst=True, handle_signals=False, poll_interval=0.5)
+    worker = AsyncWorker(app, concurrency=concurrency, burst=True, handle_signals=False, poll_interval=0.5,
+                         **options)
     start = time.perf_counter()
     await worker.run()
     elapsed = time.perf_counter() - start
@@ -241,9 +244,12 @@ app = Werk(os.environ.get("WERK_BENCH_DSN") or None, schema=os.environ.get("WERK
 app.register(noop, name="bench_drain.noop")
 
 
+METRICS_ON = "werk AsyncWorker, concurrency 50, metrics_port=0"
+
+
 async def measure(
     dsn: str, schema: str, runs: int, jobs: int, groups_deps: bool, results: _harness.Results,
-    latencies: dict[str, list[float]],
+    latencies: dict[str, list[float]], worker_metrics: bool = False,
 ) -> None:
     werk = Werk(dsn, schema=schema, task_modules=["bench_drain", "__main__"])
     werk.register(noop, name="bench_drain.noop")
@@ -251,6 +257,8 @@ async def measure(
     results.declare(SECTION, "raw floor, claim 1 + complete (psycopg)", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 10", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 50", "jobs/s")
+    if worker_metrics:
+        results.declare(SECTION, METRICS_ON, "jobs/s")
     results.declare(SECTION, FOUR, "jobs/s")
     if groups_deps:
         results.declare(SECTION, "werk c=50, 10% groups + 10% dependencies", "jobs/s")
@@ -262,6 +270,8 @@ async def measure(
                         await trio.to_thread.run_sync(raw_floor, dsn, schema, min(jobs, 2000), 1))
             results.add(SECTION, "werk AsyncWorker, concurrency 10", jobs, await werk_drain(werk, jobs, 10))
             results.add(SECTION, "werk AsyncWorker, concurrency 50", jobs, await werk_drain(werk, jobs, 50))
+            if worker_metrics:  # the same drain, interleaved, with the worker's counters on
+                results.add(SECTION, METRICS_ON, jobs, await werk_drain(werk, jobs, 50, metrics_port=0))
             results.add(SECTION, FOUR, jobs, await werk_four_processes(werk, dsn, schema, jobs))
             if groups_deps:
                 results.add(SECTION, "werk c=50, 10% groups + 10% dependencies", jobs,
@@ -511,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--groups-deps", action="store_true", help="also drain with 10%% groups and deps")
     parser.add_argument("--no-peers", action="store_true", help="skip pgqueuer / procrastinate")
+    parser.add_argument("--worker-metrics", action="store_true",
+                        help="also drain at c=50 with the worker's Prometheus counters on")
     args = parser.parse_args(argv)
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
@@ -519,7 +531,8 @@ def main(argv: list[str] | None = None) -> int:
     results = _harness.Results()
     latencies: dict[str, list[float]] = {}
     with _harness.fresh_schema(dsn) as schema:
-        trio.run(measure, dsn, schema, args.runs, args.jobs, args.groups_deps, results, latencies)
+        trio.run(functools.partial(measure, worker_metrics=args.worker_metrics),
+                 dsn, schema, args.runs, args.jobs, args.groups_deps, results, latencies)
         peer_args = (dsn, schema, args.runs, args.jobs, results, latencies)
         _harness.run_peers(PEERS, args.no_peers, results, *peer_args)
     print_latencies(latencies)

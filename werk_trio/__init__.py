@@ -6,6 +6,8 @@ This module is the whole public API; everything else is internal.
 from ._logging import configure_logging as configure_logging
 from .app import Werk as Werk
 from .config import WerkConfig as WerkConfig
+from .cron import CronJob as CronJob
+from .cron import CronScheduler as CronScheduler
 from .db import Connection as Connection
 from .errors import ConfigError as ConfigError
 from .errors import DependencyFailed as DependencyFailed
@@ -43,10 +45,26 @@ from .worker import Worker as Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncWorker", "Callback", "ConfigError", "Connection", "Context", "Dependency", "DependencyFailed",
+    "AsyncWorker", "Callback", "ConfigError", "Connection", "Context",
+    "CronJob", "CronScheduler", "Dependency", "DependencyFailed",
     "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "ForkWorker", "JSONSerializer", "Job", "JobError",
     "JobExecution", "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge",
     "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
     "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
     "asyncio_handler", "configure_logging",
 ]  # fmt: skip
+
+# The REST API and metrics need the `web` extra (fastapi, prometheus-client):
+# imported on first use, so `import werk_trio` works without it.
+_WEB_NAMES = {"create_app": ".web", "DatabaseMetrics": ".web", "WorkerMetrics": ".metrics"}
+__all__ += ["DatabaseMetrics", "WorkerMetrics", "create_app"]
+
+
+def __getattr__(name: str) -> object:
+    if name not in _WEB_NAMES:
+        raise AttributeError(f"module 'werk_trio' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_WEB_NAMES[name], __name__), name)
+    globals()[name] = value
+    return value

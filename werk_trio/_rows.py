@@ -126,7 +126,7 @@ class RowBuilder:
     def rows_json(self) -> str:
         return "[" + ",".join(self.rows) + "]"
 
-    def add(self, p: EnqueueParams, cron_name: str | None = None) -> None:
+    def add(self, p: EnqueueParams) -> None:
         func = p.func
         try:
             path, path_json = _PATHS[func]
@@ -231,8 +231,8 @@ class RowBuilder:
                 # delay is always rep_iv[len - remaining]
                 given = list(repeat.intervals or ())
                 extra["rv"] = rare["repeat_intervals"] = (given + given[-1:] * repeat.times)[: repeat.times]
-        if cron_name is not None:
-            extra["cron"] = rare["cron_name"] = cron_name
+        if p.cron_name is not None:
+            extra["cron"] = rare["cron_name"] = _text("_cron_name", p.cron_name)
         args, kwargs = p.args, p.kwargs
         if not isinstance(args, list | tuple):
             raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")

@@ -731,6 +731,71 @@ class Werk:
         async with self.pool.connection() as conn:
             await conn.execute(self.sql.TRUNCATE)
 
+    # --- cron (werk_trio/cron.py) ------------------------------------------------
+
+    async def pause_cron(self, name: str) -> None:
+        """Pause the cron schedule ``name`` for every scheduler: the leader stops
+        enqueueing it from its next tick. ConfigError if there is no such schedule."""
+        await self._set_cron_paused(name, True)
+
+    async def resume_cron(self, name: str) -> None:
+        """Resume the cron schedule ``name``: it runs again from its next tick."""
+        await self._set_cron_paused(name, False)
+
+    async def _set_cron_paused(self, name: str, paused: bool) -> None:
+        if not isinstance(name, str):
+            raise ConfigError(f"a cron schedule name is a string, got {name!r}")
+        if not await self._fetch(self.sql.CRON_SET_PAUSED, {"name": name, "paused": paused}):
+            await self._no_cron_schedule(name)
+
+    async def _no_cron_schedule(self, name: str) -> None:
+        state = await self._fetch(self.sql.CRON_SCHEDULE_STATE, {"name": name})
+        if state:
+            raise ConfigError(f"cron schedule {name!r} was removed (unregistered); register it again")
+        names = [row[0] for row in await self._fetch(self.sql.CRON_STATS)]
+        raise ConfigError(f"no cron schedule named {name!r}; schedules: {', '.join(names) or 'none'}")
+
+    async def trigger_cron_job(self, name: str) -> Job:
+        """Enqueue one run of the cron schedule ``name`` now, outside its
+        schedule (also when paused); returns the Job."""
+        from .cron import params_from_row
+
+        if not isinstance(name, str):
+            raise ConfigError(f"a cron schedule name is a string, got {name!r}")
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(self.sql.CRON_GET_SCHEDULE, {"name": name})
+            row = await cur.fetchone()
+            if row is not None:
+                params = params_from_row(row[0], row[1], row[2], row[6], self.serializer, None)
+                (job,) = await self.enqueue_many([params], _conn=conn)
+                assert job is not None  # no key: nothing to collide with
+                await conn.execute(self.sql.CRON_RECORD_TRIGGER, {"name": name, "job_id": job.id})
+                return job
+        await self._no_cron_schedule(name)
+        raise AssertionError("unreachable")
+
+    async def list_cron_stats(self) -> list[dict[str, Any]]:
+        """Every cron schedule in the database, by name: ``name``, ``function``,
+        ``queue``, ``schedule`` (the expression, or ``every Ns``), ``cron``,
+        ``interval``, ``tz``, ``next_run_at``, ``last_run_at``, ``last_status``
+        (of the last job, None once it is gone), ``last_job_id``, ``total_runs``
+        (jobs enqueued), ``failed_runs`` (failed jobs still kept), ``paused``,
+        ``removed``."""
+        out = []
+        for (name, function, queue, cron, interval, tz, next_run_at, last_run_at, paused, removed_at,
+             total, last_job, last_status, failed) in await self._fetch(self.sql.CRON_STATS):  # fmt: skip
+            schedule = f"every {interval:g}s" if interval is not None else (
+                cron if tz == "UTC" else f"{cron} ({tz})")
+            out.append({
+                "name": name, "function": function, "queue": queue, "schedule": schedule,
+                "cron": cron, "interval": interval, "tz": tz, "next_run_at": next_run_at,
+                "last_run_at": last_run_at,
+                "last_status": None if last_status is None else JobStatus(last_status),
+                "last_job_id": last_job, "total_runs": int(total), "failed_runs": int(failed),
+                "paused": paused, "removed": removed_at is not None,
+            })  # fmt: skip
+        return out
+
 
 _WAIT_POLL = 1.0  # seconds between database re-checks while waiting
 

@@ -91,7 +91,12 @@ class WerkConfig:
     shutdown_timeout: float = 30.0
     #: ForkWorker: seconds between SIGTERM and SIGKILL of a child.
     sigterm_grace: float = 5.0
+    #: CronScheduler: seconds between a standby's attempts to take an expired lease.
     cron_standby_retry_interval: float = 30.0
+    #: CronScheduler: seconds the leader's lease lasts; the leader renews it
+    #: every round (at least every lease/3). A standby leads at most
+    #: cron_lease + cron_standby_retry_interval after the leader died.
+    cron_lease: float = 30.0
     #: False: no LISTEN; workers find jobs by polling every poll_interval and
     #: wait_for re-checks every second (PgBouncer in transaction mode).
     use_listen_notify: bool = True
@@ -141,6 +146,7 @@ class WerkConfig:
         for name in (
             "pool_timeout", "max_active_secs", "heartbeat_interval", "poll_interval",
             "abort_interval", "sweep_interval", "connect_timeout", "cron_standby_retry_interval",
+            "cron_lease",
         ):  # fmt: skip
             _positive(name, getattr(self, name))
         _positive("shutdown_timeout", self.shutdown_timeout, allow_zero=True)

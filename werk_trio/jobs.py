@@ -210,13 +210,15 @@ class EnqueueParams:
     on_stopped: Any = None
     repeat: Repeat | None = None
     depends_on: Any = None
+    #: The cron schedule that made this job (set by CronScheduler; ``Job.cron_name``).
+    cron_name: str | None = None
 
 
 #: The ``_`` options of ``enqueue`` (besides ``_conn``), in the order of SPEC §2.
 ENQUEUE_OPTIONS: tuple[str, ...] = (
     "queue", "priority", "delay", "at", "retry", "timeout", "heartbeat", "key", "group",
     "meta", "ttl", "result_ttl", "failure_ttl", "failure_mode", "on_success", "on_failure",
-    "on_stopped", "repeat", "depends_on",
+    "on_stopped", "repeat", "depends_on", "cron_name",
 )  # fmt: skip
 
 

@@ -16,13 +16,14 @@ Stopping:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -42,6 +43,9 @@ from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
 from .jobs import DequeueStrategy, Job, _seconds
+
+if TYPE_CHECKING:
+    from .metrics import WorkerMetrics
 
 __all__ = ["AsyncWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class"]
 
@@ -91,6 +95,9 @@ class Worker:
         handle_signals: bool = True,
         claim_batch: int | None = None,
         prefetch: int | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         if not isinstance(app, Werk):
             raise ConfigError(f"app must be a Werk instance, got {type(app).__name__}")
@@ -178,6 +185,40 @@ class Worker:
         self.heartbeater = Heartbeater(self)
         self.sweeper = Sweeper(self)
         self.abort_watcher = AbortWatcher(self)
+        self._init_metrics(metrics_port, metrics_host, metrics)
+
+    def _init_metrics(self, port: int | None, host: str, metrics: WorkerMetrics | None) -> None:
+        """``metrics_port``: serve this worker's counters (werk_trio.metrics) on
+        ``http://metrics_host:port/metrics`` (0: a free port; see metrics_url)."""
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int)
+                                 or not 0 <= port <= 65535):
+            raise ConfigError(f"metrics_port must be an int in 0..65535, got {port!r}")
+        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+            raise ConfigError(f"metrics_host must be an address like 127.0.0.1, got {host!r}")
+        if metrics is None and port is not None:
+            from .metrics import WorkerMetrics
+
+            metrics = WorkerMetrics()
+        self.metrics = metrics
+        self.metrics_port, self.metrics_host = port, host
+        #: The address the metrics are served on, once the worker runs.
+        self.metrics_url: str | None = None
+
+    async def _serve_metrics(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        assert self.metrics is not None
+        config = Config()
+        host = f"[{self.metrics_host}]" if ":" in self.metrics_host else self.metrics_host
+        config.bind = [f"{host}:{self.metrics_port}"]
+        config.accesslog = None
+        config.errorlog = logger
+        config.include_server_header = False
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(functools.partial(serve, self.metrics.asgi, config))  # type: ignore[arg-type]
+            logger.info("worker %s: metrics on %s/metrics", self.name, binds[0])
+            task_status.started(f"{binds[0]}/metrics")
 
     def _default_prefetch(self, concurrency: int) -> int:
         """No prefetch by default: a claimed job starts at once."""
@@ -335,6 +376,8 @@ class Worker:
                 await services.start(self.abort_watcher.run)
                 await services.start(self.callbacks.run)
                 await services.start(self.completer.run)
+                if self.metrics_port is not None:
+                    self.metrics_url = await services.start(self._serve_metrics)
                 async with self.executor.running(services), self.executor_inline.running(services):
                     await self._pipeline(use_listen, task_status)
                 # Let the completer's own loop write what the runners left before

@@ -27,6 +27,10 @@ EXPECTED = {
     "Worker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
     # logging as pgwerk users expect (issue 12)
     "configure_logging",
+    # cron (SPEC §6)
+    "CronScheduler", "CronJob",
+    # the REST API and metrics (issue 15; the `web` extra, imported on first use)
+    "create_app", "DatabaseMetrics", "WorkerMetrics",
 }  # fmt: skip
 
 
@@ -60,6 +64,16 @@ def test_nothing_else_is_public() -> None:
         and not (isinstance(value, types.ModuleType) and value.__name__.startswith("werk_trio."))
     }
     assert extra == set()
+
+
+def test_the_web_names_load_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, werk_trio; assert 'fastapi' not in sys.modules; "
+            "werk_trio.create_app; assert 'fastapi' in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout.strip() == "ok", out.stderr
 
 
 def test_version_is_a_string() -> None:

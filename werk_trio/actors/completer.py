@@ -99,6 +99,8 @@ class Completer:
             try:
                 await self._write(self._pending[: self.batch_size])
             except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as ex:
+                if self.worker.metrics is not None:
+                    self.worker.metrics.database_error("completer")
                 logger.warning(
                     "completer: database unavailable (%s); retrying %d outcomes in %.2fs",
                     str(ex).strip().splitlines()[0] if str(ex).strip() else type(ex).__name__,

@@ -71,6 +71,8 @@ class Poller:
             rows = await cur.fetchall()
         self.claims += 1
         self.claimed += len(rows)
+        if worker.metrics is not None:
+            worker.metrics.claimed(len(rows))
         serializer = worker.app.serializer
         jobs = [job_from_row(row, serializer) for row in rows]
         worker.held.update(job.id for job in jobs)
@@ -116,6 +118,8 @@ class Poller:
                     for _ in range(n):
                         slots.release()
                     logger.warning("poller: claim failed (%s); retrying in %.2fs", _line(ex), backoff)
+                    if worker.metrics is not None:
+                        worker.metrics.database_error("poller")
                     await trio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue

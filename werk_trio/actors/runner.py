@@ -128,6 +128,8 @@ class Runner:
         if worker.shutdown_deadline is not None:
             running.shutdown(worker.shutdown_deadline)
         worker.running[job.id] = running
+        if worker.metrics is not None:
+            worker.metrics.started(job)
         outcome: Outcome | None = None
         exc: BaseException | None = None
         try:
@@ -220,6 +222,8 @@ class Runner:
                 logger.exception("after_process hook %r raised (job %s)", hook, job.id)
         worker.completer.submit(outcome)
         worker.stats[outcome.kind] = worker.stats.get(outcome.kind, 0) + 1
+        if worker.metrics is not None:
+            worker.metrics.finished(job, outcome, exc)
 
     async def _touch_loop(self, job: Job, scope: trio.CancelScope) -> None:
         worker = self.worker

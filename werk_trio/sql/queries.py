@@ -770,3 +770,150 @@ LIST_WORKER_JOBS = (
 ORDER BY part, at DESC, id
 LIMIT %(limit)s OFFSET %(offset)s"""
 )
+
+# --- cron (werk_trio/cron.py) ------------------------------------------------------
+#
+# One lease row elects the leader; no session state (no advisory lock, no
+# LISTEN), so all of this works through PgBouncer in transaction mode. The
+# leader's round is one transaction: CRON_RENEW (fenced by holder and
+# generation; it keeps the lease row locked until the commit, so no standby
+# can take the lease while the round enqueues), CRON_DUE_SCHEDULES (FOR
+# UPDATE), INSERT_JOBS with the key cron:{name}:{tick}, CRON_ADVANCE.
+
+# A standby (or a fresh scheduler) takes the lease when nobody holds it or
+# it has expired. SKIP LOCKED: a leader mid-round holds the row, and a
+# standby does not wait for it (that lease is being renewed).
+CRON_TAKE_LEASE = """
+UPDATE {cron_lease} SET holder = %(holder)s, holder_name = %(holder_name)s,
+    generation = generation + 1, acquired_at = now(), renewed_at = now(),
+    expires_at = now() + make_interval(secs => %(lease)s)
+WHERE id = (SELECT id FROM {cron_lease}
+            WHERE id = 1 AND (holder IS NULL OR expires_at < now())
+            FOR UPDATE SKIP LOCKED)
+RETURNING generation
+"""
+
+# The leader renews at the start of its round. Zero rows: another scheduler
+# took the lease (the generation moved on): stop leading. Returns now().
+CRON_RENEW = """
+UPDATE {cron_lease} SET renewed_at = now(), expires_at = now() + make_interval(secs => %(lease)s)
+WHERE id = 1 AND holder = %(holder)s AND generation = %(generation)s
+RETURNING now()
+"""
+
+# A stopping leader gives the lease up at once (fenced like CRON_RENEW).
+CRON_RELEASE = """
+UPDATE {cron_lease} SET holder = NULL, holder_name = NULL, expires_at = NULL
+WHERE id = 1 AND holder = %(holder)s AND generation = %(generation)s
+"""
+
+CRON_GET_LEASE = """
+SELECT holder, holder_name, generation, acquired_at, renewed_at, expires_at, now()
+FROM {cron_lease} WHERE id = 1
+"""
+
+CRON_SCHEDULE_COLUMNS = """name, function, queue, cron, interval_secs, tz, options, paused,
+    removed_at, next_run_at, last_run_at, last_job_id, total_runs"""
+
+# Due schedules, locked for the round (a concurrent pause, trigger or
+# re-registration waits for the commit). Paused ones are due too: the round
+# advances their next run without enqueueing.
+CRON_DUE_SCHEDULES = """
+SELECT """ + CRON_SCHEDULE_COLUMNS + """ FROM {cron_schedules}
+WHERE removed_at IS NULL AND next_run_at <= now()
+ORDER BY next_run_at, name
+FOR UPDATE
+"""
+
+# After a tick: the next run, and (when a job was enqueued) the last run.
+CRON_ADVANCE = """
+UPDATE {cron_schedules} SET next_run_at = %(next_run_at)s,
+    last_run_at = COALESCE(%(last_run_at)s, last_run_at),
+    last_job_id = COALESCE(%(job_id)s, last_job_id),
+    total_runs = total_runs + %(runs)s
+WHERE name = %(name)s
+"""
+
+# A scheduler's start: its registrations' current rows, locked (with the
+# database clock, for computing first runs).
+CRON_LOCK_SCHEDULES = """
+SELECT name, cron, interval_secs, tz, removed_at IS NOT NULL
+FROM {cron_schedules} WHERE name = ANY(%(names)s::text[])
+ORDER BY name
+FOR UPDATE
+"""
+
+# The end of a round: seconds until the next due schedule (NULL: none).
+CRON_NEXT_DUE = """
+SELECT extract(epoch FROM min(next_run_at) - now())::float8
+FROM {cron_schedules} WHERE removed_at IS NULL
+"""
+
+# What a running scheduler shows in its CronJobs.
+CRON_SCHEDULE_TIMES = """
+SELECT name, next_run_at, last_run_at, paused FROM {cron_schedules}
+WHERE name = ANY(%(names)s::text[])
+"""
+
+CRON_NOW = "SELECT now()"
+
+# Register (or re-register) one schedule. A changed timing (cron, interval,
+# tz) takes the new next run; an unchanged one keeps its place. paused=true
+# pauses; an operator's pause survives re-registration.
+CRON_UPSERT = """
+INSERT INTO {cron_schedules} (name, function, queue, cron, interval_secs, tz, options, paused,
+    next_run_at)
+VALUES (%(name)s, %(function)s, %(queue)s, %(cron)s, %(interval_secs)s, %(tz)s, %(options)s,
+    %(paused)s, %(next_run_at)s)
+ON CONFLICT (name) DO UPDATE SET
+    function = EXCLUDED.function, queue = EXCLUDED.queue, cron = EXCLUDED.cron,
+    interval_secs = EXCLUDED.interval_secs, tz = EXCLUDED.tz, options = EXCLUDED.options,
+    paused = {cron_schedules}.paused OR EXCLUDED.paused,
+    next_run_at = CASE WHEN %(retime)s THEN EXCLUDED.next_run_at
+                       ELSE {cron_schedules}.next_run_at END,
+    removed_at = NULL, updated_at = now()
+"""
+
+# Schedules a starting scheduler does not register (with ``keep`` empty:
+# just ``names``) are marked removed, never deleted: their history stays.
+CRON_MARK_REMOVED = """
+UPDATE {cron_schedules} SET removed_at = now(), updated_at = now()
+WHERE removed_at IS NULL
+  AND (name = ANY(%(names)s::text[])
+       OR (%(others)s AND NOT name = ANY(%(keep)s::text[])))
+RETURNING name
+"""
+
+CRON_SET_PAUSED = """
+UPDATE {cron_schedules} SET paused = %(paused)s, updated_at = now()
+WHERE name = %(name)s AND removed_at IS NULL
+RETURNING name
+"""
+
+CRON_SCHEDULE_STATE = """
+SELECT removed_at IS NOT NULL FROM {cron_schedules} WHERE name = %(name)s
+"""
+
+# One schedule, locked, for a manual trigger.
+CRON_GET_SCHEDULE = """
+SELECT """ + CRON_SCHEDULE_COLUMNS + """ FROM {cron_schedules}
+WHERE name = %(name)s AND removed_at IS NULL
+FOR UPDATE
+"""
+
+CRON_RECORD_TRIGGER = """
+UPDATE {cron_schedules} SET last_job_id = %(job_id)s, total_runs = total_runs + 1,
+    last_run_at = now()
+WHERE name = %(name)s
+"""
+
+# Per schedule: definition, state, the last job's status and the failed
+# runs still in the jobs table (jobs_cron_idx).
+CRON_STATS = """
+SELECT s.name, s.function, s.queue, s.cron, s.interval_secs, s.tz, s.next_run_at, s.last_run_at,
+    s.paused, s.removed_at, s.total_runs, s.last_job_id, last.status,
+    (SELECT count(*) FROM {jobs} f WHERE f.cron_name = s.name AND f.status = 'failed')
+FROM {cron_schedules} s
+LEFT JOIN {jobs} last ON last.id = s.last_job_id
+ORDER BY s.name
+"""

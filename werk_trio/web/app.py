@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
-from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -51,14 +52,12 @@ from .models import (
     QueueStats,
     StatsResponse,
     WorkerResponse,
-    jsonable,
-    worker_online,
 )
 
 if TYPE_CHECKING:
     from ..app import Werk
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "route_table"]
 
 #: Seconds the readiness check waits for the database.
 READY_TIMEOUT = 5.0
@@ -93,15 +92,6 @@ WerkDep = Depends(_werk)
 public = APIRouter(prefix="/api", tags=["health"])
 api = APIRouter(prefix="/api", dependencies=[Depends(_authorize)], responses=_ERRORS)
 root = APIRouter(dependencies=[Depends(_authorize)])
-
-
-def _optional(werk: Werk, name: str) -> Callable[..., Any]:
-    """A Werk method this build may not have yet (introspection, cron): a 501
-    saying which, instead of an AttributeError."""
-    method = getattr(werk, name, None)
-    if method is None:
-        raise ApiError(501, f"this werk_trio has no Werk.{name}(): the endpoint is not available")
-    return method  # type: ignore[no-any-return]
 
 
 def _statuses(value: str | None) -> list[str] | None:
@@ -292,21 +282,22 @@ async def list_workers(werk: Werk = WerkDep) -> list[WorkerResponse]:
 
 @api.get("/workers/{worker_id}", tags=["workers"], summary="One worker")
 async def get_worker(worker_id: uuid.UUID, werk: Werk = WerkDep) -> WorkerResponse:
-    for row in await werk.list_workers():
-        if str(row["id"]) == str(worker_id):
-            return WorkerResponse.from_row(row)
-    raise ApiError(404, f"no worker with id {worker_id}: it stopped or was never registered",
-                   field="worker_id")
+    row = await werk.get_worker(worker_id)
+    if row is None:
+        raise ApiError(404, f"no worker with id {worker_id}: it never registered, or stopped long ago",
+                       field="worker_id")
+    return WorkerResponse.from_row(row)
 
 
-@api.get("/workers/{worker_id}/jobs", tags=["workers"], summary="Jobs run by a worker, newest first")
+@api.get("/workers/{worker_id}/jobs", tags=["workers"],
+         summary="The jobs a worker holds, then those it ran last")
 async def list_worker_jobs(
     worker_id: uuid.UUID,
     werk: Werk = WerkDep,
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> list[JobResponse]:
-    jobs = await werk.list_jobs(worker_id=worker_id, limit=limit, offset=offset)
+    jobs = await werk.list_worker_jobs(worker_id, limit=limit, offset=offset)
     return [JobResponse.from_job(j) for j in jobs]
 
 
@@ -315,99 +306,148 @@ async def list_worker_jobs(
 
 @api.get("/stats", tags=["stats"], summary="Job counts per queue and status, workers online")
 async def get_stats(werk: Werk = WerkDep) -> StatsResponse:
-    counts = await werk.counts()
-    workers = await werk.list_workers()
-    queues = [QueueStats(queue=q, **{s: n for s, n in by.items() if s in QueueStats.model_fields})
-              for q, by in sorted(counts.items())]
-    return StatsResponse(queues=queues, total_jobs=sum(sum(by.values()) for by in counts.values()),
-                         workers_online=sum(1 for w in workers if worker_online(w)))
+    queues, total, online = await werk.get_queue_stats()
+    return StatsResponse(queues=[QueueStats(**q) for q in queues], total_jobs=total, workers_online=online)
 
 
 Minutes = Query(1440, ge=1, le=MAX_MINUTES, description="the window, in minutes (1..10080)")
 
 
-@api.get("/stats/throughput", tags=["stats"], summary="Jobs finished per minute and worker")
-async def get_throughput(minutes: int = Minutes, werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    rows = await _optional(werk, "get_throughput_history")(minutes)
-    return [jsonable_row(r) for r in rows]
+class ThroughputPoint(BaseModel):
+    """pgwerk's ``WorkerThroughputPoint`` (``time``, ``worker_id``,
+    ``worker_name``, ``count``) with werk_trio's ``queue``, ``completed``,
+    ``failed``."""
+
+    time: datetime
+    worker_id: str | None
+    worker_name: str | None
+    count: int
+    queue: str | None = None
+    completed: int = 0
+    failed: int = 0
 
 
-@api.get("/stats/queue-depth", tags=["stats"], summary="Queued and active jobs over time")
-async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    rows = await _optional(werk, "get_queue_depth_history")(minutes)
-    return [jsonable_row(r) for r in rows]
+class QueueDepthPoint(BaseModel):
+    """pgwerk's ``QueueDepthPoint`` (``time``, ``queued``, ``active``) per
+    queue, with werk_trio's ``queue``, ``scheduled``, ``waiting``."""
+
+    time: datetime
+    queued: int
+    active: int
+    queue: str | None = None
+    scheduled: int = 0
+    waiting: int = 0
 
 
-def jsonable_row(row: Any) -> dict[str, Any]:
-    """A row of an introspection method (a dict, or a dataclass/model) as JSON-ready values."""
-    if not isinstance(row, dict):
-        row = dict(getattr(row, "__dict__", {})) or {
-            k: getattr(row, k) for k in getattr(row, "__slots__", ())
-        }
-    out: dict[str, Any] = {}
-    for key, value in row.items():
-        if isinstance(value, uuid.UUID | JobStatus):
-            value = str(value)
-        elif hasattr(value, "isoformat"):
-            value = value.isoformat()
-        elif isinstance(value, float) and not math.isfinite(value):
-            value = None
-        out[str(key)] = jsonable(value)
-    return out
+@api.get("/stats/throughput", tags=["stats"], summary="Jobs finished per minute, queue and worker")
+async def get_throughput(minutes: int = Minutes, werk: Werk = WerkDep) -> list[ThroughputPoint]:
+    rows = await werk.get_throughput_history(minutes)
+    return [ThroughputPoint(**{**r, "worker_id": None if r["worker_id"] is None else str(r["worker_id"])})
+            for r in rows]
+
+
+@api.get("/stats/queue-depth", tags=["stats"], summary="Queue depth samples over time, per queue")
+async def get_queue_depth(minutes: int = Minutes, werk: Werk = WerkDep) -> list[QueueDepthPoint]:
+    return [QueueDepthPoint(**r) for r in await werk.get_queue_depth_history(minutes)]
 
 
 # --- cron ---------------------------------------------------------------------
 
-@api.get("/cron", tags=["cron"], summary="Cron jobs and their run statistics")
-async def list_cron(werk: Werk = WerkDep) -> list[dict[str, Any]]:
-    return [jsonable_row(r) for r in await _optional(werk, "list_cron_stats")()]
+
+class CronStats(BaseModel):
+    """pgwerk's ``CronJobStats`` (``last_enqueued_at`` is werk_trio's
+    ``last_run_at``; ``last_completed_at`` is not kept: None), then werk_trio's
+    schedule fields."""
+
+    name: str
+    function: str
+    queue: str
+    total_runs: int
+    failed_runs: int
+    last_status: str | None = None
+    last_enqueued_at: datetime | None = None
+    last_completed_at: datetime | None = None
+    schedule: str | None = None
+    cron: str | None = None
+    interval: float | None = None
+    tz: str | None = None
+    next_run_at: datetime | None = None
+    last_run_at: datetime | None = None
+    last_job_id: str | None = None
+    paused: bool = False
+    removed: bool = False
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> CronStats:
+        fields = {k: row[k] for k in cls.model_fields if k in row}
+        for key in ("last_status", "last_job_id"):
+            fields[key] = None if row.get(key) is None else str(row[key])
+        fields["last_enqueued_at"] = row.get("last_run_at")
+        return cls(**fields)
 
 
-async def _cron(werk: Werk, method: str, name: str) -> dict[str, Any]:
-    if not name or len(name) > 200:
-        raise ApiError(422, "name: a cron name of 1..200 characters", field="name")
+CronName = Path(min_length=1, max_length=200, description="the cron schedule's name")
+
+
+@api.get("/cron", tags=["cron"], summary="Cron schedules and their run statistics")
+async def list_cron(werk: Werk = WerkDep) -> list[CronStats]:
+    return [CronStats.from_row(r) for r in await werk.list_cron_stats()]
+
+
+async def _cron(werk: Werk, name: str, change: Callable[[str], Awaitable[Any]]) -> Any:
+    """404 for no such schedule; 409 when the app refuses (a removed schedule)."""
+    if name not in {r["name"] for r in await werk.list_cron_stats()}:
+        raise ApiError(404, f"no cron schedule named {name!r}", field="name")
     try:
-        result = await _optional(werk, method)(name)
-    except LookupError:
-        raise ApiError(404, f"no cron job named {name!r}", field="name") from None
-    if result is None or result is False:
-        raise ApiError(404, f"no cron job named {name!r}", field="name")
-    if result is True:
-        return {"name": name}
-    if hasattr(result, "id") and hasattr(result, "status"):
-        return {"name": name, "job": JobResponse.from_job(result).model_dump(mode="json")}
-    return {"name": name, "result": jsonable(result if isinstance(result, dict | list | str | int) else
-                                             jsonable_row(result))}
+        return await change(name)
+    except ConfigError as ex:
+        raise ApiError(409, str(ex), field="name") from None
 
 
-@api.post("/cron/{name}/trigger", tags=["cron"], summary="Enqueue a cron job's run now")
-async def trigger_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "trigger_cron_job", name)
+@api.post("/cron/{name}/trigger", tags=["cron"], summary="Enqueue one run of a cron schedule now")
+async def trigger_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    job = await _cron(werk, name, werk.trigger_cron_job)
+    return {"triggered": True, "name": name, "job": JobResponse.from_job(job).model_dump(mode="json")}
 
 
-@api.post("/cron/{name}/pause", tags=["cron"], summary="Pause a cron job")
-async def pause_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "pause_cron", name)
+@api.post("/cron/{name}/pause", tags=["cron"], summary="Pause a cron schedule")
+async def pause_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    await _cron(werk, name, werk.pause_cron)
+    return {"paused": True, "name": name}
 
 
-@api.post("/cron/{name}/resume", tags=["cron"], summary="Resume a paused cron job")
-async def resume_cron(name: str, werk: Werk = WerkDep) -> dict[str, Any]:
-    return await _cron(werk, "resume_cron", name)
+@api.post("/cron/{name}/resume", tags=["cron"], summary="Resume a paused cron schedule")
+async def resume_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
+    await _cron(werk, name, werk.resume_cron)
+    return {"resumed": True, "name": name}
 
 
 # --- server -------------------------------------------------------------------
 
 
-@api.get("/server", tags=["server"], summary="Postgres and werk_trio: versions, sizes, settings")
-async def get_server(request: Request, werk: Werk = WerkDep) -> dict[str, Any]:
-    info = await _optional(werk, "get_server_info")()
-    out: dict[str, Any] = (
-        jsonable_row(info) if not isinstance(info, tuple) else {"info": [jsonable(v) for v in info]}
-    )
-    out.setdefault("werk_trio_version", __version__)
-    out["read_only"] = request.app.state.werk_read_only
-    out["truncate_enabled"] = request.app.state.werk_allow_truncate
-    return out
+class TableInfo(BaseModel):
+    name: str
+    size_bytes: int
+    row_count: int
+
+
+class ServerInfo(BaseModel):
+    """pgwerk's ``ServerInfo`` with werk_trio's version and the API's modes."""
+
+    pg_version: str
+    db_size_bytes: int
+    tables: list[TableInfo]
+    werk_trio_version: str
+    read_only: bool
+    truncate_enabled: bool
+
+
+@api.get("/server", tags=["server"], summary="Postgres version, database and table sizes")
+async def get_server(request: Request, werk: Werk = WerkDep) -> ServerInfo:
+    pg_version, size, tables = await werk.get_server_info()
+    return ServerInfo(pg_version=pg_version, db_size_bytes=size, tables=[TableInfo(**t) for t in tables],
+                      werk_trio_version=__version__, read_only=request.app.state.werk_read_only,
+                      truncate_enabled=request.app.state.werk_allow_truncate)
 
 
 @api.post("/server/sweep", tags=["server"], summary="One maintenance pass: rescue, expire, delete")
@@ -453,6 +493,20 @@ async def openapi(request: Request) -> JSONResponse:
 
 
 # --- the app --------------------------------------------------------------------
+
+ROUTERS = (public, api, root)
+
+
+def route_table(*, documented: bool = False) -> list[tuple[str, str]]:
+    """``(method, path)`` of every endpoint (``documented``: only those in the
+    OpenAPI document)."""
+    out: list[tuple[str, str]] = []
+    for router in ROUTERS:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and (route.include_in_schema or not documented):
+                out.extend((m, route.path) for m in sorted(set(route.methods or ()) - {"HEAD"}))
+    return out
+
 
 
 def create_app(

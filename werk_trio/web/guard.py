@@ -12,7 +12,8 @@
   a forged form post carries no credentials either.
 * **Read-only**: every state change is refused with 403.
 * **Body size**: a body over ``max_body_bytes`` is refused with 413 (by its
-  ``content-length``, or once that many bytes arrived).
+  ``content-length``, or once that many bytes arrived: the guard reads the
+  bounded body before the app runs).
 """
 
 from __future__ import annotations
@@ -33,10 +34,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class _BodyTooLarge(Exception):
-    pass
 
 
 def host_name(value: str) -> str:
@@ -67,35 +64,41 @@ class Guard:
         if refused is not None:
             await _reply(send, *refused, library=library)
             return
-        started = False
-
         async def sending(message: dict[str, Any]) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
                 message = dict(message)
                 message["headers"] = [*message.get("headers", []),
                                       (b"x-werk-async-library", library.encode())]
             await send(message)
 
-        seen = 0
+        # The body is read here, whole, before the app runs (it is bounded): one
+        # that grows past the limit is refused before any endpoint sees it.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _reply(send, 413, f"the request body is larger than {self.max_body_bytes} bytes",
+                             library=library)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body: bytes | None = b"".join(chunks)
 
         async def receiving() -> dict[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message.get("type") == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise _BodyTooLarge
-            return message
+            nonlocal body
+            if body is not None:
+                message = {"type": "http.request", "body": body, "more_body": False}
+                body = None
+                return message
+            return await receive()  # after the body: wait for the disconnect
 
-        try:
-            await self.app(scope, receiving, sending)
-        except _BodyTooLarge:
-            if started:
-                raise
-            await _reply(send, 413, f"the request body is larger than {self.max_body_bytes} bytes",
-                         library=library)
+        await self.app(scope, receiving, sending)
 
     def _refusal(self, scope: Scope, headers: dict[str, str], library: str) -> tuple[int, str] | None:
         if library != "trio":

@@ -8,8 +8,8 @@ load it. The gauges (namespace ``wrk`` by default, pgwerk's):
 * ``wrk_jobs{queue,status}``: job rows by queue and status;
 * ``wrk_oldest_claimable_job_age_seconds{queue}``: how long the oldest due,
   unclaimed job of the queue has waited (0 when none is due) — the SLO number;
-* ``wrk_workers_online`` / ``wrk_workers_total``: workers whose heartbeat is
-  younger than three intervals / all registered worker rows;
+* ``wrk_workers_online`` / ``wrk_workers_total``: running workers heard from
+  within three heartbeat intervals / all worker rows not stopped;
 * ``wrk_scheduled_jobs`` / ``wrk_waiting_jobs``: jobs due later / waiting for
   dependencies, over all queues;
 * ``wrk_metrics_refresh_timestamp_seconds`` and
@@ -32,7 +32,6 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from ..config import mask_dsn
 from ..errors import ConfigError
 from ..jobs import JobStatus
-from .models import worker_online
 
 if TYPE_CHECKING:
     from ..app import Werk
@@ -66,9 +65,10 @@ class DatabaseMetrics:
         self.oldest = Gauge("oldest_claimable_job_age_seconds",
                             "Seconds the oldest due, unclaimed job of the queue has waited",
                             ["queue"], namespace=ns, registry=reg)
-        self.workers_online = Gauge("workers_online", "Workers with a heartbeat younger than 3 intervals",
+        self.workers_online = Gauge("workers_online",
+                                    "Running workers heard from within 3 heartbeat intervals",
                                     namespace=ns, registry=reg)
-        self.workers_total = Gauge("workers_total", "Registered worker rows", namespace=ns, registry=reg)
+        self.workers_total = Gauge("workers_total", "Worker rows not stopped", namespace=ns, registry=reg)
         self.scheduled = Gauge("scheduled_jobs", "Jobs due later, over all queues",
                                namespace=ns, registry=reg)
         self.waiting = Gauge("waiting_jobs", "Jobs waiting for their dependencies, over all queues",
@@ -83,24 +83,23 @@ class DatabaseMetrics:
     async def refresh(self) -> None:
         """Read everything, then set every gauge at once (no await in between,
         so a scrape never sees half a refresh)."""
-        counts = await self.werk.counts()
+        queues, _total, online = await self.werk.get_queue_stats()
         oldest = await self.werk._fetch(self.werk.sql.OLDEST_CLAIMABLE)
         workers = await self.werk.list_workers()
+        statuses = [s.value for s in JobStatus]
+        totals = dict.fromkeys(statuses, 0)
         self.jobs.clear()
-        queues: set[str] = set()
-        totals = {s.value: 0 for s in JobStatus}
-        for queue, by_status in counts.items():
-            queues.add(queue)
-            for status in JobStatus:
-                n = by_status.get(status.value, 0)
-                self.jobs.labels(queue=queue, status=status.value).set(n)
-                totals[status.value] += n
+        for row in queues:
+            for status in statuses:
+                n = int(row.get(status, 0))
+                self.jobs.labels(queue=row["queue"], status=status).set(n)
+                totals[status] += n
         ages = {str(q): float(age or 0.0) for q, age in oldest}
         self.oldest.clear()
-        for queue in sorted(queues | set(ages)):
+        for queue in sorted({row["queue"] for row in queues} | set(ages)):
             self.oldest.labels(queue=queue).set(max(0.0, ages.get(queue, 0.0)))
-        self.workers_online.set(sum(1 for w in workers if worker_online(w)))
-        self.workers_total.set(len(workers))
+        self.workers_online.set(online)
+        self.workers_total.set(sum(1 for w in workers if w.get("status") != "stopped"))
         self.scheduled.set(totals[JobStatus.SCHEDULED.value])
         self.waiting.set(totals[JobStatus.WAITING.value])
         self.refreshed.set(time.time())

@@ -8,9 +8,9 @@ knows more, fields are added after pgwerk's, never renamed:
   (a client that enqueued a job wants its result; values the JSON encoder
   cannot represent are sent as their ``repr``, so a pickled result never
   fails a response);
-* workers add ``queues``, ``hostname``, ``pid``, ``worker_type``,
-  ``concurrency`` and ``heartbeat_age`` (a werk_trio worker serves several
-  queues; pgwerk's single ``queue`` is the first of them).
+* workers add ``queues`` (a list), ``hostname``, ``pid``, ``worker_type``,
+  ``concurrency``, ``heartbeat_age`` and ``stopped_at`` (a werk_trio worker
+  serves several queues: pgwerk's ``queue`` is them comma-separated).
 
 Request bodies forbid unknown fields, so a typo is a 422 naming the field
 instead of an option silently ignored.
@@ -19,7 +19,7 @@ instead of an option silently ignored.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +38,6 @@ __all__ = [
     "StatsResponse",
     "WorkerResponse",
     "jsonable",
-    "worker_online",
 ]
 
 #: The largest page a list endpoint returns (pgwerk's bound).
@@ -158,6 +157,9 @@ class ExecutionResponse(BaseModel):
 
 
 class WorkerResponse(BaseModel):
+    """A worker as ``Werk.list_workers()`` shows it: pgwerk's keys (``queue`` is
+    the queues comma-separated), then werk_trio's."""
+
     id: str
     name: str
     queue: str
@@ -174,50 +176,16 @@ class WorkerResponse(BaseModel):
     worker_type: str | None = None
     concurrency: int | None = None
     heartbeat_age: float | None = None
+    stopped_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> WorkerResponse:
-        """From a row of ``Werk.list_workers()``. ``expires_at`` is when the
-        sweeper will count the worker dead (three silent heartbeat intervals)."""
-        queues = [str(q) for q in row.get("queues") or []]
-        last_seen = row.get("last_seen")
-        interval = row.get("heartbeat_interval")
-        expires = None
-        if isinstance(last_seen, datetime) and isinstance(interval, int | float):
-            expires = last_seen + timedelta(seconds=3 * float(interval))
-        age = row.get("heartbeat_age")
-        return cls(
-            id=str(row["id"]),
-            name=str(row.get("name") or ""),
-            queue=queues[0] if queues else "",
-            status=str(row.get("status") or ""),
-            metadata={
-                "hostname": row.get("hostname"),
-                "pid": row.get("pid"),
-                "worker_type": row.get("worker_type"),
-                "concurrency": row.get("concurrency"),
-                "heartbeat_interval": interval,
-                "queues": queues,
-            },
-            heartbeat_at=last_seen,
-            started_at=row.get("started_at"),
-            expires_at=expires,
-            queues=queues,
-            hostname=row.get("hostname"),
-            pid=row.get("pid"),
-            worker_type=row.get("worker_type"),
-            concurrency=row.get("concurrency"),
-            heartbeat_age=None if age is None else float(age),
-        )
-
-
-def worker_online(row: dict[str, Any]) -> bool:
-    """A worker is online while the sweeper would not call it dead: its last
-    heartbeat is younger than three of its intervals."""
-    age, interval = row.get("heartbeat_age"), row.get("heartbeat_interval")
-    if age is None or interval is None:
-        return False
-    return float(age) <= 3 * float(interval)
+        fields = {k: row[k] for k in cls.model_fields if k in row}
+        fields["id"] = str(row["id"])
+        fields["queues"] = [str(q) for q in row.get("queues") or []]
+        if isinstance(row.get("metadata"), dict):
+            fields["metadata"] = {str(k): jsonable(v) for k, v in row["metadata"].items()}
+        return cls(**fields)
 
 
 class QueueStats(BaseModel):
