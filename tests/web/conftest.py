@@ -21,8 +21,9 @@ import pytest
 import trio
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
+from tests.integration._worker_support import make_worker
 from tests.web import dashboard_tasks
-from werk_trio import Werk, Worker
+from werk_trio import Werk
 from werk_trio.web import serve
 
 CHROMIUM = os.environ.get("WERK_CHROMIUM", "/usr/bin/chromium")
@@ -51,9 +52,8 @@ async def served(app: Werk, *, workers: int = 1, queues: tuple[str, ...] = ("def
     ``workers`` live workers; yields the base URL."""
     async with trio.open_nursery() as nursery:
         for i in range(workers):
-            worker = Worker(app, queues=queues, concurrency=10, handle_signals=False,
-                            heartbeat_interval=1.0, name=f"dash-worker-{i}",
-                            sweep_interval=sweep_interval)
+            worker = make_worker(app, queues=queues, concurrency=10, heartbeat_interval=1.0,
+                                 name=f"dash-worker-{i}", sweep_interval=sweep_interval)
             await nursery.start(worker.run)
         binds = await nursery.start(functools.partial(serve, app, host="127.0.0.1", port=0, **options))
         yield binds[0]

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 
 from tests.web import dashboard_tasks
 from tests.web.conftest import BROWSER_TIMEOUT_MS, TOKEN, Session, in_browser, served
-from werk_trio import JobStatus, Werk, Worker
+from werk_trio import CronScheduler, JobStatus, Werk, Worker
 
 expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
@@ -586,3 +586,55 @@ async def test_workers_page_shows_running_jobs_and_marks_stopped_and_dead(web_ap
             await in_browser(base, body)
             dashboard_tasks.GATE.setdefault("workers", trio.Event()).set()
             silent.stop()
+
+
+# --- cron ---------------------------------------------------------------------------------------------
+
+
+async def test_cron_page_pauses_resumes_and_triggers(web_app: Werk) -> None:
+    app = web_app
+    scheduler = CronScheduler(app, lease=2.0, standby_retry_interval=0.2)
+    scheduler.register(ADD, interval=3600, kwargs={"a": 20, "b": 22}, name="hourly")
+    scheduler.register(ECHO, cron="0 3 * * *", kwargs={"at": "three"}, name="nightly")
+    async with served(app) as base, trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
+
+        def stats(name: str) -> dict[str, Any]:
+            rows = trio.from_thread.run(app.list_cron_stats)
+            [row] = [r for r in rows if r["name"] == name]
+            return row
+
+        def body(session: Session) -> str:
+            page = session.page
+            session.open("#/cron")
+            expect(rows(session, "#cron")).to_have_count(2)
+            hourly = page.locator("#cron tr[data-id=hourly]")
+            expect(hourly).to_contain_text("every 3600s")
+            expect(page.locator("#cron tr[data-id=nightly]")).to_contain_text("0 3 * * *")
+            runs = stats("hourly")["total_runs"]
+
+            hourly.locator("[data-action=pause]").click()
+            expect(page.locator(".toast").last).to_have_text("Paused hourly")
+            assert stats("hourly")["paused"] is True
+            expect(hourly).to_contain_text("paused")
+            hourly.locator("[data-action=resume]").click()
+            expect(page.locator(".toast").last).to_have_text("Resumed hourly")
+            assert stats("hourly")["paused"] is False
+
+            hourly.locator("[data-action=trigger]").click()
+            confirm(session, "Run hourly now")
+            toast = page.locator(".toast").last
+            expect(toast).to_contain_text("Triggered hourly: job ")
+            job_id = (toast.text_content() or "").rsplit(" ", 1)[-1]
+            # the live worker runs it; the page shows the run's status, linking the job
+            expect(hourly).to_contain_text("complete")
+            assert stats("hourly")["total_runs"] == runs + 1
+            hourly.get_by_role("link", name="complete").click()
+            expect(page.locator("#result")).to_have_text("42")
+            assert session.errors == [], session.errors
+            return job_id
+
+        job_id = await in_browser(base, body)
+        job = await app.get_job(job_id)
+        assert (job.cron_name, job.status, job.result) == ("hourly", JobStatus.COMPLETE, 42)
+        nursery.cancel_scope.cancel()
