@@ -87,7 +87,10 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
     bad = await app.enqueue(EXPLODE, "page-tour")
     await app.enqueue(ECHO, _queue="reports", _delay=HOUR, note="later")
     await app.enqueue(ADD, 1, 1, _queue="reports")
-    async with served(app) as base:
+    scheduler = CronScheduler(app, lease=2.0, standby_retry_interval=0.2)
+    scheduler.register(ECHO, cron="0 3 * * *", queue="reports", kwargs={"what": "nightly"}, name="nightly")
+    async with served(app) as base, trio.open_nursery() as nursery:
+        await nursery.start(scheduler.run)
         await finished(app, done.id)
         await finished(app, bad.id)
         [worker] = await app.list_workers()
@@ -155,6 +158,7 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
         dark = await in_browser(base, lambda s: tour(s, "dark"), color_scheme="dark")
         await in_browser(base, lambda s: phone(s, "light"), color_scheme="light", width=390, height=844)
         await in_browser(base, lambda s: phone(s, "dark"), color_scheme="dark", width=390, height=844)
+        nursery.cancel_scope.cancel()
     assert all(light[name] != dark[name] for name in views), (light, dark)
     shots = sorted(p.name for p in screenshot_dir.glob("*.png"))
     for scheme in ("light", "dark"):
