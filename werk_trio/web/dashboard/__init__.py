@@ -86,9 +86,10 @@ def mount(app: FastAPI, authorize: Any) -> None:
             return Response(b"no such asset", status_code=404, media_type="text/plain")
         return Response(asset(name), media_type=media_type, headers=SECURITY_HEADERS)
 
-    settings = APIRouter(prefix="/api", tags=["dashboard"], dependencies=[Depends(authorize)])
+    # the page's own settings: not part of the documented API
+    settings = APIRouter(prefix="/api", dependencies=[Depends(authorize)], include_in_schema=False)
 
-    @settings.get("/dashboard", summary="What the web dashboard needs: task names, allowed actions")
+    @settings.get("/dashboard")
     async def dashboard(request: Request) -> dict[str, Any]:
         werk: Werk = request.app.state.werk
         return {
