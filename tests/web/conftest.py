@@ -32,9 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 #: Milliseconds any single Playwright wait may take.
-BROWSER_TIMEOUT_MS = 20_000
+BROWSER_TIMEOUT_MS = 30_000
 #: Seconds a whole browser session may take.
-SESSION_TIMEOUT = 150
+SESSION_TIMEOUT = 300
 TOKEN = "dashboard-test-token-0123456789"
 
 

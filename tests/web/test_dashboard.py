@@ -34,7 +34,7 @@ HOUR = 3600.0
 
 
 async def finished(app: Werk, job_id: Any) -> Any:
-    with trio.fail_after(30):
+    with trio.fail_after(60):
         return await app.wait_for(job_id)
 
 

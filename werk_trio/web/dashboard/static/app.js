@@ -656,17 +656,19 @@
 
   function serverInfo(info) {
     if (info instanceof Error) return panel("Server", unavailable(info));
-    const [version, size, tables] = Array.isArray(info.info) ? info.info : [info.pg_version, info.db_size_bytes, info.tables];
-      return h("div", { class: "grid" },
-        panel("Server", h("dl", { class: "fields", id: "server" },
-          [["Postgres", version], ["database size", fmtBytes(size)], ["werk_trio", info.werk_trio_version || (S.config && S.config.version)],
-            ["mode", info.read_only ? "read-only" : "read-write"], ["truncate", info.truncate_enabled ? "allowed" : "off"]]
-            .map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v ?? "—" })]))),
-        panel("Tables", table([
-          { head: "table", cell: (t) => h("span", { class: "mono", text: t.name }) },
-          { head: "size", num: true, cell: (t) => fmtBytes(t.size_bytes) },
-          { head: "rows (estimate)", num: true, cell: (t) => fmtInt(t.row_count) },
-        ], Array.isArray(tables) ? tables : [], { id: "tables" })));
+    const facts = [
+      ["Postgres", info.pg_version], ["database size", fmtBytes(info.db_size_bytes)],
+      ["werk_trio", info.werk_trio_version], ["mode", info.read_only ? "read-only" : "read-write"],
+      ["truncate", info.truncate_enabled ? "allowed" : "off"],
+    ];
+    return h("div", { class: "grid" },
+      panel("Server", h("dl", { class: "fields", id: "server" },
+        facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v ?? "—" })]))),
+      panel("Tables", table([
+        { head: "table", cell: (t) => h("span", { class: "mono", text: t.name }) },
+        { head: "size", num: true, cell: (t) => fmtBytes(t.size_bytes) },
+        { head: "rows (estimate)", num: true, cell: (t) => fmtInt(t.row_count) },
+      ], Array.isArray(info.tables) ? info.tables : [], { id: "tables" })));
   }
 
   function maintenanceActions() {
