@@ -575,7 +575,7 @@ async def test_openapi_document_is_valid_and_lists_every_route(app: Werk) -> Non
     assert listed >= PGWERK_ROUTES
     assert doc["paths"]["/api/jobs"]["get"]["parameters"][0]["name"] in ("queue", "status", "worker_id")
     names = {p["name"] for p in doc["paths"]["/api/jobs"]["get"]["parameters"]}
-    assert names == {"queue", "status", "worker_id", "search", "limit", "offset"}
+    assert names == {"queue", "status", "worker_id", "search", "limit", "offset", "function"}
 
 
 async def test_mounted_inside_another_trio_app(app: Werk) -> None:

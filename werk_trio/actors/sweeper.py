@@ -114,7 +114,8 @@ async def _statistics_pass(app: Werk, out: dict[str, int]) -> None:
     roll-ups past ``stats_retention``. Its own transaction under its own
     try-lock (one writer at a time), after the sweep's commit: the recount
     reads every finished row, and the sweep's locks need not wait for it."""
-    sql, cfg = app.sql, app.config
+    sql = app.sql
+    cfg = app.config
     async with app.pool.connection() as conn, conn.transaction():
         cur = await conn.execute(sql.SWEEP_LOCK, {"key": sql.lock_key + ":stats"})
         locked = await cur.fetchone()

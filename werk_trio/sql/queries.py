@@ -891,6 +891,15 @@ LEFT JOIN counts c ON c.queue = q.queue
 RETURNING queue
 """
 
+# The end of both roll-ups: the span's mark moves to its end (when it moved
+# at all); returns how many roll-up rows were written.
+_MOVE_MARK = """
+INSERT INTO {stats_marks} (name, at)
+SELECT 'MARK_NAME', last FROM span WHERE last > first
+ON CONFLICT (name) DO UPDATE SET at = excluded.at
+RETURNING (SELECT count(*) FROM ins)
+"""
+
 # Roll up the finished jobs of every whole minute since the 'throughput' mark
 # (first pass: since %(retention)s seconds ago) that ended at least 5 s ago
 # (so completions still committing are in), and move the mark.
@@ -910,12 +919,7 @@ WITH span AS (
       AND j.completed_at >= span.first AND j.completed_at < span.last
     GROUP BY 2, 3, 4
     RETURNING 1
-)
-INSERT INTO {stats_marks} (name, at)
-SELECT 'throughput', last FROM span WHERE last > first
-ON CONFLICT (name) DO UPDATE SET at = excluded.at
-RETURNING (SELECT count(*) FROM ins)
-"""
+)""" + _MOVE_MARK.replace("MARK_NAME", "throughput")
 
 # Roll the minute rows of every whole hour since the 'throughput_hour' mark
 # (first pass: since the oldest minute row) up to the minute mark into hour
@@ -935,12 +939,7 @@ WITH span AS (
     WHERE r.level = 'minute' AND r.bucket >= span.first AND r.bucket < span.last
     GROUP BY 2, 3, 4
     RETURNING 1
-)
-INSERT INTO {stats_marks} (name, at)
-SELECT 'throughput_hour', last FROM span WHERE last > first
-ON CONFLICT (name) DO UPDATE SET at = excluded.at
-RETURNING (SELECT count(*) FROM ins)
-"""
+)""" + _MOVE_MARK.replace("MARK_NAME", "throughput_hour")
 
 # Count the finished rows again, by queue and status, as of 5 s ago (the rows
 # finished since are counted by QUEUE_STATS itself). Deletes and requeues of

@@ -168,9 +168,10 @@ async def list_jobs(
     search: str | None = Query(None, max_length=200),
     limit: int = Query(50, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    function: str | None = Query(None, max_length=1000, description="the function's dotted path"),
 ) -> list[JobResponse]:
     jobs = await werk.list_jobs(queue=queue, status=_statuses(status), worker_id=worker_id,
-                                search=search, limit=limit, offset=offset)
+                                search=search, limit=limit, offset=offset, function=function)
     return [JobResponse.from_job(j) for j in jobs]
 
 
@@ -457,7 +458,7 @@ async def sweep(werk: Werk = WerkDep) -> dict[str, Any]:
     return {"swept": len(ids), "job_ids": ids}
 
 
-@api.post("/server/vacuum", tags=["server"], summary="VACUUM ANALYZE the werk tables")
+@api.post("/server/vacuum", tags=["server"], summary="Vacuum and analyze the werk tables")
 async def vacuum(werk: Werk = WerkDep) -> dict[str, bool]:
     await werk.vacuum()
     return {"vacuumed": True}
@@ -587,5 +588,8 @@ def create_app(
     app.include_router(public)
     app.include_router(api)
     app.include_router(root)
+    from .dashboard import mount as mount_dashboard
+
+    mount_dashboard(app, _authorize)  # the web dashboard at / (werk_trio/web/dashboard)
     app.add_middleware(Guard, read_only=read_only, allowed_hosts=hosts, max_body_bytes=max_body_bytes)
     return app
