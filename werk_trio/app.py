@@ -53,6 +53,14 @@ class Werk:
     ``Werk(dsn=None, *, config=None, **settings)``: settings are the fields of
     :class:`WerkConfig` (keywords win over ``config``). With no DSN, ``WERK_DSN``,
     then ``DATABASE_URL``, then an embedded Postgres is used.
+
+    Errors and cancellation, for every coroutine method: bad arguments raise
+    :class:`ConfigError` before anything is sent; a call on an app that is not
+    connected raises :class:`WerkError`; no free pooled connection within
+    ``pool_timeout`` raises :class:`PoolTimeout`; a database that fails
+    mid-call raises psycopg's ``OperationalError``. Each method's docstring
+    says what a cancel (or one of these errors) leaves behind: a write runs in
+    one transaction, so it either committed or left nothing.
     """
 
     def __init__(
@@ -225,7 +233,10 @@ class Werk:
     @asynccontextmanager
     async def connection(self, timeout: float | None = None) -> AsyncIterator[Connection[Any]]:
         """A pooled connection (autocommit; use ``conn.transaction()``), returned
-        on exit. Pass it as ``_conn=`` to enqueue inside your own transaction."""
+        on exit. Pass it as ``_conn=`` to enqueue inside your own transaction.
+        PoolTimeout after ``timeout`` seconds (None: ``pool_timeout``) without a
+        free connection. Cancellation: the connection goes back to the pool (a
+        transaction still open on it is rolled back)."""
         async with self.pool.connection(timeout) as conn:
             yield conn
 
@@ -244,7 +255,11 @@ class Werk:
             return await cur.fetchall()
 
     async def migrate(self) -> list[int]:
-        """Apply pending migrations under an advisory lock; return the versions applied."""
+        """Apply pending migrations under an advisory lock; return the versions applied.
+
+        All pending migrations run in one transaction: a cancel or an error
+        leaves the schema as it was (the next call applies them again).
+        """
         applied_now: list[int] = []
         async with self.pool.connection() as conn, conn.transaction():
             if self.config.schema:
@@ -328,7 +343,12 @@ class Werk:
     async def enqueue_many(
         self, specs: Iterable[EnqueueParams], *, _conn: Connection[Any] | None = None
     ) -> list[Job | None]:
-        """Insert many jobs in one statement; ``None`` at the positions whose key was taken."""
+        """Insert many jobs in one statement; ``None`` at the positions whose key was taken.
+
+        ConfigError (nothing inserted) if any item is invalid. Cancellation: all
+        of them were inserted or none; with ``_conn`` they follow the caller's
+        transaction.
+        """
         if isinstance(specs, EnqueueParams):
             raise ConfigError("enqueue_many takes a list of EnqueueParams; for one job use enqueue()")
         items = list(specs)
@@ -431,7 +451,8 @@ class Werk:
         """Enqueue a job, wait for it, return its result; JobError (with ``.job``)
         if it failed or was aborted, WaitTimeout after ``timeout`` seconds.
         ``timeout`` and ``poll_interval`` (as in wait_for) are options of apply,
-        never handler arguments."""
+        never handler arguments. Cancellation: once enqueued the job stays
+        (a worker still runs it); only the waiting stops."""
         _check_poll(poll_interval)
         job = await self.enqueue(func, *args, **kwargs)
         if job is None:
@@ -446,7 +467,9 @@ class Werk:
                   return_exceptions: bool = False, **options: Any) -> list[Any]:
         """Enqueue one job per kwargs dict (in one statement), wait for all, and
         return their results in order. A failed job raises JobError, or with
-        ``return_exceptions=True`` puts the JobError in its place."""
+        ``return_exceptions=True`` puts the JobError in its place. WaitTimeout
+        after ``timeout`` seconds for all of them. Cancellation: the jobs stay
+        enqueued (all or none of them) and run; only the waiting stops."""
         _check_poll(poll_interval)
         opts, extra = split_options(options)
         if extra:
@@ -507,7 +530,8 @@ class Werk:
     # --- inspecting -----------------------------------------------------------
 
     async def get_job(self, job_id: Any) -> Job:
-        """The job with this id; JobNotFound if there is none."""
+        """The job with this id; JobNotFound if there is none (ConfigError for
+        an id that is not a UUID). Cancellation: safe, it only reads."""
         jid = as_job_id(job_id)
         rows = await self._fetch(self.sql.GET_JOB, {"id": jid})
         if not rows:
@@ -515,7 +539,7 @@ class Werk:
         return job_from_row(rows[0], self.serializer, self.decode_allowed)
 
     async def get_jobs(self, job_ids: Sequence[Any]) -> dict[uuid.UUID, Job]:
-        """The jobs with these ids that exist, by id."""
+        """The jobs with these ids that exist, by id. Cancellation: safe, it only reads."""
         ids = [as_job_id(j) for j in job_ids]
         rows = await self._fetch(self.sql.GET_JOBS, {"ids": ids})
         return {row[0]: job_from_row(row, self.serializer, self.decode_allowed) for row in rows}
@@ -531,7 +555,8 @@ class Werk:
         function: str | None = None,
     ) -> list[Job]:
         """Jobs, newest first, filtered by queue, status(es), worker, function or a
-        search text (matched against function, queue, key, id and payload)."""
+        search text (matched against function, queue, key, id and payload).
+        Cancellation: safe, it only reads."""
         statuses = _statuses(status)
         queue = _filter("queue", queue)
         function = _filter("function", function)
@@ -567,18 +592,21 @@ class Werk:
 
     async def get_executions(self, job_id: Any) -> list[JobExecution]:
         """One row per attempt of the job, oldest first (the complete one with its
-        ``result``). Each run of a repeating job is a job of its own, with its own."""
+        ``result``). Each run of a repeating job is a job of its own, with its own.
+        Cancellation: safe, it only reads."""
         rows = await self._fetch(self.sql.GET_EXECUTIONS, {"id": as_job_id(job_id)})
         return [execution_from_row(row, self.serializer) for row in rows]
 
     async def get_job_dependencies(self, job_id: Any) -> list[uuid.UUID]:
         """The ids of the jobs this one depends on (pgwerk's return);
-        :meth:`get_job_dependency_details` also says how each one stands."""
+        :meth:`get_job_dependency_details` also says how each one stands.
+        Cancellation: safe, it only reads."""
         return [d["job_id"] for d in await self.get_job_dependency_details(job_id)]
 
     async def get_job_dependency_details(self, job_id: Any) -> list[dict[str, Any]]:
         """The jobs this one depends on: ``{"job_id", "allow_failure", "status"}``
-        (status None when the dependency row outlived its job)."""
+        (status None when the dependency row outlived its job).
+        Cancellation: safe, it only reads."""
         rows = await self._fetch(self.sql.GET_DEPENDENCIES, {"id": as_job_id(job_id)})
         return [
             {"job_id": r[0], "allow_failure": r[1], "status": None if r[2] is None else JobStatus(r[2])}
@@ -586,7 +614,8 @@ class Werk:
         ]
 
     async def counts(self) -> dict[str, dict[str, int]]:
-        """``{queue: {status: count}}`` for every queue with jobs."""
+        """``{queue: {status: count}}`` for every queue with jobs.
+        Cancellation: safe, it only reads."""
         out: dict[str, dict[str, int]] = {}
         for queue, status, n in await self._fetch(self.sql.COUNT_BY_STATUS):
             out.setdefault(queue, {})[status] = n
@@ -603,13 +632,15 @@ class Werk:
         running) -- and werk_trio's: ``hostname``, ``pid``, ``worker_type``,
         ``queues`` (list), ``concurrency``, ``heartbeat_interval``,
         ``last_seen`` (= heartbeat_at), ``heartbeat_age`` (seconds),
-        ``stopped_at``."""
+        ``stopped_at``.
+        Cancellation: safe, it only reads."""
         return [_worker_dict(row) for row in await self._fetch(self.sql.LIST_WORKERS)]
 
     async def get_worker(self, worker_id: Any) -> dict[str, Any] | None:
         """One worker as :meth:`list_workers` shows it, or None if there is no
         such row (never registered, deleted as dead, or stopped longer ago
-        than ``stopped_worker_retention``)."""
+        than ``stopped_worker_retention``).
+        Cancellation: safe, it only reads."""
         rows = await self._fetch(self.sql.GET_WORKER, {"id": _uuid("worker_id", worker_id)})
         return _worker_dict(rows[0]) if rows else None
 
@@ -617,7 +648,8 @@ class Werk:
         """The jobs a worker holds now (active or aborting, newest start first),
         then the finished jobs it ran last (newest first): werk_trio keeps
         ``worker_id`` on finished jobs. A job retried elsewhere belongs to the
-        worker of its last attempt."""
+        worker of its last attempt.
+        Cancellation: safe, it only reads."""
         _limit_offset(limit, offset, most=1000)
         rows = await self._fetch(
             self.sql.LIST_WORKER_JOBS,
@@ -638,7 +670,8 @@ class Werk:
         recount (every ``stats_sample_interval``) plus every job finished
         since, so a purge, delete or requeue of a job that finished before
         that recount shows from the next one on (within a minute by
-        default); before any recount, every row is counted."""
+        default); before any recount, every row is counted.
+        Cancellation: safe, it only reads."""
         queues: list[dict[str, Any]] = []
         online = 0
         for row in await self._fetch(self.sql.QUEUE_STATS):
@@ -669,7 +702,8 @@ class Werk:
         ``worker_id`` and ``worker_name`` None and zero counts. Counts come
         from the sweeper's per-minute roll-up (history: a job purged after
         it was rolled up still counts) and, for the minutes since the last
-        roll-up, from the job rows."""
+        roll-up, from the job rows.
+        Cancellation: safe, it only reads."""
         _int_in("minutes", minutes, 1, 10080)
         if bucket_secs is None:
             bucket_secs = 60 if minutes <= 60 else 300 if minutes <= 360 else 3600
@@ -705,7 +739,8 @@ class Werk:
         sample, their average per bucket of that many seconds (aligned to
         the epoch; ``time`` is the bucket's start); by default every sample
         for windows up to 6 hours, 15-minute buckets up to a day, hourly
-        beyond."""
+        beyond.
+        Cancellation: safe, it only reads."""
         _int_in("minutes", minutes, 1, 10080)
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigError(f"queue must be a queue name, got {queue!r}")
@@ -725,7 +760,8 @@ class Werk:
         version string (``version()``), the database's size in bytes, and one
         dict per table of this app -- ``name``, ``size_bytes`` (with indexes
         and TOAST), ``row_count`` (the statistics' live-row estimate) --
-        largest first."""
+        largest first.
+        Cancellation: safe, it only reads."""
         names = [self.sql.render("{" + t + "}") for t in sqlmod.TABLES]
         rows = await self._fetch(self.sql.SERVER_INFO, {"tables": names})
         _short, version, size, tables = rows[0]
@@ -736,7 +772,9 @@ class Werk:
         ``sweep_interval``): rescue jobs of dead workers and stuck jobs, expire
         TTLs, delete rows past their result/failure TTL. Returns the ids of the
         jobs it rescued (pgwerk's return); :meth:`sweep_counts` returns what
-        each step did."""
+        each step did. The pass is one transaction under an advisory lock
+        (nothing happens while another sweep holds it): a cancel rolls it
+        back whole, and the next sweep does the work."""
         from .actors.sweeper import sweep_once
 
         rescued: list[uuid.UUID] = []
@@ -745,7 +783,7 @@ class Werk:
 
     async def sweep_counts(self) -> dict[str, int]:
         """:meth:`sweep`, returning the count of each step (dead_workers, rescued,
-        expired, deleted, resolved)."""
+        expired, deleted, resolved). Cancellation: as :meth:`sweep`."""
         from .actors.sweeper import sweep_once
 
         return await sweep_once(self)
@@ -777,25 +815,30 @@ class Werk:
 
     async def cancel_job(self, job_id: Any) -> bool:
         """A queued, scheduled or waiting job becomes ``aborted`` and never starts.
-        True if it was cancelled; False if it is missing or has started or ended."""
+        True if it was cancelled; False if it is missing or has started or ended.
+        Cancellation (of this call): the change and the wake-up of its waiters
+        and dependents are one transaction, done or not."""
         return await self._change(self.sql.CANCEL_JOB, job_id)
 
     async def abort_job(self, job_id: Any) -> bool:
         """An active job becomes ``aborting``: its worker stops it within
         ``abort_interval`` and marks it aborted (no retry). True if it was
         marked; False (nothing changed) if it is missing or not running --
-        stop a job that has not started with :meth:`cancel_job`."""
+        stop a job that has not started with :meth:`cancel_job`. Cancellation:
+        one transaction, marked or not."""
         return await self._change(self.sql.ABORT_JOB, job_id)
 
     async def requeue_job(self, job_id: Any) -> bool:
         """Queue a finished job (complete, failed or aborted) again now, with a
         fresh attempt budget. True if it was requeued; False (nothing changed)
-        if it is missing, queued, scheduled, waiting or running."""
+        if it is missing, queued, scheduled, waiting or running. Cancellation:
+        one transaction, requeued or not."""
         return await self._change(self.sql.REQUEUE_JOB, job_id)
 
     async def delete_job(self, job_id: Any) -> None:
         """Delete the job row (and its executions and dependency rows); nothing
-        happens for a missing job. Jobs waiting for it count it as ended."""
+        happens for a missing job. Jobs waiting for it count it as ended.
+        Cancellation: one transaction, deleted (with its dependents resolved) or not."""
         jid = as_job_id(job_id)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(self.sql.DELETE_JOB, {"id": jid})
@@ -804,11 +847,15 @@ class Werk:
 
     async def touch_job(self, job_id: Any) -> None:
         """Mark a running job as alive now (the sweep leaves it alone for
-        ``max_active_secs``); nothing happens for a missing or not-running job."""
+        ``max_active_secs``); nothing happens for a missing or not-running job.
+        Cancellation: one statement, touched or not."""
         await self._fetch(self.sql.TOUCH_JOB, {"id": as_job_id(job_id)})
 
     async def bulk_requeue_jobs(self, queue: str | None = None, function_name: str | None = None) -> int:
-        """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count."""
+        """Requeue every failed or aborted job (of ``queue`` / ``function_name``); return the count.
+
+        One statement: a cancel leaves all of them requeued or none.
+        """
         queue = _filter("queue", queue)
         function_name = _filter("function_name", function_name)
         rows = await self._fetch(
@@ -818,7 +865,10 @@ class Werk:
         return int(rows[0][0])
 
     async def bulk_cancel_jobs(self, queue: str | None = None) -> int:
-        """Cancel every queued, scheduled or waiting job (of ``queue``); return the count."""
+        """Cancel every queued, scheduled or waiting job (of ``queue``); return the count.
+
+        One transaction: a cancel leaves all of them cancelled or none.
+        """
         queue = _filter("queue", queue)
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute(self.sql.BULK_CANCEL, {"queue": queue})
@@ -833,7 +883,9 @@ class Werk:
     ) -> int:
         """Delete jobs in ``statuses`` (default: the terminal ones) that ended
         more than ``older_than_days`` ago (of ``queue``; at most ``limit`` of
-        them, for deleting a big table in batches); return the count."""
+        them, for deleting a big table in batches); return the count.
+        ConfigError for running statuses or a bad number. One statement: a
+        cancel deletes all of the batch or none."""
         chosen = _statuses(statuses) or list(TERMINAL_STATUSES)
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
@@ -854,7 +906,10 @@ class Werk:
                   worker_type: str = "async", **worker_options: Any) -> None:
         """Connect and run a worker of ``worker_type`` (async, thread, process or
         fork) on ``queues`` (None: ``["default"]``) until it is stopped (a signal,
-        or cancelling the caller). ``worker_options`` go to the worker class."""
+        or cancelling the caller). ``worker_options`` go to the worker class.
+        Cancellation: as the worker's ``run`` (running jobs are cancelled and
+        put back in the queue without spending an attempt); the app stays
+        connected."""
         from .worker import worker_class
 
         cls = worker_class(worker_type)
@@ -867,7 +922,8 @@ class Werk:
     ) -> list[dict[str, Any]]:
         """Per function, over the jobs that finished in the last ``since``
         seconds (of ``queue``), slowest average first: ``{"function", "runs",
-        "avg", "p50", "p95", "max", "failures"}`` (seconds of the last attempt)."""
+        "avg", "p50", "p95", "max", "failures"}`` (seconds of the last attempt).
+        ConfigError for a bad ``since`` / ``limit``. Cancellation: safe, it only reads."""
         since = _seconds("since", since)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 0 < limit <= 10_000:
             raise ConfigError(f"limit must be an int in 1..10000, got {limit!r}")
@@ -878,12 +934,16 @@ class Werk:
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     async def vacuum(self) -> None:
-        """VACUUM ANALYZE the werk tables."""
+        """VACUUM ANALYZE the werk tables. Cancellation: the VACUUM is
+        interrupted; tables done so far stay vacuumed, nothing else changes."""
         async with self.pool.connection() as conn:
             await conn.execute(self.sql.VACUUM)
 
     async def truncate(self) -> None:
-        """Delete every job, execution, dependency and worker row. For tests and resets."""
+        """Delete every job, execution, dependency and worker row. For tests and resets.
+
+        One TRUNCATE statement: a cancel leaves every row or none.
+        """
         async with self.pool.connection() as conn:
             await conn.execute(self.sql.TRUNCATE)
 
@@ -891,11 +951,14 @@ class Werk:
 
     async def pause_cron(self, name: str) -> None:
         """Pause the cron schedule ``name`` for every scheduler: the leader stops
-        enqueueing it from its next tick. ConfigError if there is no such schedule."""
+        enqueueing it from its next tick. ConfigError if there is no such schedule.
+        Cancellation: one statement, paused or not."""
         await self._set_cron_paused(name, True)
 
     async def resume_cron(self, name: str) -> None:
-        """Resume the cron schedule ``name``: it runs again from its next tick."""
+        """Resume the cron schedule ``name``: it runs again from its next tick.
+        ConfigError if there is no such schedule. Cancellation: one statement,
+        resumed or not."""
         await self._set_cron_paused(name, False)
 
     async def _set_cron_paused(self, name: str, paused: bool) -> None:
@@ -913,7 +976,9 @@ class Werk:
 
     async def trigger_cron_job(self, name: str) -> Job:
         """Enqueue one run of the cron schedule ``name`` now, outside its
-        schedule (also when paused); returns the Job."""
+        schedule (also when paused); returns the Job. ConfigError if there is
+        no such schedule. Cancellation: the job and the schedule's record of
+        it are one transaction, both or neither."""
         from .cron import params_from_row
 
         if not isinstance(name, str):
@@ -937,7 +1002,7 @@ class Werk:
         (of the last job, None once it is gone), ``last_job_id``, ``total_runs``
         (jobs enqueued), ``failed_runs`` (failed jobs still kept), ``paused``,
         ``removed``, and pgwerk's ``last_enqueued_at`` / ``last_completed_at`` (of
-        the last job; None once it is gone)."""
+        the last job; None once it is gone). Cancellation: safe, it only reads."""
         out = []
         for (name, function, queue, cron, interval, tz, next_run_at, last_run_at, paused, removed_at,
              total, last_job, last_status, last_enqueued, last_completed,

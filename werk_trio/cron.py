@@ -592,7 +592,14 @@ class CronScheduler:
         """Write the registrations, then lead or stand by until stopped or
         cancelled. With ``nursery.start`` it returns once the scheduler is
         leader or standby. Database errors are logged and retried; a leader
-        that stops releases its lease so a standby takes over at once."""
+        that stops releases its lease so a standby takes over at once.
+
+        Raises WerkError when the app is not connected, ConfigError when this
+        scheduler already runs or a registration is invalid. Cancellation: the
+        lease is released (shielded, at most 5 s) so a standby leads at once;
+        a tick is enqueued in one transaction with its schedule's state, so a
+        cancel never leaves a tick half-recorded (it is enqueued by the next
+        leader, exactly once)."""
         if self._running:
             raise ConfigError("this CronScheduler is already running")
         self.app.pool  # noqa: B018 -- WerkError when the app is not connected

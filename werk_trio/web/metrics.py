@@ -82,7 +82,9 @@ class DatabaseMetrics:
 
     async def refresh(self) -> None:
         """Read everything, then set every gauge at once (no await in between,
-        so a scrape never sees half a refresh)."""
+        so a scrape never sees half a refresh). Raises what the reads raise
+        (PoolTimeout, psycopg errors). Cancellation: safe -- the gauges keep
+        their old values, since nothing is set until every read is done."""
         queues, _total, online = await self.werk.get_queue_stats()
         oldest = await self.werk._fetch(self.werk.sql.OLDEST_CLAIMABLE)
         workers = await self.werk.list_workers()
@@ -106,7 +108,8 @@ class DatabaseMetrics:
         self.refreshes += 1
 
     async def refresh_logged(self) -> bool:
-        """:meth:`refresh`; a failure is counted and logged, the old values stay."""
+        """:meth:`refresh`; a failure is counted and logged, the old values stay.
+        Returns whether it succeeded. Cancellation: as :meth:`refresh`."""
         try:
             await self.refresh()
         except Exception as ex:  # the database is down, the pool is busy...
@@ -116,7 +119,11 @@ class DatabaseMetrics:
         return True
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Refresh now (started once the first attempt is done), then every ``interval``."""
+        """Refresh now (started once the first attempt is done), then every ``interval``.
+
+        Never raises for a failed refresh (logged and counted, see
+        :meth:`refresh_logged`). Cancellation: safe, the gauges keep their values.
+        """
         await self.refresh_logged()
         task_status.started()
         while True:

@@ -68,7 +68,10 @@ async def serve(
     """Serve ``create_app(werk, token=token, **app_options)`` until cancelled or
     until ``shutdown_trigger()`` returns (then open requests get
     ``graceful_timeout`` seconds). Started with ``nursery.start``, it returns
-    the bound URLs."""
+    the bound URLs. ConfigError for a non-loopback bind without a token or a
+    bad option. Cancellation: the listening socket closes and open requests
+    are cancelled; a state change a request was making is one transaction
+    (done or not)."""
     bind = check_bind(host, port, token)
     app = create_app(werk, token=token, **app_options)
     config = Config()
