@@ -496,12 +496,18 @@ def job_from_row(
     )  # fmt: skip
 
 
-def execution_from_row(row: Sequence[Any], serializer: Serializer | None = None) -> JobExecution:
-    """A JobExecution from a GET_EXECUTIONS row (the result decoded with ``serializer``)."""
+def execution_from_row(
+    row: Sequence[Any], serializer: Serializer | None = None, allowed: Callable[[str], bool] | None = None
+) -> JobExecution:
+    """A JobExecution from a GET_EXECUTIONS row (the result decoded with
+    ``serializer``, unless ``allowed`` refuses the job's function: then the
+    result stays None -- a serializer that runs code never sees such a row)."""
     job_id, attempt, worker_id, status, started_at, finished_at, error = row[:7]
     result = row[7] if len(row) > 7 else None
+    if result is not None and allowed is not None and not allowed(row[8]):
+        result = None
     if result is not None and serializer is not None:
-        result = decode(serializer, result, "result")
+        result = _decode_column(serializer, result, "result")
     return JobExecution(
         job_id, attempt, worker_id, _EXEC_STATUS[status], started_at, finished_at, error, result
     )

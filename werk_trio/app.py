@@ -595,7 +595,7 @@ class Werk:
         ``result``). Each run of a repeating job is a job of its own, with its own.
         Cancellation: safe, it only reads."""
         rows = await self._fetch(self.sql.GET_EXECUTIONS, {"id": as_job_id(job_id)})
-        return [execution_from_row(row, self.serializer) for row in rows]
+        return [execution_from_row(row, self.serializer, self.decode_allowed) for row in rows]
 
     async def get_job_dependencies(self, job_id: Any) -> list[uuid.UUID]:
         """The ids of the jobs this one depends on (pgwerk's return);

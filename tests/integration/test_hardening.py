@@ -181,10 +181,15 @@ async def test_a_refused_outcome_fails_alone_and_the_batch_is_written_row_by_row
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT no_poison CHECK (result IS DISTINCT FROM '\"poison\"')")
             .format(table)
         )  # fmt: skip
+    from werk_trio.worker import AsyncWorker
+
     with trio.fail_after(60):
         jobs = [await app.enqueue(poison_or_ok, i) for i in range(12)]
-        worker = await run_until_idle(app, concurrency=12)
-    ends = {j.id: await app.get_job(j.id) for j in jobs if j is not None}
+        worker = AsyncWorker(app, concurrency=12, handle_signals=False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            ends = {j.id: await app.wait_for(j.id) for j in jobs if j is not None}
+            worker.stop()
     for i, job in enumerate(jobs):
         assert job is not None
         end = ends[job.id]

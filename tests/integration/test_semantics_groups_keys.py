@@ -26,6 +26,7 @@ import trio
 from tests import procapp
 from tests.proctools import wait_until
 from werk_trio import EnqueueParams, JobStatus, Werk, Worker
+from werk_trio._rows import job_from_row
 
 from ._semantics_support import make_tables, overlaps, query, runs, wait_terminal, workers
 
@@ -133,8 +134,8 @@ async def test_a_batched_claim_takes_one_job_per_group(app: Werk) -> None:
             + [EnqueueParams(procapp.record, queue="batch") for _ in range(3)]
         )
         worker = Worker(app, queues=["batch"], concurrency=20, handle_signals=False)
-        claimed = await worker.poller.claim(20)
-        groups = [j.group_key for j in claimed]
+        claimed = await worker.poller.claim(20)  # rows: each runner decodes its own
+        groups = [job_from_row(r, app.serializer).group_key for r in claimed]
         assert sorted(g for g in groups if g) == ["g0", "g1", "g2"], groups
         assert groups.count(None) == 3
         again = await worker.poller.claim(20)

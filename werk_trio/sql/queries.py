@@ -181,7 +181,7 @@ LIMIT %(limit)s OFFSET %(offset)s"""
 # of the same number (a run cut off by a shutdown, then run again).
 GET_EXECUTIONS = """
 SELECT e.job_id, e.attempt, e.worker_id, e.status, e.started_at, e.finished_at, e.error,
-    NULL AS result
+    NULL AS result, NULL AS function
 FROM {executions} e
 LEFT JOIN {jobs} j ON j.id = e.job_id AND j.status IN ('active', 'aborting', 'complete')
     AND j.attempts = e.attempt
@@ -189,7 +189,7 @@ WHERE e.job_id = %(id)s AND j.id IS NULL
 UNION ALL
 SELECT id, attempts, worker_id, CASE WHEN status = 'complete' THEN 'complete' ELSE 'running' END,
     started_at, CASE WHEN status = 'complete' THEN completed_at END, NULL,
-    CASE WHEN status = 'complete' THEN result END
+    CASE WHEN status = 'complete' THEN result END, function
 FROM {jobs} WHERE id = %(id)s AND status IN ('active', 'aborting', 'complete') AND attempts >= 1
 ORDER BY 2
 """
