@@ -31,7 +31,7 @@ from .jobs import (
     _seconds,
     as_job_id,
 )
-from .serializers import JSONSerializer, Serializer, decode, encode
+from .serializers import JSONSerializer, Serializer, encode
 from .tasks import function_path
 
 _STATUS = {s.value: s for s in JobStatus}

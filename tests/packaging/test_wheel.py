@@ -153,32 +153,33 @@ def test_wheel_installs_and_runs_outside_the_repository(tmp_path: Path, dsn: str
 
     # werk api serves the dashboard page and every asset it links
     port = _free_port()
-    server = subprocess.Popen([werk, "api", "wheel_app:app", "--port", str(port)], cwd=home, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:  # wait for the server to answer (a condition, with an absolute deadline)
-            assert server.poll() is None, server.communicate()[0]
-            try:
-                if _get(base + "/api/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "werk api did not answer within 60 s"
-            time.sleep(0.1)
-        status, page = _get(base + "/")
-        assert status == 200, page[:500]
-        html = page.decode()
-        assets = sorted(set(re.findall(r'(?:src|href)="(/[^"#]+)"', html)))
-        assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
-        for asset in assets:
-            status, body = _get(base + asset)
-            assert status == 200 and body, (asset, status)
-    finally:
-        server.terminate()
+    log = home / "api.log"
+    with log.open("w") as out, subprocess.Popen([werk, "api", "wheel_app:app", "--port", str(port)], cwd=home,
+                                                env=env, stdout=out, stderr=subprocess.STDOUT) as server:
         try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait(timeout=30)
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:  # wait for the server to answer (a condition, with an absolute deadline)
+                assert server.poll() is None, log.read_text()
+                try:
+                    if _get(base + "/api/health")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "werk api did not answer within 60 s"
+                time.sleep(0.1)
+            status, page = _get(base + "/")
+            assert status == 200, page[:500]
+            html = page.decode()
+            assets = sorted(set(re.findall(r'(?:src|href)="(/[^"#]+)"', html)))
+            assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+            for asset in assets:
+                status, body = _get(base + asset)
+                assert status == 200 and body, (asset, status)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
