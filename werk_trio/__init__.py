@@ -19,6 +19,9 @@ from .errors import WaitTimeout as WaitTimeout
 from .errors import WerkError as WerkError
 from .errors import WorkerShutdown as WorkerShutdown
 from .executors import asyncio_handler as asyncio_handler
+from .flow import Cancel as Cancel
+from .flow import QueueInfo as QueueInfo
+from .flow import Snooze as Snooze
 from .jobs import Callback as Callback
 from .jobs import Context as Context
 from .jobs import Dependency as Dependency
@@ -48,4 +51,6 @@ __all__ = [
     "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat", "Retry", "SerializationError", "Serializer",
     "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown",
     "asyncio_handler",
+    # flow control
+    "Cancel", "QueueInfo", "Snooze",
 ]  # fmt: skip

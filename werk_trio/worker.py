@@ -26,6 +26,7 @@ from typing import Any
 
 import trio
 
+from ._progress import WorkerProgress
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
 from .actors.completer import Completer
@@ -171,6 +172,7 @@ class Worker:
         self._stopping = False
         self._running_flag = False
         self.completer = Completer(self)
+        self.progress = WorkerProgress(self)  # ctx.set_progress (flow control)
         self.callbacks = Callbacks(self)
         self.poller = Poller(self)
         self.listener = QueueListener(self)

@@ -25,6 +25,8 @@ EXPECTED = {
     "WaitTimeout",
     # workers (SPEC §4-5)
     "Worker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
+    # flow control (SPEC §10)
+    "Snooze", "Cancel", "QueueInfo",
 }  # fmt: skip
 
 

@@ -21,7 +21,10 @@ from . import queries
 
 __all__ = ["Migration", "Statements", "array_literal", "listen", "migrations"]
 
-_TABLES = ("jobs", "executions", "workers", "job_deps", "migrations")
+_TABLES = ("jobs", "executions", "workers", "job_deps", "migrations",
+           # flow control (0002): the queue controls, the rate windows, and a
+           # function (schema-qualified like the tables)
+           "queues", "rate_log", "meta_part")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
@@ -86,6 +89,9 @@ class Statements:
             base = "werk_" + hashlib.sha256(base.encode()).hexdigest()[:32]
         self.jobs_channel = f"{base}_jobs"
         self.done_channel = f"{base}_done"
+        #: Flow control: queue controls changed (``queue:<name>``) and jobs due
+        #: later (``due:<epoch seconds>:<queue>``).
+        self.control_channel = f"{base}_ctl"
         self._rendered: dict[str, str] = {}
         for name in dir(queries):
             if name.isupper() and isinstance(getattr(queries, name), str):
