@@ -88,10 +88,14 @@ class Poller:
 
     async def load_controls(self) -> None:
         worker = self.worker
-        self._reload_controls = False
-        async with worker.app.pool.connection() as conn:
-            cur = await conn.execute(worker.app.sql.QUEUE_CONTROLS, {"queues": list(worker.queues)})
-            self.controls.load(await cur.fetchall())
+        self._reload_controls = False  # a change heard while this runs sets it again
+        try:
+            async with worker.app.pool.connection() as conn:
+                cur = await conn.execute(worker.app.sql.QUEUE_CONTROLS, {"queues": list(worker.queues)})
+                self.controls.load(await cur.fetchall())
+        except BaseException:
+            self._reload_controls = True
+            raise
 
     def _answer(self, info: Any) -> None:
         """A short claim's extra row: the next due time, the database clock and
@@ -174,7 +178,7 @@ class Poller:
         try:
             await self.load_controls()
         except psycopg.OperationalError:
-            self._reload_controls = True  # the first claim tries again
+            pass  # the first claim tries again
         task_status.started()
         async with jobs:
             backlog = False
