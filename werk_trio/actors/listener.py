@@ -35,7 +35,9 @@ class QueueListener:
         worker = self.worker
         send, recv = trio.open_memory_channel[Any](64)
         sql = worker.app.sql
-        self.listener = Listener(worker.app.dsn, [sql.jobs_channel, sql.control_channel], send)
+        # the jobs channel last: its LISTEN stays the connection's last query,
+        # which is how tools (and tests) spot a listening worker in pg_stat_activity
+        self.listener = Listener(worker.app.dsn, [sql.control_channel, sql.jobs_channel], send)
         queues = set(worker.queues)
         control = sql.control_channel
         poller = worker.poller
