@@ -549,7 +549,13 @@ class Werk:
         ``scheduled``, ``queued``, ``active``, ``aborting``, ``waiting``,
         ``complete``, ``failed``, ``aborted`` (counts). ``total_jobs``: every
         job row. ``workers_online``: workers running and heard from within
-        three of their heartbeat intervals. One statement."""
+        three of their heartbeat intervals. One statement.
+
+        Live jobs are counted exactly. Finished ones are the sweeper's last
+        recount (every ``stats_sample_interval``) plus every job finished
+        since, so a purge, delete or requeue of a job that finished before
+        that recount shows from the next one on (within a minute by
+        default); before any recount, every row is counted."""
         queues: list[dict[str, Any]] = []
         online = 0
         for row in await self._fetch(self.sql.QUEUE_STATS):
@@ -560,11 +566,16 @@ class Werk:
         return queues, total, online
 
     async def get_throughput_history(
-        self, minutes: int = 60, *, bucket_secs: int = 60
+        self, minutes: int = 60, *, bucket_secs: int | None = None
     ) -> list[dict[str, Any]]:
-        """Finished jobs per minute (``bucket_secs``, a multiple of 60, for
-        coarser buckets) over the last ``minutes`` (1..10080), per queue and
-        per worker, oldest bucket first.
+        """Finished jobs per minute over the last ``minutes`` (1..10080), per
+        queue and per worker, oldest bucket first. ``bucket_secs`` (a multiple
+        of 60) sets the bucket; by default a minute for windows up to an
+        hour, 5 minutes up to 6 hours, an hour beyond (as pgwerk's steps: a
+        day of minutes per queue per worker is tens of thousands of rows).
+        Buckets that are not whole hours cover at most a day (1440 minutes):
+        the per-minute roll-up is kept 25 hours, the hourly one
+        ``stats_retention``.
 
         Each dict: ``time`` (the bucket's start, UTC, aligned to whole
         buckets; the last one is the current, partial bucket), ``queue``,
@@ -573,13 +584,25 @@ class Werk:
         attempt is not counted), ``count`` (= completed, pgwerk's key). A
         bucket in which nothing finished appears once, with ``queue``,
         ``worker_id`` and ``worker_name`` None and zero counts. Counts come
-        from the job rows: purged or TTL-deleted jobs no longer count."""
+        from the sweeper's per-minute roll-up (history: a job purged after
+        it was rolled up still counts) and, for the minutes since the last
+        roll-up, from the job rows."""
         _int_in("minutes", minutes, 1, 10080)
+        if bucket_secs is None:
+            bucket_secs = 60 if minutes <= 60 else 300 if minutes <= 360 else 3600
         _int_in("bucket_secs", bucket_secs, 60, 86400)
         if bucket_secs % 60:
             raise ConfigError(f"bucket_secs must be a multiple of 60, got {bucket_secs}")
+        hourly = bucket_secs % 3600 == 0
+        if not hourly and minutes > 1440:
+            raise ConfigError(
+                f"bucket_secs={bucket_secs} over {minutes} minutes: per-minute data is kept a day; "
+                "use whole hours (bucket_secs=3600, 7200, ...) for longer windows"
+            )
         n = max(1, (minutes * 60) // bucket_secs)
-        rows = await self._fetch(self.sql.THROUGHPUT_HISTORY, {"bucket": bucket_secs, "n": n})
+        rows = await self._fetch(
+            self.sql.THROUGHPUT_HISTORY, {"bucket": bucket_secs, "n": n, "hourly": hourly}
+        )
         return [
             {"time": t, "queue": q, "worker_id": w, "worker_name": name, "completed": c, "failed": f,
              "count": c}
@@ -587,7 +610,7 @@ class Werk:
         ]
 
     async def get_queue_depth_history(
-        self, minutes: int = 60, *, queue: str | None = None
+        self, minutes: int = 60, *, queue: str | None = None, bucket_secs: int | None = None
     ) -> list[dict[str, Any]]:
         """Queue-depth samples of the last ``minutes`` (1..10080), oldest first:
         one dict per queue per sample -- ``time``, ``queue``, ``queued``,
@@ -595,11 +618,22 @@ class Werk:
         take a sample each ``stats_sample_interval`` (one worker at a time:
         the sweeping one) and keep ``stats_retention``; a queue appears in a
         sample while it has live jobs, and once more with zeros when it
-        empties. ``queue``: that queue only."""
+        empties. ``queue``: that queue only. ``bucket_secs``: instead of every
+        sample, their average per bucket of that many seconds (aligned to
+        the epoch; ``time`` is the bucket's start); by default every sample
+        for windows up to 6 hours, 15-minute buckets up to a day, hourly
+        beyond."""
         _int_in("minutes", minutes, 1, 10080)
         if queue is not None and (not isinstance(queue, str) or not queue):
             raise ConfigError(f"queue must be a queue name, got {queue!r}")
-        rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY, {"minutes": minutes, "queue": queue})
+        params: dict[str, Any] = {"minutes": minutes, "queue": queue}
+        if bucket_secs is None and minutes > 360:
+            bucket_secs = 900 if minutes <= 1440 else 3600
+        if bucket_secs is None:
+            rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY, params)
+        else:
+            params["bucket"] = _int_in("bucket_secs", bucket_secs, 1, 86400)
+            rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY_BINNED, params)
         keys = ("time", "queue", "queued", "scheduled", "waiting", "active")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 

@@ -81,4 +81,5 @@ async def column(app: Werk, job_id: Any, name: str) -> Any:
 
 
 async def worker_ids(app: Werk) -> set[Any]:
-    return {w["id"] for w in await app.list_workers()}
+    """The registered workers (stopped ones stay listed for an hour: not registered)."""
+    return {w["id"] for w in await app.list_workers() if w["status"] != "stopped"}

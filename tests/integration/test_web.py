@@ -97,6 +97,6 @@ async def test_web_app_and_worker_in_one_process(
         job = await app.get_job(job_id)
         assert job.status is JobStatus.COMPLETE
         assert job.result == EXAMPLES[example]
-        assert await app.list_workers() == [], "the worker deregistered"
+        assert [w["status"] for w in await app.list_workers()] == ["stopped"], "the worker deregistered"
         with pytest.raises(ConnectionRefusedError):
             await call("GET", f"{base}/jobs/{job_id}")

@@ -135,8 +135,9 @@ class Fleet:
         return alive
 
     async def registered(self) -> dict[int, Any]:
-        """pid -> worker id of the fleet's registered workers."""
-        return {w["pid"]: w["id"] for w in await self.app.list_workers()}
+        """pid -> worker id of the fleet's registered workers (stopped ones are
+        still listed for an hour: not registered)."""
+        return {w["pid"]: w["id"] for w in await self.app.list_workers() if w["status"] != "stopped"}
 
     async def wait_registered(self, children: Sequence[Child] | None = None) -> None:
         wanted = list(children if children is not None else self.live())

@@ -11,11 +11,16 @@ that kills its worker every time ends failed after max_attempts); expires
 unstarted jobs past their ``_ttl`` (EXPIRE_JOBS); deletes finished rows past
 their result/failure TTL; resolves waiting jobs whose parents all ended (a
 safety net for a worker that died between a commit and its resolution);
-then the introspection upkeep: deletes stopped workers past
-``stopped_worker_retention`` (DELETE_STOPPED_WORKERS), takes a queue-depth
-sample when none was taken in the last ``stats_sample_interval``
-(SAMPLE_QUEUES: one row per queue) and prunes samples older than
-``stats_retention`` (PRUNE_SAMPLES).
+deletes stopped workers past ``stopped_worker_retention``
+(DELETE_STOPPED_WORKERS). Then, in a transaction of its own under a second
+try-lock, when no worker did it in the last ``stats_sample_interval``
+(STATS_DUE), the statistics pass: a queue-depth sample (SAMPLE_QUEUES: one
+row per queue), the per-minute and per-hour throughput roll-ups
+(ROLLUP_THROUGHPUT, ROLLUP_THROUGHPUT_HOURS), the
+recount of finished
+rows by queue and status (RECOUNT_FINISHED: the one full read of the
+finished rows, an index-only scan, once per interval) and the pruning of
+samples and roll-ups past ``stats_retention`` (PRUNE_STATS).
 On a connection error it logs, marks the worker's database trouble
 (:meth:`Worker.db_trouble`) and tries again next interval.
 """
@@ -83,20 +88,44 @@ async def sweep_once(app: Werk, *, healthy_for: float | None = None) -> dict[str
         if stale:
             cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale, "channel": sql.jobs_channel})
             out["resolved"] = len(await cur.fetchall())
-        await _introspection_upkeep(conn, app, out)
+        cur = await conn.execute(sql.DELETE_STOPPED_WORKERS)
+        out["stopped_workers"] = len(await cur.fetchall())
+    try:
+        await _statistics_pass(app, out)
+    except psycopg.OperationalError:
+        raise  # the connection: the caller's retry and db_trouble apply
+    except psycopg.Error:
+        # anything else the statistics meet (a lock timeout, a full disk...)
+        # costs the dashboards a sample, never the sweep or the worker
+        logger.exception("statistics pass failed; next try at the next sweep")
     return out
 
 
-async def _introspection_upkeep(conn: Any, app: Werk, out: dict[str, int]) -> None:
-    """The introspection tables' share of a sweep (under its lock, so one
-    writer at a time): delete stopped workers past their retention, take a
-    queue-depth sample if one is due, prune samples past their retention."""
-    sql, cfg = app.sql, app.config
-    cur = await conn.execute(sql.DELETE_STOPPED_WORKERS)
-    out["stopped_workers"] = len(await cur.fetchall())
-    cur = await conn.execute(sql.SAMPLE_QUEUES, {"interval": float(cfg.stats_sample_interval)})
-    out["sampled_queues"] = len(await cur.fetchall())
-    await conn.execute(sql.PRUNE_SAMPLES, {"retention": float(cfg.stats_retention)})
+async def _statistics_pass(app: Werk, out: dict[str, int]) -> None:
+    """Once per ``stats_sample_interval`` (whichever worker sweeps): a
+    queue-depth sample, the throughput roll-up of the minutes since the last
+    one, the recount of the finished rows, and the pruning of samples and
+    roll-ups past ``stats_retention``. Its own transaction under its own
+    try-lock (one writer at a time), after the sweep's commit: the recount
+    reads every finished row, and the sweep's locks need not wait for it."""
+    sql = app.sql
+    cfg = app.config
+    async with app.pool.connection() as conn, conn.transaction():
+        cur = await conn.execute(sql.SWEEP_LOCK, {"key": sql.lock_key + ":stats"})
+        locked = await cur.fetchone()
+        if not locked or not locked[0]:
+            return
+        cur = await conn.execute(sql.STATS_DUE, {"interval": float(cfg.stats_sample_interval)})
+        due = await cur.fetchone()
+        if not due or not due[0]:
+            return
+        retention = {"retention": float(cfg.stats_retention)}
+        cur = await conn.execute(sql.SAMPLE_QUEUES)
+        out["sampled_queues"] = len(await cur.fetchall())
+        await conn.execute(sql.ROLLUP_THROUGHPUT, retention)
+        await conn.execute(sql.ROLLUP_THROUGHPUT_HOURS)
+        await conn.execute(sql.RECOUNT_FINISHED)
+        await conn.execute(sql.PRUNE_STATS, retention)
 
 
 class Sweeper:

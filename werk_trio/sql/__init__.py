@@ -21,7 +21,10 @@ from . import queries
 
 __all__ = ["TABLES", "Migration", "Statements", "array_literal", "listen", "migrations"]
 
-TABLES = ("jobs", "executions", "workers", "job_deps", "migrations", "queue_samples")
+TABLES = (
+    "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
+    "finished_counts", "stats_marks",
+)
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.

@@ -256,8 +256,14 @@ ORDER BY avg(secs) DESC, function
 LIMIT %(limit)s
 """
 
-TRUNCATE = "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}, {queue_samples}"
-VACUUM = "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}, {queue_samples}"
+TRUNCATE = (
+    "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}, {queue_samples}, {throughput},"
+    " {finished_counts}, {stats_marks}"
+)
+VACUUM = (
+    "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}, {queue_samples}, {throughput},"
+    " {finished_counts}, {stats_marks}"
+)
 
 # --- workers ------------------------------------------------------------------
 
@@ -653,21 +659,53 @@ DELETE_STOPPED_WORKERS = """
 DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING id
 """
 
+_EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
+
+# The live jobs (not finished), each branch through its own partial index --
+# dequeue, running, waiting -- so the cost follows the live jobs, never the
+# finished ones.
+_LIVE_JOBS = """
+    SELECT queue, status FROM {jobs} WHERE status IN ('queued', 'scheduled')
+    UNION ALL
+    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting')
+    UNION ALL
+    SELECT queue, status FROM {jobs} WHERE status = 'waiting'"""
+
 # Per-queue counts by status, with the number of workers online (running and
 # heard from within three of their heartbeat intervals) on every row; one row
-# with a NULL queue when there is no job at all.
+# with a NULL queue when there is no job at all. Live jobs are counted as they
+# are; finished ones are the last recount (FINISHED_COUNTS, as of its as_of)
+# plus the rows finished since (a range of the finished-rows index), so a
+# million finished rows are never counted here. Without a recount yet, every
+# finished row is counted. (The upper bound 'infinity' changes no result: as a
+# second unknown bound it makes the planner guess a short range -- 0.5 % of
+# the rows, not a third -- so it reads the index without launching parallel
+# workers, which cost more than the whole range.)
 QUEUE_STATS = """
-WITH per AS (
+WITH since AS (
+    SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
+    FROM {finished_counts}
+), counted AS (
+    SELECT queue, status, 1::bigint AS n FROM (""" + _LIVE_JOBS + """
+    ) live
+    UNION ALL
+    SELECT queue, status, n FROM {finished_counts}
+    UNION ALL
+    SELECT queue, status, count(*) FROM {jobs}
+    WHERE status IN ('complete', 'failed', 'aborted') AND completed_at >= (SELECT at FROM since)
+      AND completed_at < (SELECT until FROM since)
+    GROUP BY queue, status
+), per AS (
     SELECT queue,
-        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
-        count(*) FILTER (WHERE status = 'queued') AS queued,
-        count(*) FILTER (WHERE status = 'active') AS active,
-        count(*) FILTER (WHERE status = 'aborting') AS aborting,
-        count(*) FILTER (WHERE status = 'waiting') AS waiting,
-        count(*) FILTER (WHERE status = 'complete') AS complete,
-        count(*) FILTER (WHERE status = 'failed') AS failed,
-        count(*) FILTER (WHERE status = 'aborted') AS aborted
-    FROM {jobs} GROUP BY queue
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'active'), 0) AS active,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborting'), 0) AS aborting,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0) AS complete,
+        COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted
+    FROM counted GROUP BY queue HAVING sum(n) > 0
 ), online AS (
     SELECT count(*) AS n FROM {workers}
     WHERE status <> 'stopped' AND last_seen > now() - make_interval(secs => 3 * heartbeat_interval)
@@ -678,62 +716,90 @@ FROM online o LEFT JOIN per p ON true
 ORDER BY p.queue
 """
 
-# Finished jobs per time bucket (%(bucket)s seconds, aligned to the epoch),
-# per queue and per worker, over the last %(n)s buckets (the current one
-# included): completed and failed (jobs that ended failed; retried attempts
-# are not failures of the job). Every bucket appears at least once (queue and
-# worker NULL, counts 0 when nothing finished in it). An index-only range scan
-# of the finished-rows index (it carries status, queue and worker_id).
-THROUGHPUT_HISTORY = """
-WITH b AS (
-    SELECT make_interval(secs => %(bucket)s) AS step,
-        date_bin(make_interval(secs => %(bucket)s), now(), timestamptz '1970-01-01 00:00:00+00') AS last
-), grid AS (
-    SELECT b.last - b.step * g.i AS t FROM b, generate_series(0, %(n)s - 1) AS g(i)
-), done AS (
-    SELECT date_bin(b.step, j.completed_at, timestamptz '1970-01-01 00:00:00+00') AS t,
-        j.queue, j.worker_id,
-        count(*) FILTER (WHERE j.status = 'complete') AS completed,
-        count(*) FILTER (WHERE j.status = 'failed') AS failed
-    FROM {jobs} j, b
-    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= b.last - b.step * (%(n)s - 1)
-    GROUP BY 1, 2, 3
+# Finished jobs per time bucket (%(bucket)s seconds, a multiple of 60, aligned
+# to the epoch), per queue and per worker, over the last %(n)s buckets (the
+# current one included): completed and failed (jobs that ended failed; a
+# retried attempt is not a failure of the job). Minutes already rolled up
+# (THROUGHPUT, up to the 'throughput' mark) come from there; the minutes
+# after the mark from the job rows (a short range of the finished-rows index,
+# which carries status, queue and worker_id). With %(hourly)s (buckets of
+# whole hours), the hours rolled up from the minutes (up to the
+# 'throughput_hour' mark) come from the hour rows: a week is 168 rows per
+# queue and worker, not 10,080. Every bucket appears at least
+# once (queue and worker NULL, counts 0 when nothing finished in it).
+_FIRST_BUCKET = (
+    "(date_bin(make_interval(secs => %(bucket)s), now(), " + _EPOCH + ")"
+    " - make_interval(secs => %(bucket)s * (%(n)s - 1)))"
 )
-SELECT g.t, d.queue, d.worker_id, COALESCE(w.name, d.worker_id::text) AS worker_name,
+THROUGHPUT_HISTORY = """
+WITH w AS (
+    SELECT make_interval(secs => %(bucket)s) AS step,
+        date_bin(make_interval(secs => %(bucket)s), now(), """ + _EPOCH + """) AS last,
+        COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput'), '-infinity') AS mark,
+        CASE WHEN %(hourly)s THEN
+            COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput_hour'), '-infinity')
+        ELSE '-infinity' END AS hour_mark,
+        timestamptz 'infinity' AS until
+), grid AS (
+    SELECT w.last - w.step * g.i AS t FROM w, generate_series(0, %(n)s - 1) AS g(i)
+), parts AS (
+    SELECT date_bin((SELECT step FROM w), r.bucket, """ + _EPOCH + """) AS t, r.queue, r.worker_id,
+        r.completed::bigint AS completed, r.failed::bigint AS failed
+    FROM {throughput} r
+    WHERE %(hourly)s AND r.level = 'hour' AND r.bucket >= """ + _FIRST_BUCKET + """
+      AND r.bucket < (SELECT hour_mark FROM w)
+    UNION ALL
+    SELECT date_bin((SELECT step FROM w), r.bucket, """ + _EPOCH + """), r.queue, r.worker_id,
+        r.completed, r.failed
+    FROM {throughput} r
+    WHERE r.level = 'minute' AND r.bucket >= """ + _FIRST_BUCKET + """
+      AND r.bucket >= (SELECT hour_mark FROM w) AND r.bucket < (SELECT mark FROM w)
+    UNION ALL
+    SELECT date_bin((SELECT step FROM w), j.completed_at, """ + _EPOCH + """), j.queue, j.worker_id,
+        count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed')
+    FROM {jobs} j
+    WHERE j.status IN ('complete', 'failed') AND j.completed_at >= """ + _FIRST_BUCKET + """
+      AND j.completed_at >= (SELECT mark FROM w)
+      AND j.completed_at < (SELECT until FROM w)  -- a short range for the planner, as in QUEUE_STATS
+    GROUP BY 1, 2, 3
+), done AS (
+    SELECT t, queue, worker_id, sum(completed) AS completed, sum(failed) AS failed
+    FROM parts GROUP BY 1, 2, 3 HAVING sum(completed) + sum(failed) > 0
+)
+SELECT g.t, d.queue, d.worker_id, COALESCE(wk.name, d.worker_id::text) AS worker_name,
     COALESCE(d.completed, 0), COALESCE(d.failed, 0)
-FROM grid g LEFT JOIN done d ON d.t = g.t LEFT JOIN {workers} w ON w.id = d.worker_id
+FROM grid g LEFT JOIN done d ON d.t = g.t LEFT JOIN {workers} wk ON wk.id = d.worker_id
 ORDER BY g.t, d.queue, worker_name
 """
 
-# One queue-depth sample: taken only if none was taken in the last
-# 0.9 * %(interval)s seconds (so at most one per interval whichever worker
-# sweeps; the caller holds the sweep lock, so one writer at a time). One row
-# per queue with live jobs, plus a zero row for a queue whose previous sample
-# was not all zeros (the drop to empty is recorded once). Each branch reads
-# one partial index, so the cost follows the live jobs, not the finished ones.
+# --- the statistics pass (the sweeper, under its lock: one writer at a time)
+
+# Is a pass due? None was taken in the last 0.9 * %(interval)s seconds
+# (whichever worker took it).
+STATS_DUE = """
+SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
+    WHERE name = 'sample' AND at > now() - make_interval(secs => 0.9 * %(interval)s))
+"""
+
+# One queue-depth sample: one row per queue with live jobs, plus a zero row
+# for a queue whose previous sample was not all zeros (the drop to empty is
+# recorded once); then the pass's mark.
 SAMPLE_QUEUES = """
-WITH due AS (
-    SELECT NOT EXISTS (SELECT 1 FROM {queue_samples}
-        WHERE sampled_at > now() - make_interval(secs => 0.9 * %(interval)s)) AS yes
-), live AS (
-    SELECT queue, status FROM {jobs}
-    WHERE status IN ('queued', 'scheduled') AND (SELECT yes FROM due)
-    UNION ALL
-    SELECT queue, status FROM {jobs}
-    WHERE status IN ('active', 'aborting') AND (SELECT yes FROM due)
-    UNION ALL
-    SELECT queue, status FROM {jobs} WHERE status = 'waiting' AND (SELECT yes FROM due)
-), counts AS (
+WITH counts AS (
     SELECT queue,
         count(*) FILTER (WHERE status = 'queued') AS queued,
         count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
         count(*) FILTER (WHERE status = 'waiting') AS waiting,
         count(*) FILTER (WHERE status IN ('active', 'aborting')) AS active
-    FROM live GROUP BY queue
+    FROM (""" + _LIVE_JOBS + """
+    ) live GROUP BY queue
 ), previous AS (
     SELECT queue FROM {queue_samples}
     WHERE sampled_at = (SELECT max(sampled_at) FROM {queue_samples})
-      AND queued + scheduled + waiting + active > 0 AND (SELECT yes FROM due)
+      AND queued + scheduled + waiting + active > 0
+), mark AS (
+    INSERT INTO {stats_marks} (name, at) VALUES ('sample', now())
+    ON CONFLICT (name) DO UPDATE SET at = excluded.at
 )
 INSERT INTO {queue_samples} (sampled_at, queue, queued, scheduled, waiting, active)
 SELECT now(), q.queue, COALESCE(c.queued, 0), COALESCE(c.scheduled, 0), COALESCE(c.waiting, 0),
@@ -743,26 +809,114 @@ LEFT JOIN counts c ON c.queue = q.queue
 RETURNING queue
 """
 
-# Samples past the retention (the sweeper).
-PRUNE_SAMPLES = """
-DELETE FROM {queue_samples} WHERE sampled_at < now() - make_interval(secs => %(retention)s)
+# Roll up the finished jobs of every whole minute since the 'throughput' mark
+# (first pass: since %(retention)s seconds ago) that ended at least 5 s ago
+# (so completions still committing are in), and move the mark.
+ROLLUP_THROUGHPUT = """
+WITH span AS (
+    SELECT COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput'),
+                    date_bin(interval '1 minute', now() - make_interval(secs => %(retention)s), """ + _EPOCH + """)) AS first,
+        date_bin(interval '1 minute', now() - interval '5 seconds', """ + _EPOCH + """) AS last
+), ins AS (
+    INSERT INTO {throughput} (level, bucket, queue, worker_id, completed, failed, aborted)
+    SELECT 'minute', date_bin(interval '1 minute', j.completed_at, """ + _EPOCH + """), j.queue,
+        j.worker_id,
+        count(*) FILTER (WHERE j.status = 'complete'), count(*) FILTER (WHERE j.status = 'failed'),
+        count(*) FILTER (WHERE j.status = 'aborted')
+    FROM {jobs} j, span
+    WHERE j.status IN ('complete', 'failed', 'aborted')
+      AND j.completed_at >= span.first AND j.completed_at < span.last
+    GROUP BY 2, 3, 4
+    RETURNING 1
+)
+INSERT INTO {stats_marks} (name, at)
+SELECT 'throughput', last FROM span WHERE last > first
+ON CONFLICT (name) DO UPDATE SET at = excluded.at
+RETURNING (SELECT count(*) FROM ins)
 """
 
+# Roll the minute rows of every whole hour since the 'throughput_hour' mark
+# (first pass: since the oldest minute row) up to the minute mark into hour
+# rows, and move the mark.
+ROLLUP_THROUGHPUT_HOURS = """
+WITH span AS (
+    SELECT COALESCE((SELECT at FROM {stats_marks} WHERE name = 'throughput_hour'),
+                    (SELECT date_bin(interval '1 hour', min(bucket), """ + _EPOCH + """)
+                     FROM {throughput} WHERE level = 'minute')) AS first,
+        date_bin(interval '1 hour', (SELECT at FROM {stats_marks} WHERE name = 'throughput'),
+                 """ + _EPOCH + """) AS last
+), ins AS (
+    INSERT INTO {throughput} (level, bucket, queue, worker_id, completed, failed, aborted)
+    SELECT 'hour', date_bin(interval '1 hour', r.bucket, """ + _EPOCH + """), r.queue, r.worker_id,
+        sum(r.completed)::int, sum(r.failed)::int, sum(r.aborted)::int
+    FROM {throughput} r, span
+    WHERE r.level = 'minute' AND r.bucket >= span.first AND r.bucket < span.last
+    GROUP BY 2, 3, 4
+    RETURNING 1
+)
+INSERT INTO {stats_marks} (name, at)
+SELECT 'throughput_hour', last FROM span WHERE last > first
+ON CONFLICT (name) DO UPDATE SET at = excluded.at
+RETURNING (SELECT count(*) FROM ins)
+"""
+
+# Count the finished rows again, by queue and status, as of 5 s ago (the rows
+# finished since are counted by QUEUE_STATS itself). Deletes and requeues of
+# finished rows show in get_queue_stats from this recount on.
+RECOUNT_FINISHED = """
+WITH t AS (SELECT now() - interval '5 seconds' AS as_of), old AS (
+    DELETE FROM {finished_counts}
+)
+INSERT INTO {finished_counts} (queue, status, n, as_of)
+SELECT j.queue, j.status, count(*), t.as_of FROM {jobs} j, t
+WHERE j.status IN ('complete', 'failed', 'aborted') AND j.completed_at < t.as_of
+GROUP BY j.queue, j.status, t.as_of
+"""
+
+# Samples and hour rows past the retention; minute rows older than 25 hours
+# once their hour is rolled up.
+PRUNE_STATS = """
+WITH s AS (
+    DELETE FROM {queue_samples} WHERE sampled_at < now() - make_interval(secs => %(retention)s)
+), m AS (
+    DELETE FROM {throughput}
+    WHERE level = 'minute' AND bucket < now() - interval '25 hours'
+      AND bucket < (SELECT at FROM {stats_marks} WHERE name = 'throughput_hour')
+)
+DELETE FROM {throughput}
+WHERE level = 'hour' AND bucket < now() - make_interval(secs => %(retention)s)
+"""
+
+# Samples of the last %(minutes)s; with %(bucket)s seconds, averaged per
+# bucket (aligned to the epoch) and queue, the bucket's start as its time.
 QUEUE_DEPTH_HISTORY = """
 SELECT sampled_at, queue, queued, scheduled, waiting, active FROM {queue_samples}
 WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 ORDER BY sampled_at, queue
 """
+QUEUE_DEPTH_HISTORY_BINNED = """
+SELECT date_bin(make_interval(secs => %(bucket)s), sampled_at, """ + _EPOCH + """) AS t, queue,
+    round(avg(queued))::int, round(avg(scheduled))::int, round(avg(waiting))::int,
+    round(avg(active))::int
+FROM {queue_samples}
+WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
+  AND (%(queue)s::text IS NULL OR queue = %(queue)s)
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
 
 # Server version, database size, and each of this app's tables (%(tables)s:
 # their qualified names) with its total size (indexes and TOAST included) and
-# the statistics' live-row estimate.
+# its row estimate: the planner's (pg_class.reltuples, set by VACUUM and
+# ANALYZE -- autovacuum keeps it current), or the statistics' live-row count
+# for a table never analyzed yet.
 SERVER_INFO = """
 SELECT current_setting('server_version'), version(), pg_database_size(current_database()),
     (SELECT COALESCE(json_agg(json_build_object(
             'name', c.relname, 'size_bytes', pg_total_relation_size(c.oid),
-            'row_count', pg_stat_get_live_tuples(c.oid))
+            'row_count', CASE WHEN c.reltuples >= 0 THEN c.reltuples::bigint
+                              ELSE pg_stat_get_live_tuples(c.oid) END)
             ORDER BY pg_total_relation_size(c.oid) DESC), '[]'::json)
      FROM unnest(%(tables)s::text[]) AS t(name)
      JOIN pg_class c ON c.oid = to_regclass(t.name))

@@ -5,7 +5,20 @@
 -- deletes it then), so an operator sees who left. A stopped row holds no job:
 -- its deregistration released them, and the sweeper treats a stopped worker
 -- like a missing one.
-ALTER TABLE {workers} DROP CONSTRAINT IF EXISTS {workers_status_check};
+-- (0001's status CHECK is unnamed: found by its definition, whatever name
+-- Postgres gave it.)
+DO $$
+DECLARE
+    old text;
+BEGIN
+    FOR old IN SELECT conname FROM pg_constraint
+               WHERE conrelid = '{workers}'::regclass AND contype = 'c'
+                 AND pg_get_constraintdef(oid) LIKE '%stopping%'
+    LOOP
+        EXECUTE 'ALTER TABLE {workers} DROP CONSTRAINT ' || quote_ident(old);
+    END LOOP;
+END
+$$;
 ALTER TABLE {workers} ADD CONSTRAINT {workers_status_check}
     CHECK (status IN ('running', 'stopping', 'stopped'));
 ALTER TABLE {workers} ADD COLUMN stopped_at timestamptz;
@@ -40,3 +53,40 @@ END
 $$;
 CREATE INDEX {jobs_finished_idx} ON {jobs} (completed_at) INCLUDE (status, queue, worker_id)
     WHERE status IN ('complete', 'failed', 'aborted');
+
+-- Finished jobs per minute ('minute' rows) and per hour ('hour' rows), per
+-- queue and per worker, rolled up by the sweeping worker from the
+-- finished-rows index once each minute has passed, and from the minute rows
+-- once each hour has (the throughput history reads these and the job rows
+-- of the minutes after the last roll-up). Minute rows are kept 25 hours,
+-- hour rows stats_retention. History: a job deleted later still counts here.
+CREATE TABLE {throughput} (
+    level      text NOT NULL CHECK (level IN ('minute', 'hour')),
+    bucket     timestamptz NOT NULL,
+    queue      text NOT NULL,
+    worker_id  uuid,
+    completed  integer NOT NULL CHECK (completed >= 0),
+    failed     integer NOT NULL CHECK (failed >= 0),
+    aborted    integer NOT NULL CHECK (aborted >= 0)
+);
+-- covering: the history reads it index-only (rows are written once a minute)
+CREATE INDEX {throughput_bucket_idx} ON {throughput} (level, bucket)
+    INCLUDE (queue, worker_id, completed, failed);
+
+-- The finished rows counted by queue and status as of a moment (recounted
+-- by the sweeping worker each sample): get_queue_stats adds the rows
+-- finished since, so it never counts a million rows itself.
+CREATE TABLE {finished_counts} (
+    queue   text NOT NULL,
+    status  text NOT NULL,
+    n       bigint NOT NULL CHECK (n >= 0),
+    as_of   timestamptz NOT NULL
+);
+
+-- When the statistics were last sampled ('sample') and up to which instant
+-- the throughput is rolled up into minutes ('throughput') and hours
+-- ('throughput_hour').
+CREATE TABLE {stats_marks} (
+    name  text PRIMARY KEY,
+    at    timestamptz NOT NULL
+);

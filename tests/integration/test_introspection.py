@@ -1,0 +1,393 @@
+"""The introspection API (issue 12): each method against real rows -- jobs
+enqueued and run by a real worker -- and the numbers asserted; stopped
+workers listed, then gone after their retention; the sweeper's statistics
+pass (queue-depth samples, throughput roll-up, finished recount) writing and
+pruning.
+
+Where a test needs finished jobs older than the statistics' 5-second margin
+it ages the rows' timestamps (``age``): what the roll-up reads is the time a
+job finished, and waiting minutes for it would only slow the suite down.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+from psycopg import sql
+
+from werk_trio import AsyncWorker, ConfigError, EnqueueParams, JobStatus, Werk
+
+from ._worker_support import job_in, make_worker, running, until
+
+PGWERK_WORKER_KEYS = {"id", "name", "queue", "status", "metadata", "heartbeat_at", "started_at", "expires_at"}
+STAT_KEYS = ("scheduled", "queued", "active", "aborting", "waiting", "complete", "failed", "aborted")
+
+
+async def ok(n: int) -> int:
+    return n
+
+
+async def boom() -> None:
+    raise ValueError("boom")
+
+
+release = trio.Event()
+
+
+async def held() -> str:
+    await release.wait()
+    return "released"
+
+
+@pytest.fixture
+async def stats_app(dsn: str, schema: str) -> AsyncIterator[Werk]:
+    """An app whose every sweep runs the statistics pass (no 60 s wait between)."""
+    werk = Werk(dsn, schema=schema, task_modules=["tests"], stats_sample_interval=0.001)
+    async with werk:
+        yield werk
+
+
+async def drain(app: Werk, *queues: str) -> AsyncWorker:
+    worker = make_worker(app, queues=list(queues), burst=True)
+    await worker.run()
+    return worker  # type: ignore[return-value]
+
+
+async def age(app: Werk, minutes: float) -> None:
+    """Move everything -- the jobs' timestamps and the statistics' (marks,
+    roll-ups, samples) -- ``minutes`` into the past, as if it all happened
+    that long ago."""
+    t = app.sql.idents
+    shifts = [
+        ("jobs", ("enqueued_at", "scheduled_at", "started_at", "completed_at")),
+        ("stats_marks", ("at",)), ("throughput", ("bucket",)), ("finished_counts", ("as_of",)),
+        ("queue_samples", ("sampled_at",)),
+    ]  # fmt: skip
+    async with app.connection() as conn:
+        for table, columns in shifts:
+            sets = sql.SQL(", ").join(
+                sql.SQL("{c} = {c} - make_interval(mins => %(m)s)").format(c=sql.Identifier(c))
+                for c in columns
+            )
+            await conn.execute(sql.SQL("UPDATE {} SET ").format(t[table]) + sets, {"m": minutes})
+
+
+def by_queue(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    return {r["queue"]: {k: r[k] for k in STAT_KEYS if r[k]} for r in rows}
+
+
+def busy(history: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    """The non-empty throughput rows as (time, queue, worker) -> (completed, failed)."""
+    out: Counter[tuple[Any, ...]] = Counter()
+    for r in history:
+        if r["queue"] is not None:
+            out[(r["time"], r["queue"], r["worker_id"], "completed")] += r["completed"]
+            out[(r["time"], r["queue"], r["worker_id"], "failed")] += r["failed"]
+    return +out
+
+
+def minute_of(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(second=0, microsecond=0)
+
+
+# --- get_queue_stats ------------------------------------------------------------------
+
+
+async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) -> None:
+    app = stats_app
+    with trio.fail_after(30):
+        for n in range(3):
+            await app.enqueue(ok, n, _queue="a")
+        await app.enqueue(boom, _queue="b")
+        later = await app.enqueue(ok, 9, _queue="c", _delay=3600)
+        assert later
+        await app.enqueue(ok, 10, _queue="c", _depends_on=later)
+        rows, total, online = await app.get_queue_stats()
+        assert by_queue(rows) == {"a": {"queued": 3}, "b": {"queued": 1}, "c": {"scheduled": 1, "waiting": 1}}
+        assert (total, online) == (6, 0)
+        assert all(set(r) == {"queue", *STAT_KEYS} for r in rows)
+
+        await drain(app, "a", "b")
+        expected = {"a": {"complete": 3}, "b": {"failed": 1}, "c": {"scheduled": 1, "waiting": 1}}
+        rows, total, online = await app.get_queue_stats()
+        assert (by_queue(rows), total, online) == (expected, 6, 0)
+
+        # the finished rows move into the sweeper's recount (as of 5 s ago):
+        # the same numbers, now from the recount instead of the job rows
+        await age(app, 10)
+        await app.sweep()
+        assert (await app.get_queue_stats())[:2] == (rows, 6)
+        # more jobs finish after the recount: the tail adds them
+        await app.enqueue(ok, 4, _queue="a")
+        await drain(app, "a")
+        rows, total, _ = await app.get_queue_stats()
+        assert by_queue(rows)["a"] == {"complete": 4} and total == 7
+        # a purge of recounted rows shows from the next recount on
+        assert await app.purge_jobs(["failed"]) == 1
+        await app.sweep()
+        rows, total, _ = await app.get_queue_stats()
+        assert "b" not in by_queue(rows) and total == 6
+
+        # a running worker is online; a stopped one is not
+        worker = make_worker(app, queues=["a"])
+        async with running(worker):
+            assert (await app.get_queue_stats())[2] == 1
+        assert (await app.get_queue_stats())[2] == 0
+
+
+async def test_queue_stats_of_an_empty_app(app: Werk) -> None:
+    with trio.fail_after(10):
+        assert await app.get_queue_stats() == ([], 0, 0)
+
+
+# --- get_throughput_history -----------------------------------------------------------
+
+
+async def test_throughput_history_buckets_per_queue_and_worker(stats_app: Werk) -> None:
+    app = stats_app
+    with trio.fail_after(30):
+        jobs = [await app.enqueue(ok, n, _queue="a") for n in range(3)]
+        failed = await app.enqueue(boom, _queue="b", _retry=2)  # two attempts: one failed job
+        worker = await drain(app, "a", "b")
+        done = [await app.get_job(j.id) for j in jobs if j]
+        assert failed
+        failed_row = await app.get_job(failed.id)
+        assert failed_row.status is JobStatus.FAILED and failed_row.attempts == 2
+
+        expected: Counter[tuple[Any, ...]] = Counter()
+        for j in done:
+            assert j.completed_at is not None
+            expected[(minute_of(j.completed_at), "a", worker.id, "completed")] += 1
+        assert failed_row.completed_at is not None
+        expected[(minute_of(failed_row.completed_at), "b", worker.id, "failed")] += 1
+
+        history = await app.get_throughput_history(5)
+        times = sorted({r["time"] for r in history})
+        assert len(times) == 5, "one bucket per minute, the current one included"
+        assert all(b - a == dt.timedelta(minutes=1) for a, b in itertools.pairwise(times))
+        assert busy(history) == expected
+        assert {r["worker_name"] for r in history if r["queue"]} == {worker.name}
+        assert all(r["count"] == r["completed"] for r in history)
+        empty = [r for r in history if r["queue"] is None]
+        assert all((r["worker_id"], r["completed"], r["failed"]) == (None, 0, 0) for r in empty)
+
+        # three minutes later the minutes are rolled up by the sweeper: the
+        # same counts, read from the roll-up; history survives a purge
+        await age(app, 3)
+        shifted = Counter({(k[0] - dt.timedelta(minutes=3), *k[1:]): v for k, v in expected.items()})
+        live = busy(await app.get_throughput_history(10))
+        assert live == shifted
+        await app.sweep()
+        assert busy(await app.get_throughput_history(10)) == shifted
+        assert await app.purge_jobs() == 4
+        assert busy(await app.get_throughput_history(10)) == shifted
+
+        hourly = await app.get_throughput_history(120, bucket_secs=3600)
+        assert len({r["time"] for r in hourly}) == 2
+        assert sum(r["completed"] for r in hourly) == 3 and sum(r["failed"] for r in hourly) == 1
+
+        # two hours on, the sweeper has rolled those minutes into an hour row:
+        # the hourly history reads it, with the same counts per queue and worker
+        await age(app, 120)
+
+        def per_queue(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+            out: Counter[tuple[Any, ...]] = Counter()
+            for r in rows:
+                if r["queue"]:
+                    out[(r["queue"], r["worker_id"])] += r["completed"] * 10 + r["failed"]
+            return out
+
+        before = per_queue(await app.get_throughput_history(300, bucket_secs=3600))
+        await app.sweep()
+        async with app.connection() as conn:
+            cur = await conn.execute(
+                sql.SQL("SELECT level, sum(completed), sum(failed) FROM {} GROUP BY level ORDER BY level")
+                .format(app.sql.idents["throughput"])
+            )
+            levels = await cur.fetchall()
+        assert levels == [("hour", 3, 1), ("minute", 3, 1)]
+        assert per_queue(await app.get_throughput_history(300, bucket_secs=3600)) == before == Counter(
+            {("a", worker.id): 30, ("b", worker.id): 1})
+        assert per_queue(await app.get_throughput_history(10080)) == before, "default: hourly beyond 6 hours"
+
+
+async def test_throughput_history_validates_its_arguments(app: Werk) -> None:
+    with trio.fail_after(10):
+        for bad in (0, 10081, 1.5, "60", True):
+            with pytest.raises(ConfigError, match="minutes"):
+                await app.get_throughput_history(bad)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="multiple of 60"):
+            await app.get_throughput_history(60, bucket_secs=90)
+        with pytest.raises(ConfigError, match="per-minute data is kept a day"):
+            await app.get_throughput_history(1441, bucket_secs=60)
+
+
+# --- get_queue_depth_history: the sampler and its pruning -------------------------------
+
+
+async def test_queue_depth_samples_written_by_the_sweeper_and_pruned(dsn: str, schema: str) -> None:
+    app = Werk(dsn, schema=schema, task_modules=["tests"], stats_sample_interval=0.001)
+    # the same tables, swept with a retention of one second
+    pruner = Werk(dsn, schema=schema, task_modules=["tests"], stats_sample_interval=0.001,
+                  stats_retention=1.0)
+    async with app, pruner:
+        with trio.fail_after(30):
+            for n in range(3):
+                await app.enqueue(ok, n, _queue="a")
+            await app.enqueue(ok, 0, _queue="b", _delay=3600)
+            assert await app.get_queue_depth_history(60) == []
+            await app.sweep()
+            [first_a, first_b] = await app.get_queue_depth_history(60)
+            assert {k: first_a[k] for k in ("queue", "queued", "scheduled", "waiting", "active")} == {
+                "queue": "a", "queued": 3, "scheduled": 0, "waiting": 0, "active": 0}
+            assert (first_b["queue"], first_b["scheduled"]) == ("b", 1)
+            assert first_a["time"] == first_b["time"], "one sample: one row per queue"
+
+            # drained by a worker of the default interval: its own sweep finds
+            # a sample younger than 54 s and takes none
+            async with Werk(dsn, schema=schema, task_modules=["tests"]) as other:
+                await drain(other, "a")
+            await app.sweep()  # 'a' emptied: recorded once with zeros
+            await app.sweep()  # and then no longer sampled
+            history = await app.get_queue_depth_history(60)
+            assert [(r["queue"], r["queued"]) for r in history if r["queue"] == "a"] == [("a", 3), ("a", 0)]
+            assert [r["queue"] for r in history].count("b") == 3
+            assert [r["queue"] for r in await app.get_queue_depth_history(60, queue="b")] == ["b"] * 3
+            binned = await app.get_queue_depth_history(60, bucket_secs=3600, queue="b")
+            assert [(r["queue"], r["scheduled"]) for r in binned] in ([("b", 1)], [("b", 1), ("b", 1)])
+
+            # samples older than stats_retention (1 s) go with a later sweep
+            async def pruned() -> bool:
+                await pruner.sweep()
+                return first_a["time"] not in {r["time"] for r in await app.get_queue_depth_history(60)}
+
+            await until(pruned, interval=0.1)
+            left = await app.get_queue_depth_history(60)
+            assert left[-1]["queue"] == "b", "the samples of the last second stay"
+            assert all(r["time"] > first_a["time"] for r in left)
+
+
+async def test_one_sample_per_interval_whoever_sweeps(dsn: str, schema: str) -> None:
+    one = Werk(dsn, schema=schema, task_modules=["tests"])  # default interval: 60 s
+    other = Werk(dsn, schema=schema, task_modules=["tests"])
+    async with one, other:
+        with trio.fail_after(20):
+            await one.enqueue(ok, 1)
+            assert (await one.sweep())["sampled_queues"] == 1
+            assert (await other.sweep())["sampled_queues"] == 0
+            assert (await one.sweep())["sampled_queues"] == 0
+            assert len(await other.get_queue_depth_history(60)) == 1
+
+
+# --- get_server_info ---------------------------------------------------------------------
+
+
+async def test_server_info_names_the_server_and_this_apps_tables(app: Werk) -> None:
+    with trio.fail_after(30):
+        await app.enqueue_many([EnqueueParams(ok, (n,)) for n in range(25)])
+        await app.vacuum()
+        version, size, tables = await app.get_server_info()
+        assert version.startswith("PostgreSQL ")
+        assert isinstance(size, int) and size > 0
+        names = {t["name"] for t in tables}
+        assert names == {f"_werk_{t}" for t in (
+            "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
+            "finished_counts", "stats_marks")}  # fmt: skip
+        assert all(t["size_bytes"] > 0 for t in tables)
+        assert [t["size_bytes"] for t in tables] == sorted((t["size_bytes"] for t in tables), reverse=True)
+
+        # the row estimate is the planner's, exact right after a VACUUM ANALYZE
+        assert {t["name"]: t["row_count"] for t in tables}["_werk_jobs"] == 25
+
+
+# --- workers ----------------------------------------------------------------------------------
+
+
+async def test_list_workers_keys_stopped_listed_then_gone(dsn: str, schema: str) -> None:
+    app = Werk(dsn, schema=schema, task_modules=["tests"], stopped_worker_retention=1.0)
+    async with app:
+        with trio.fail_after(30):
+            worker = make_worker(app, queues=["a", "b"], heartbeat_interval=0.1)
+            async with running(worker):
+                [row] = await app.list_workers()
+                assert set(row) >= PGWERK_WORKER_KEYS
+                assert (row["id"], row["name"], row["queue"], row["status"]) == (
+                    worker.id, worker.name, "a,b", "running")
+                assert row["metadata"]["worker_type"] == "async" and row["metadata"]["concurrency"] == 10
+                assert row["expires_at"] is None and row["heartbeat_at"] == row["last_seen"]
+                got = await app.get_worker(worker.id)
+                assert got and set(got) == set(row)
+                assert (got["id"], got["name"], got["status"]) == (worker.id, worker.name, "running")
+            [row] = await app.list_workers()
+            assert row["status"] == "stopped"
+            assert row["expires_at"] - row["stopped_at"] == dt.timedelta(seconds=1)
+
+            # silent for three of its heartbeat intervals, yet not "dead": it stopped
+            async def silent() -> bool:
+                [r] = await app.list_workers()
+                return bool(r["heartbeat_age"] > 0.3)
+
+            await until(silent)
+            swept = await app.sweep()
+            assert swept["dead_workers"] == 0
+            if swept["stopped_workers"] == 0:  # not yet past its retention: still listed
+                assert (await app.get_worker(worker.id) or {}).get("status") == "stopped"
+
+            async def gone() -> bool:
+                await app.sweep()
+                return await app.get_worker(worker.id) is None
+
+            await until(gone, interval=0.1)
+            assert await app.list_workers() == []
+
+
+async def test_a_stopped_worker_that_runs_again_is_running(app: Werk) -> None:
+    with trio.fail_after(20):
+        worker = make_worker(app)
+        async with running(worker):
+            pass
+        assert (await app.get_worker(worker.id) or {})["status"] == "stopped"
+        await worker.register()  # what the heartbeater does when its row was taken
+        row = await app.get_worker(worker.id)
+        assert row and (row["status"], row["stopped_at"], row["expires_at"]) == ("running", None, None)
+
+
+async def test_get_worker_and_list_worker_jobs(app: Werk) -> None:
+    global release
+    release = trio.Event()
+    with trio.fail_after(30):
+        assert await app.get_worker("00000000-0000-0000-0000-000000000001") is None
+        with pytest.raises(ConfigError, match="worker_id"):
+            await app.get_worker("not-a-uuid")
+        worker = make_worker(app, queues=["a"])
+        other = make_worker(app, queues=["b"])
+        async with running(worker), running(other):
+            finished = []
+            for n in range(4):
+                job = await app.enqueue(ok, n, _queue="a")
+                assert job
+                finished.append((await job_in(app, job.id, "complete")).id)
+            elsewhere = await app.enqueue(ok, 0, _queue="b")
+            assert elsewhere
+            await job_in(app, elsewhere.id, "complete")
+            holding = await app.enqueue(held, _queue="a")
+            assert holding
+            await job_in(app, holding.id, "active")
+
+            listed = await app.list_worker_jobs(worker.id)
+            assert [j.id for j in listed] == [holding.id, *reversed(finished)], "running first, newest first"
+            assert [j.id for j in await app.list_worker_jobs(worker.id, limit=2, offset=1)] == [
+                finished[3], finished[2]]
+            assert [j.id for j in await app.list_worker_jobs(other.id)] == [elsewhere.id]
+            release.set()
+            await job_in(app, holding.id, "complete")
+        assert [j.id for j in await app.list_worker_jobs(worker.id, limit=1)] == [holding.id]
+        for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
+            with pytest.raises(ConfigError):
+                await app.list_worker_jobs(worker.id, **bad)
