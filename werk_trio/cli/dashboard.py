@@ -142,13 +142,13 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
            ) -> RenderableType:  # fmt: skip
     """The current view: a full-screen Layout of ``height`` rows, or with
     ``height`` None the same panels one after the other (``--once``)."""
-    head = Text(f"werk dashboard  {safe(title)}  ", style="bold")
-    head.append(f"view: {state.view}  ")
+    head = Text(f"view: {state.view}  ")
     if state.paused:
         head.append("PAUSED  ", style="bold yellow")
     else:
         head.append(f"every {interval:g}s  ")
-    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms\n", style="dim")
+    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms  ", style="dim")
+    head.append(f"werk dashboard  {safe(title)}\n", style="bold")
     head.append("keys: q quit  p pause  o overview  f failures  w workers  r refresh", style="cyan")
     if snap.error:
         head.append(f"\ndatabase error (retrying): {safe(snap.error)}", style="bold red")
@@ -156,7 +156,8 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
     summary = Text(f"jobs {snap.total}  workers online {snap.online}")
     if dead:
         summary.append(f"  DEAD workers {dead}", style="bold red")
-    header = Panel(Group(head, summary))
+    head.no_wrap, head.overflow = True, "ellipsis"  # a long title never pushes the summary out
+    header = Panel(Group(summary, head))
     header_rows = 6 if snap.error else 5
     if state.view == "failures":
         failures = Panel(_failures(snap, 20), title="recent failures")
