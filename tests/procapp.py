@@ -40,7 +40,9 @@ __all__ = [
     "enqueue_keys",
     "events_table",
     "fail",
+    "fail_first",
     "maybe_fail",
+    "noop_job",
     "record",
     "record_sync",
     "runs_table",
@@ -273,3 +275,15 @@ async def cb_raise(ctx: Context) -> None:
     """A callback that records its run and raises."""
     await _event(ctx, "cb_raise", None)
     raise RuntimeError("callback exploded")
+
+
+async def fail_first(ctx: Context) -> int:
+    """Record the run; the first attempt raises ValueError, later ones return it."""
+    await record(ctx)
+    if ctx.job.attempts == 1:
+        raise ValueError("first attempt fails")
+    return ctx.job.attempts
+
+
+async def noop_job() -> None:
+    """Does nothing: the jobs table's own times say when it ran."""

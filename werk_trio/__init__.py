@@ -22,6 +22,9 @@ from .errors import WaitTimeout as WaitTimeout
 from .errors import WerkError as WerkError
 from .errors import WorkerShutdown as WorkerShutdown
 from .executors import asyncio_handler as asyncio_handler
+from .flow import Cancel as Cancel
+from .flow import QueueInfo as QueueInfo
+from .flow import Snooze as Snooze
 from .jobs import Callback as Callback
 from .jobs import Context as Context
 from .jobs import Dependency as Dependency
@@ -53,6 +56,8 @@ __all__ = [
     "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat",
     "Retry", "SerializationError", "Serializer", "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk",
     "WerkConfig", "WerkError", "Worker", "WorkerShutdown", "asyncio_handler", "configure_logging",
+    # flow control
+    "Cancel", "QueueInfo", "Snooze",
 ]  # fmt: skip
 
 # The REST API and metrics need the `web` extra (fastapi, prometheus-client):

@@ -371,6 +371,8 @@ class RowBuilder:
                 else:
                     run_utc = now_utc
                 job.scheduled_at = run_utc.astimezone(tz)
+                if job.status is _SCHEDULED and run_utc <= now_utc:
+                    job.status = _QUEUED  # an _at already passed: queued at once (INSERT_JOBS)
                 if ttl_us is not None:
                     job.expires_at = (run_utc + timedelta(microseconds=ttl_us)).astimezone(tz)
         if not self.keyed:
@@ -469,7 +471,7 @@ def job_from_row(
      started_at, completed_at, touched_at, expires_at, key, group_key, payload, result, error,
      timeout_secs, heartbeat_secs, worker_id, meta, ttl, result_ttl, failure_ttl, on_success,
      on_failure, on_stopped, retry_intervals, repeat_remaining, repeat_interval_secs,
-     repeat_intervals, cron_name, failure_mode) = row[:34]  # fmt: skip
+     repeat_intervals, cron_name, failure_mode, progress, progress_message) = row[:36]  # fmt: skip
     _check_numbers(row)
     if allowed is not None and not allowed(function):
         payload = result = meta = None
@@ -493,6 +495,7 @@ def job_from_row(
         retry_intervals=retry_intervals, repeat_remaining=repeat_remaining,
         repeat_interval_secs=repeat_interval_secs, repeat_intervals=repeat_intervals,
         cron_name=cron_name, failure_mode=failure_mode,
+        progress=progress, progress_message=progress_message,
     )  # fmt: skip
 
 

@@ -25,6 +25,7 @@ from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, re
 from .db import Connection, Pool
 from .embedded import embedded_dsn
 from .errors import ConfigError, JobError, JobNotFound, SerializationError, WaitTimeout, WerkError
+from .flow import FlowControl
 from .jobs import (
     TERMINAL_STATUSES,
     EnqueueParams,
@@ -47,7 +48,7 @@ Hook = Callable[[], Any]
 _STATUSES = tuple(s.value for s in JobStatus)
 
 
-class Werk:
+class Werk(FlowControl):
     """A job queue on one Postgres database.
 
     ``Werk(dsn=None, *, config=None, **settings)``: settings are the fields of
@@ -393,12 +394,13 @@ class Werk:
         """Run INSERT_JOBS for the builder's rows: (now(), ids of the keyed rows inserted)."""
         # ON CONFLICT only when some job has a _key: no other row can conflict.
         insert = self.sql.INSERT_JOBS if builder.keyed else self.sql.INSERT_JOBS_NO_KEYS
-        params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel}
+        params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel,
+                  "control": self.sql.control_channel}
         if builder.deps:
             async with conn.transaction():
                 return await self._insert_with_deps(conn, builder, insert, params)
         cur = await conn.execute(insert, params)
-        now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
+        now, keyed = (await cur.fetchone())[:2]  # type: ignore[index]
         return now, keyed
 
     async def _insert_with_deps(
@@ -414,7 +416,7 @@ class Werk:
                 "or already deleted)"
             )
         cur = await conn.execute(insert, params)
-        now, keyed, _ = await cur.fetchone()  # type: ignore[misc]
+        now, keyed = (await cur.fetchone())[:2]  # type: ignore[index]
         inserted = [job.id for job in builder.inserted(keyed)]
         await conn.execute(
             self.sql.INSERT_DEPS,

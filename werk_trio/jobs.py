@@ -345,6 +345,9 @@ class Job:
     repeat_intervals: list[float] | None = None
     cron_name: str | None = None
     failure_mode: str = "hold"
+    #: What the handler last reported with ``ctx.set_progress`` (0..1, and a message).
+    progress: float | None = None
+    progress_message: str | None = None
 
     @property
     def args(self) -> list[Any]:
@@ -395,9 +398,13 @@ class Context:
     failure callbacks. ``cancelled`` becomes true when the attempt was given up
     (timeout, abort, shutdown): a thread handler that cannot be killed should
     check it and return.
+
+    ``await ctx.set_progress(fraction, message)`` (``set_progress_sync`` in
+    plain functions, threads and children) stores the running job's progress,
+    visible in ``get_job``.
     """
 
-    __slots__ = ("_cancelled", "app", "exception", "job", "worker", "worker_id", "worker_name")
+    __slots__ = ("_cancelled", "_progress", "app", "exception", "job", "worker", "worker_id", "worker_name")
 
     def __init__(
         self,
@@ -416,6 +423,7 @@ class Context:
         self.worker_name = worker_name
         self.exception = exception
         self._cancelled: Any = None
+        self._progress: Any = None  # where set_progress writes (werk_trio._progress)
 
     @property
     def cancelled(self) -> bool:
@@ -425,6 +433,28 @@ class Context:
         if callable(flag):
             return bool(flag())
         return bool(flag.is_set())
+
+    def _progress_sink(self, fraction: Any, message: Any) -> Any:
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
+                or not 0 <= fraction <= 1:
+            raise ConfigError(f"progress must be a fraction from 0 to 1, got {fraction!r}")
+        if message is not None and (not isinstance(message, str) or len(message) > 10_000):
+            raise ConfigError(
+                f"progress message must be a string (at most 10,000 characters), got {message!r}"
+            )
+        if self._progress is None:
+            from .errors import WerkError
+
+            raise WerkError("set_progress needs the Context of a running job (a handler's ctx)")
+        return self._progress
+
+    async def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Store the job's progress (0..1) and an optional message."""
+        await self._progress_sink(fraction, message).set(self.job, float(fraction), message)
+
+    def set_progress_sync(self, fraction: float, message: str | None = None) -> None:
+        """:meth:`set_progress` for plain functions (threads, children); blocks until stored."""
+        self._progress_sink(fraction, message).set_sync(self.job, float(fraction), message)
 
     def __repr__(self) -> str:
         return f"<Context job={self.job.id} worker={self.worker_name!r}>"

@@ -29,6 +29,7 @@ import trio
 
 from ._logging import install_record_factory
 from ._rows import MAX_NAME_CHARS, check_text
+from ._progress import WorkerProgress
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
 from .actors.completer import Completer
@@ -187,6 +188,7 @@ class Worker:
         self._stopping = False
         self._running_flag = False
         self.completer = Completer(self)
+        self.progress = WorkerProgress(self)  # ctx.set_progress (flow control)
         self.callbacks = Callbacks(self)
         self.poller = Poller(self)
         self.listener = QueueListener(self)

@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from werk_trio import Context, asyncio_handler
+from werk_trio import Cancel, Context, Snooze, asyncio_handler
 
 # --- files the handlers leave for the test ----------------------------------------
 
@@ -380,3 +380,95 @@ def blocking_hang(directory: str, name: str) -> None:
     note_pid(directory, name + ".pid")
     while True:
         time.sleep(0.01)
+
+
+# --- flow control: Snooze, Cancel, progress (tests/contract/test_flow_control.py) ------
+#
+# A snoozing handler snoozes on its first run only: the marker file it leaves
+# says it already did (the attempt number cannot: a snooze does not spend one).
+
+
+def _first_run(directory: str, name: str) -> bool:
+    if (Path(directory) / name).exists():
+        return False
+    note(directory, name, str(os.getpid()))
+    return True
+
+
+async def trio_snooze(ctx: Context, directory: str, seconds: float) -> dict[str, Any]:
+    if _first_run(directory, "snoozed"):
+        raise Snooze(seconds)
+    await trio.sleep(0)
+    return {"kind": "trio", "attempts": ctx.job.attempts}
+
+
+def sync_snooze(ctx: Context, directory: str, seconds: float) -> dict[str, Any]:
+    if _first_run(directory, "snoozed"):
+        raise Snooze(seconds)
+    return {"kind": "sync", "attempts": ctx.job.attempts}
+
+
+@asyncio_handler
+async def asyncio_snooze(ctx: Context, directory: str, seconds: float) -> dict[str, Any]:
+    if _first_run(directory, "snoozed"):
+        raise Snooze(seconds)
+    await asyncio.sleep(0)
+    return {"kind": "asyncio", "attempts": ctx.job.attempts}
+
+
+SNOOZE = {"trio": trio_snooze, "sync": sync_snooze, "asyncio": asyncio_snooze}
+
+
+async def trio_cancel(directory: str, reason: str) -> None:
+    note(directory, "ran")
+    await trio.sleep(0)
+    raise Cancel(reason)
+
+
+def sync_cancel(directory: str, reason: str) -> None:
+    note(directory, "ran")
+    raise Cancel(reason)
+
+
+@asyncio_handler
+async def asyncio_cancel(directory: str, reason: str) -> None:
+    note(directory, "ran")
+    await asyncio.sleep(0)
+    raise Cancel(reason)
+
+
+CANCEL = {"trio": trio_cancel, "sync": sync_cancel, "asyncio": asyncio_cancel}
+
+# Progress: report 0.5 "halfway", wait (at most 30 s) for the test's "go"
+# file, report 1.0 "done", return.
+
+
+async def trio_progress(ctx: Context, directory: str) -> str:
+    await ctx.set_progress(0.5, "halfway")
+    with trio.move_on_after(30):
+        while not (Path(directory) / "go").exists():
+            await trio.sleep(0.01)
+    await ctx.set_progress(1, "done")
+    return "trio"
+
+
+def sync_progress(ctx: Context, directory: str) -> str:
+    ctx.set_progress_sync(0.5, "halfway")
+    deadline = time.monotonic() + 30
+    while not (Path(directory) / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ctx.set_progress_sync(1, "done")
+    return "sync"
+
+
+@asyncio_handler
+async def asyncio_progress(ctx: Context, directory: str) -> str:
+    await ctx.set_progress(0.5, "halfway")
+    deadline = time.monotonic() + 30
+    while not (Path(directory) / "go").exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    await ctx.set_progress(1, "done")
+    return "asyncio"
+
+
+PROGRESS = {"trio": trio_progress, "sync": sync_progress, "asyncio": asyncio_progress}

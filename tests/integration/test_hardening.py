@@ -217,7 +217,9 @@ async def test_actors_log_database_errors_and_go_on(app: Werk, caplog: pytest.Lo
             .format(sql.Identifier(schema, "refuse"))
         )  # fmt: skip
         await conn.execute(
-            sql.SQL("CREATE TRIGGER refuse_beats BEFORE UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}()")
+            # heartbeats only (status unchanged): deregistration marks the row stopped
+            sql.SQL("CREATE TRIGGER refuse_beats BEFORE UPDATE ON {} FOR EACH ROW"
+                    " WHEN (NEW.status IS NOT DISTINCT FROM OLD.status) EXECUTE FUNCTION {}()")
             .format(sql.Identifier(schema, "_werk_workers"), sql.Identifier(schema, "refuse"))
         )  # fmt: skip
         await conn.execute(
@@ -244,7 +246,8 @@ async def test_actors_log_database_errors_and_go_on(app: Werk, caplog: pytest.Lo
             worker.stop()
     assert _logged(caplog, "worker hardy: heartbeat failed (RaiseException")
     assert _logged(caplog, "worker hardy: sweep failed (RaiseException")
-    assert await app.list_workers() == []  # deregistered (a DELETE on the workers table)
+    # deregistered: the row is marked stopped (kept listed for stopped_worker_retention)
+    assert [(w["name"], w["status"]) for w in await app.list_workers()] == [("hardy", "stopped")]
 
 
 def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:

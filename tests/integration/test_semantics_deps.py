@@ -174,9 +174,11 @@ async def test_failed_or_aborted_dependency_fails_the_chain_unless_allowed(
         await make_tables(dsn, schema)
         args = ("--queues", "chain", "--concurrency", "5", "--sweep-interval", "600")
         async with workers(app, dsn, schema, tmp_path, *args) as children:
-            # (delayed, so that its dependents are enqueued while it is pending: the
+            # (delayed -- by 2 s, as delayed jobs start on time: 0.5 s was over before
+            # the enqueues below on a loaded machine -- so that its dependents are
+            # enqueued while it is pending: the
             # worker's completion must fail them, not the enqueue)
-            failing = await app.enqueue(procapp.fail, "parent broke", _queue="chain", _delay=0.5)
+            failing = await app.enqueue(procapp.fail, "parent broke", _queue="chain", _delay=2.0)
             running = await app.enqueue(procapp.sleep_job, 60, _queue="chain")
             later = await app.enqueue(procapp.record, _queue="chain", _delay=3600)
             assert failing and running and later

@@ -31,6 +31,8 @@ EXPECTED = {
     "CronScheduler", "CronJob",
     # the REST API and metrics (issue 15; the `web` extra, imported on first use)
     "create_app", "DatabaseMetrics", "WorkerMetrics",
+    # flow control (SPEC §10)
+    "Snooze", "Cancel", "QueueInfo",
 }  # fmt: skip
 
 

@@ -232,7 +232,7 @@ class Completer:
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
                     {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel,
-                     "done_channel": sql.done_channel},
+                     "done_channel": sql.done_channel, "control_channel": sql.control_channel},
                 )  # fmt: skip
                 await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
                 dep = await conn.execute(

@@ -5,6 +5,11 @@ back-off and re-LISTENs after a loss). Each notification whose payload is one
 of the worker's queues, and every reconnect (notifications may have been
 missed), nudges the poller through its size-1 channel, so a burst of NOTIFYs
 costs one claim. Readiness: LISTEN issued.
+
+It also listens on the control channel (flow control): ``queue:<name>`` (a
+queue's controls changed: the poller reloads them and claims) and
+``due:<epoch>:<queue>`` (a job due later: the poller wakes at that time).
+A reconnect reloads the controls too.
 """
 
 from __future__ import annotations
@@ -29,11 +34,30 @@ class QueueListener:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         worker = self.worker
         send, recv = trio.open_memory_channel[Any](64)
-        self.listener = Listener(worker.app.dsn, [worker.app.sql.jobs_channel], send)
+        sql = worker.app.sql
+        # the jobs channel last: its LISTEN stays the connection's last query,
+        # which is how tools (and tests) spot a listening worker in pg_stat_activity
+        self.listener = Listener(worker.app.dsn, [sql.control_channel, sql.jobs_channel], send)
         queues = set(worker.queues)
+        control = sql.control_channel
+        poller = worker.poller
         async with trio.open_nursery() as nursery:
             await nursery.start(self.listener.run)
             task_status.started()
             async for note in recv:
-                if note is RECONNECTED or note.payload in queues:
+                if note is RECONNECTED:
+                    poller.controls_changed()
+                elif note.channel == control:
+                    kind, _, rest = note.payload.partition(":")
+                    if kind == "queue":
+                        if rest in queues:
+                            poller.controls_changed()
+                    elif kind == "due":
+                        epoch, _, queue = rest.partition(":")
+                        if queue in queues:
+                            try:
+                                poller.due_at(float(epoch))
+                            except ValueError:
+                                pass  # not ours
+                elif note.payload in queues:
                     worker.nudge()

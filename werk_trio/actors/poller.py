@@ -11,18 +11,30 @@ completer has nothing left to write.
 
 On a connection error it logs and retries with capped back-off; a concurrency
 group race (two workers claiming one group) is retried at once.
+
+Flow control: the poller keeps the controls of its queues (``QueueControls``,
+loaded at start and again whenever the listener hears they changed, or a
+claim's answer counts them differently); with limited queues each claim
+takes their locks (LOCK_QUEUES) and runs CLAIM_LIMITED in the same pipeline.
+It also keeps the earliest due time of its queues: a short claim's answer
+says when the next job becomes claimable (a job due later, a freed rate
+slot), NOTIFYs of jobs due later lower it, and the idle wait ends at that
+time instead of at ``poll_interval``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
 import trio.lowlevel
 
+from ..flow import PARTITION_SCAN, QueueControls
 from ..jobs import DequeueStrategy
 from ..sql import array_literal
 
@@ -45,6 +57,74 @@ class Poller:
         self.gather_window = 0.002
         self.claims = 0
         self.claimed = 0
+        #: The controls of this worker's queues (paused, limited).
+        self.controls = QueueControls(list(worker.queues))
+        self._reload_controls = True
+        #: Trio time at which a job of these queues becomes claimable (None: unknown).
+        self.next_due: float | None = None
+        self._due_heard: float | None = None  # due times heard while a claim ran
+        self._sleep: trio.CancelScope | None = None
+        #: The database clock minus Trio's clock, in seconds (from each short
+        #: claim's answer; until the first, the local wall clock stands in).
+        self.db_offset: float | None = None
+
+    # --- flow control ---------------------------------------------------------
+
+    def controls_changed(self) -> None:
+        """The listener heard that a queue's controls changed: reload, claim."""
+        self._reload_controls = True
+        self.worker.nudge()
+
+    def due_at(self, db_epoch: float) -> None:
+        """A job of these queues is due at ``db_epoch`` (database clock)."""
+        if self.db_offset is None:
+            self.db_offset = time.time() - trio.current_time()
+        self._due(db_epoch - self.db_offset)
+
+    def _due(self, when: float) -> None:
+        self._due_heard = when if self._due_heard is None else min(self._due_heard, when)
+        if self.next_due is None or when < self.next_due:
+            self.next_due = when
+            if self._sleep is not None:
+                self._sleep.deadline = min(self._sleep.deadline, when)
+
+    async def load_controls(self) -> None:
+        worker = self.worker
+        self._reload_controls = False  # a change heard while this runs sets it again
+        try:
+            async with worker.app.pool.connection() as conn:
+                cur = await conn.execute(worker.app.sql.QUEUE_CONTROLS, {"queues": list(worker.queues)})
+                self.controls.load(await cur.fetchall())
+        except BaseException:
+            self._reload_controls = True
+            raise
+
+    def _answer(self, info: Any) -> None:
+        """A short claim's extra row: the next due time, the database clock and
+        how many of these queues have controls."""
+        now = trio.current_time()
+        db_now = info[8].timestamp()
+        self.db_offset = db_now - now
+        heard, self._due_heard = self._due_heard, None
+        due = info[7]
+        self.next_due = None if due is None else now + (due.timestamp() - db_now)
+        if heard is not None:
+            self.next_due = heard if self.next_due is None else min(self.next_due, heard)
+        if info[4] != len(self.controls.controlled):
+            self._reload_controls = True
+
+    async def _wait(self) -> None:
+        """Idle: until a nudge, the next due time, or ``poll_interval``."""
+        worker = self.worker
+        deadline = trio.current_time() + worker.poll_interval
+        if self.next_due is not None:
+            deadline = min(deadline, self.next_due)
+        with trio.move_on_at(deadline) as scope:
+            self._sleep = scope
+            try:
+                await worker.wait_nudge(math.inf)
+            finally:
+                self._sleep = None
 
     def _queue_order(self) -> list[str]:
         queues = list(self.worker.queues)
@@ -65,14 +145,27 @@ class Poller:
         by_priority = worker.dequeue_strategy is DequeueStrategy.Priority
         query = sql.CLAIM_PRIORITY if by_priority else sql.CLAIM_BY_QUEUE
         params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
+        if self._reload_controls:
+            await self.load_controls()
+        limited = self.controls.limited
+        if limited:
+            query = sql.CLAIM_LIMITED
+            params["locked"] = array_literal(limited)
+            params["scan"] = max(4 * n, PARTITION_SCAN)
         # sent with every claim: see CLAIM_SETTINGS in sql/queries.py
         settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
         async with worker.app.pool.connection() as conn:
             # one round trip; the pipeline's statements are one implicit transaction
             async with conn.pipeline():
                 await conn.execute(settings)
+                if limited:  # the limited queues' locks, before the claim's snapshot
+                    await conn.execute(
+                        sql.LOCK_QUEUES, {"key": sql.lock_key + ":queue:", "queues": params["locked"]}
+                    )
                 cur = await conn.execute(query, params)
             rows = await cur.fetchall()
+        if rows and rows[-1][0] is None:  # a short claim's answer (see _claim_answer)
+            self._answer(rows.pop())
         self.claims += 1
         self.claimed += len(rows)
         if worker.metrics is not None:
@@ -86,6 +179,10 @@ class Poller:
         worker = self.worker
         slots = worker.slots
         backoff = 0.05
+        try:
+            await self.load_controls()
+        except psycopg.OperationalError:
+            pass  # the first claim tries again
         task_status.started()
         async with jobs:
             backlog = False
@@ -152,7 +249,7 @@ class Poller:
                     logger.info("burst: nothing left to claim; stopping")
                     worker.burst_done.set()
                     return
-                await worker.wait_nudge(worker.poll_interval)
+                await self._wait()
 
 
 def _line(ex: BaseException) -> str:

@@ -30,6 +30,7 @@ from .._logging import current_job
 from .._rows import bare_job, job_from_row, storable, storable_encoded
 from ..errors import JobTimeout, PoolTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
 from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
+from ..flow import Cancel, Snooze
 from ..jobs import Context, Job
 from ..serializers import encode
 from .completer import Outcome
@@ -165,6 +166,9 @@ class Runner:
     async def _run_job(self, job: Job, func: Any) -> None:
         worker = self.worker
         ctx = Context(job=job, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name)
+        if worker.progress.token is None:
+            worker.progress.token = trio.lowlevel.current_trio_token()
+        ctx._progress = worker.progress
         scope = trio.CancelScope()
         running = RunningJob(job, scope, ctx=ctx)
         now = trio.current_time()
@@ -217,7 +221,12 @@ class Runner:
                 raise
             except Exception as error:
                 exc = _unwrap(error)
-                if isinstance(exc, RemoteError) and exc.final:
+                control = exc.original if isinstance(exc, RemoteError) else exc
+                if isinstance(control, Snooze):  # back to the queue, attempt unspent
+                    outcome = Outcome(job, "snooze", error=str(control), delay=control.seconds)
+                elif isinstance(control, Cancel):  # ends aborted, no retry
+                    outcome = Outcome(job, "abort", error=format_error(exc))
+                elif isinstance(exc, RemoteError) and exc.final:
                     outcome = Outcome(job, "fail_final", error=format_error(exc))
                 else:
                     outcome = self._failed(job, exc)

@@ -70,13 +70,13 @@ async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
     queues, snap.total, snap.online = await werk.get_queue_stats()
     snap.queues = [q for q in queues if queue in (None, q["queue"])]
     per_minute: dict[Any, tuple[int, int]] = {}
-    for row in await werk.get_throughput_history(minutes=minutes):
+    for row in await werk.get_throughput_history(minutes=minutes, bucket_secs=60):
         c, f = per_minute.get(row["time"], (0, 0))
         if row["queue"] is not None and queue in (None, row["queue"]):
             c, f = c + int(row["completed"]), f + int(row["failed"])
         per_minute[row["time"]] = (c, f)
     snap.throughput = [(t, c, f) for t, (c, f) in sorted(per_minute.items())]
-    for row in await werk.get_queue_depth_history(minutes=minutes, queue=queue):
+    for row in await werk.get_queue_depth_history(minutes=minutes, queue=queue, bucket_secs=60):
         snap.depth.setdefault(row["queue"], []).append(int(row["queued"]) + int(row["scheduled"]))
     snap.workers = [worker_dict(w) for w in await werk.list_workers()]
     if queue is not None:
@@ -142,13 +142,13 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
            ) -> RenderableType:  # fmt: skip
     """The current view: a full-screen Layout of ``height`` rows, or with
     ``height`` None the same panels one after the other (``--once``)."""
-    head = Text(f"werk dashboard  {safe(title)}  ", style="bold")
-    head.append(f"view: {state.view}  ")
+    head = Text(f"view: {state.view}  ")
     if state.paused:
         head.append("PAUSED  ", style="bold yellow")
     else:
         head.append(f"every {interval:g}s  ")
-    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms\n", style="dim")
+    head.append(f"read {when_local(snap.read_at)} in {snap.took * 1000:.0f} ms  ", style="dim")
+    head.append(f"werk dashboard  {safe(title)}\n", style="bold")
     head.append("keys: q quit  p pause  o overview  f failures  w workers  r refresh", style="cyan")
     if snap.error:
         head.append(f"\ndatabase error (retrying): {safe(snap.error)}", style="bold red")
@@ -156,7 +156,8 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
     summary = Text(f"jobs {snap.total}  workers online {snap.online}")
     if dead:
         summary.append(f"  DEAD workers {dead}", style="bold red")
-    header = Panel(Group(head, summary))
+    head.no_wrap, head.overflow = True, "ellipsis"  # a long title never pushes the summary out
+    header = Panel(Group(summary, head))
     header_rows = 6 if snap.error else 5
     if state.view == "failures":
         failures = Panel(_failures(snap, 20), title="recent failures")
@@ -251,7 +252,7 @@ async def refresh(werk: Any, state: State, queue: str | None, minutes: int, inte
 @click.option("-i", "--interval", type=click.FloatRange(0.2, 3600), default=2.0, show_default=True,
               help="Seconds between refreshes.")
 @click.option("-q", "--queue", default=None, help="Only this queue.")
-@click.option("-m", "--minutes", type=click.IntRange(5, 10080), default=30, show_default=True,
+@click.option("-m", "--minutes", type=click.IntRange(5, 1440), default=30, show_default=True,
               help="Minutes of throughput and queue-depth history.")
 @click.option("--once", is_flag=True, help="Print one frame and exit (no terminal needed).")
 @log_options(default_level="ERROR")

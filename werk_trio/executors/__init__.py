@@ -165,7 +165,10 @@ def child_request(call: JobCall, serializer: Any) -> Any:
 
     ctx = call.ctx
     if ctx is not None:
+        progress = ctx._progress
         ctx = Context(job=ctx.job, worker_id=ctx.worker_id, worker_name=ctx.worker_name)
+        if progress is not None:  # the child writes its progress itself (werk_trio._progress)
+            ctx._progress = progress.for_child()
     # the running job and the parent's logging setup: the child's records
     # carry the job and look like the worker's own
     return ChildRequest(call.func, call.args, call.kwargs, ctx, call.kind, serializer,

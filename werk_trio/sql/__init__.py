@@ -24,7 +24,11 @@ __all__ = ["TABLES", "Migration", "Statements", "array_literal", "listen", "migr
 TABLES = (
     "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
     "finished_counts", "stats_marks", "cron_schedules", "cron_lease",
+    # flow control (0004): the queue controls and the rate windows
+    "queues", "rate_log",
 )
+#: Functions of the schema, named (and schema-qualified) like the tables.
+FUNCTIONS = ("meta_part",)
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
@@ -78,7 +82,7 @@ class Statements:
         self.schema = schema
         self.prefix = prefix
         self.idents: dict[str, sql.Composable] = {}
-        for table in TABLES:
+        for table in TABLES + FUNCTIONS:
             name = f"{prefix}_{table}"
             self.idents[table] = sql.Identifier(schema, name) if schema else sql.Identifier(name)
         #: NOTIFY channels: new jobs (payload: queue) and finished jobs (payload: id).
@@ -89,6 +93,9 @@ class Statements:
             base = "werk_" + hashlib.sha256(base.encode()).hexdigest()[:32]
         self.jobs_channel = f"{base}_jobs"
         self.done_channel = f"{base}_done"
+        #: Flow control: queue controls changed (``queue:<name>``) and jobs due
+        #: later (``due:<epoch seconds>:<queue>``).
+        self.control_channel = f"{base}_ctl"
         self._rendered: dict[str, str] = {}
         for name in dir(queries):
             if name.isupper() and isinstance(getattr(queries, name), str):

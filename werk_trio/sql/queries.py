@@ -11,7 +11,7 @@ JOB_COLUMNS = """id, function, queue, status, priority, attempts, max_attempts, 
     enqueued_at, started_at, completed_at, touched_at, expires_at, key, group_key, payload,
     result, error, timeout_secs, heartbeat_secs, worker_id, meta, ttl, result_ttl, failure_ttl,
     on_success, on_failure, on_stopped, retry_intervals, repeat_remaining, repeat_interval_secs,
-    repeat_intervals, cron_name, failure_mode"""
+    repeat_intervals, cron_name, failure_mode, progress, progress_message"""
 
 # Timestamps are read clamped to the years Python's datetime can hold: a row
 # written past the API with 'infinity' or year 20000 would otherwise fail the
@@ -34,6 +34,8 @@ def _readable(columns: str, prefix: str = "") -> str:
     return ", ".join(out)
 
 
+#: The names of JOB_COLUMNS, in order.
+JOB_COLUMN_NAMES = tuple(c.strip() for c in JOB_COLUMNS.split(","))
 #: JOB_COLUMNS as read (times clamped), bare and for a table aliased ``j``.
 JOB_COLUMNS_J = _readable(JOB_COLUMNS, "j.")
 JOB_COLUMNS = _readable(JOB_COLUMNS)
@@ -79,7 +81,10 @@ WITH ins AS (
         expires_at, key, group_key, payload, timeout_secs, heartbeat_secs, meta, ttl, result_ttl,
         failure_ttl, on_success, on_failure, on_stopped, retry_intervals, repeat_remaining,
         repeat_interval_secs, repeat_intervals, cron_name, failure_mode)
-    SELECT id, f, COALESCE(q, 'default'), COALESCE(s, 'queued'), COALESCE(p, 0),
+    -- a job given an _at that has passed is queued (claimable, and notified) at once
+    SELECT id, f, COALESCE(q, 'default'),
+        CASE WHEN s = 'scheduled' AND run_at <= now() THEN 'queued' ELSE COALESCE(s, 'queued') END,
+        COALESCE(p, 0),
         COALESCE(ma, 1), run_at, run_at + tu * interval '1 microsecond', k, g, pl, to_, hb, m,
         ttl, rttl, fttl, on_s, on_f, on_x, ri, COALESCE(rr, 0), rs, rv, cron,
         COALESCE(fm, 'hold')
@@ -92,10 +97,15 @@ WITH ins AS (
             rr integer, rs float8, rv float8[], cron text, fm text)
     ) AS input
     """ + _KEY_CONFLICT + """
-    RETURNING id, status, queue, key
+    RETURNING id, status, queue, key, scheduled_at
 )
 SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
-    count(pg_notify(%(channel)s, queue)) FILTER (WHERE status = 'queued') AS notified
+    count(pg_notify(%(channel)s, queue)) FILTER (WHERE status = 'queued') AS notified,
+    -- jobs due later tell the workers of their queue when (flow control):
+    -- one NOTIFY per queue with the earliest due time of the batch
+    (SELECT count(pg_notify(%(control)s, 'due:' || extract(epoch FROM d.due)::text || ':' || d.queue))
+       FROM (SELECT queue, min(scheduled_at) AS due FROM ins WHERE status = 'scheduled'
+             GROUP BY queue) d) AS due_notified
 FROM ins
 """
 
@@ -304,7 +314,7 @@ LIMIT %(limit)s
 
 TRUNCATE = (
     "TRUNCATE {job_deps}, {executions}, {jobs}, {workers}, {queue_samples}, {throughput},"
-    " {finished_counts}, {stats_marks}"
+    " {finished_counts}, {stats_marks}, {rate_log}"
 )
 VACUUM = (
     "VACUUM (ANALYZE) {jobs}, {executions}, {workers}, {job_deps}, {queue_samples}, {throughput},"
@@ -416,7 +426,7 @@ CLAIM_SETTINGS = (
 # with no attempts left (the constraints allow attempts = max_attempts) gets
 # one last attempt; ``attempts + 1`` would break the attempt-budget CHECK and
 # with it every claim of the queue.
-_CLAIM_TAIL = """
+_CLAIM_UPDATE = """
 ranked AS (
     SELECT id, group_key,
         row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
@@ -427,14 +437,53 @@ ranked AS (
     FROM ranked r
     WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
     RETURNING """ + JOB_COLUMNS_J + """
-)
+)"""
+
+# The answer of a claim that came back short (flow control): besides the
+# claimed rows, one row with a NULL id whose scheduled_at is the earliest time
+# a job of these queues becomes claimable (a job due later, a freed rate-limit
+# slot), whose enqueued_at is the database clock, and whose priority counts
+# the worker's queues that have controls (queues table) -- the worker sleeps
+# until that due time instead of until its next poll, and reloads the
+# controls when its count is off. A full claim skips it (the worker claims
+# again at once).
+def _info_row(due: str) -> str:
+    fill = {
+        "scheduled_at": due,
+        "enqueued_at": "clock_timestamp()",
+        "priority": "(SELECT count(*) FROM {queues} f WHERE f.name = ANY(%(queues)s::text[]))",
+    }
+    return ", ".join(fill.get(c, "NULL") for c in JOB_COLUMN_NAMES)
+
+
+# The next job due later in the queues of ``qs`` (jobs_scheduled_idx).
+_NEXT_DUE = """(SELECT min(d.due) FROM qs CROSS JOIN LATERAL (
+        SELECT s.scheduled_at AS due FROM {jobs} s
+        WHERE s.queue = qs.name AND s.status = 'scheduled' AND s.scheduled_at > now()
+        ORDER BY s.scheduled_at LIMIT 1) d)"""
+
+
+def _claim_answer(due: str) -> str:
+    return """
 SELECT * FROM claimed
+UNION ALL
+SELECT """ + _info_row(due) + """
+WHERE (SELECT count(*) FROM claimed) < %(n)s
 """
+
+
+_CLAIM_TAIL = _CLAIM_UPDATE + _claim_answer(_NEXT_DUE)
 
 _CLAIMABLE = """status IN ('queued', 'scheduled') AND scheduled_at <= now()
       AND (expires_at IS NULL OR expires_at > now())
       AND (group_key IS NULL OR NOT EXISTS (
           SELECT 1 FROM {jobs} a WHERE a.group_key = c.group_key AND a.status IN ('active', 'aborting')))"""
+
+# The plain claims serve only queues without controls (no row in {queues}:
+# not paused, no limit, no rate) -- one primary-key probe per queue, so a
+# queue paused or limited a moment ago is never claimed here, whatever the
+# worker believes; queues with controls go through CLAIM_LIMITED.
+_UNCONTROLLED = "NOT EXISTS (SELECT 1 FROM {queues} f WHERE f.name = q.name)"
 
 # Both claim statements read each queue through the dequeue index in its
 # own order (one LATERAL scan per queue, ``queue = name``, so the scan stops
@@ -445,7 +494,7 @@ _CLAIMABLE = """status IN ('queued', 'scheduled') AND scheduled_at <= now()
 # Priority: highest priority first across all the worker's queues.
 CLAIM_PRIORITY = """
 WITH qs AS (
-    SELECT name FROM unnest(%(queues)s::text[]) AS q(name)
+    SELECT name FROM unnest(%(queues)s::text[]) AS q(name) WHERE """ + _UNCONTROLLED + """
 ), cand AS (
     SELECT s.* FROM qs CROSS JOIN LATERAL (
         SELECT c.id, c.group_key, c.priority, c.scheduled_at FROM {jobs} c
@@ -465,6 +514,7 @@ WITH qs AS (
 CLAIM_BY_QUEUE = """
 WITH qs AS (
     SELECT name, pos FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
+    WHERE """ + _UNCONTROLLED + """
 ), cand AS (
     SELECT s.id, s.group_key, row_number() OVER (PARTITION BY qs.pos ORDER BY s.priority DESC,
            s.scheduled_at, s.id) AS rn, qs.pos
@@ -479,6 +529,166 @@ WITH qs AS (
     SELECT id, group_key, row_number() OVER (ORDER BY rn, pos) AS ord
     FROM cand ORDER BY rn, pos LIMIT %(n)s
 ), """ + _CLAIM_TAIL
+
+# --- flow control ---------------------------------------------------------------
+
+# Sent before CLAIM_LIMITED in the same pipeline (so the same transaction):
+# the per-queue locks of the worker's limited queues, in the given (sorted)
+# order. Only claims of limited queues take them; CLAIM_LIMITED's snapshot is
+# taken after they are held, so it sees every claim committed before -- many
+# workers claiming at the same instant never exceed a limit.
+LOCK_QUEUES = """
+SELECT count(pg_advisory_xact_lock(hashtextextended(%(key)s || q.name, 3)))
+FROM unnest(%(queues)s::text[]) AS q(name)
+"""
+
+# A job's partition value for a control's ``*_by`` ('_group' or 'meta.<key>');
+# jobs without one share the partition ''.
+def _part(by: str, alias: str) -> str:
+    return (f"COALESCE(CASE WHEN {by} = '_group' THEN {alias}.group_key "
+            f"ELSE {{meta_part}}({alias}.meta, substr({by}, 6)) END, '')")
+
+
+# The claim of a worker with limited queues (also serving unlimited ones):
+# * paused queues are skipped; a queue with controls only when the worker
+#   locked it (%(locked)s: LOCK_QUEUES ran first) -- one whose controls are
+#   newer than the worker's knowledge waits for the NOTIFY that tells it;
+# * whole-queue limits cap the scan itself: max_running minus the queue's
+#   active jobs, rate_n minus its starts in the sliding window (rate_log);
+# * partitioned limits scan up to %(scan)s candidates and keep, per
+#   partition, what its own running count and window leave;
+# * the starts of rate-limited queues go into rate_log (same transaction),
+#   and the window's expired rows are pruned;
+# * a short answer's due time includes the next free rate slot of a queue
+#   whose budget ran out.
+# Order: priority across the queues (RoundRobin/Random workers too).
+CLAIM_LIMITED = """
+WITH qs AS (
+    SELECT q.name, f.max_running, f.limit_by, f.rate_n, f.rate_by,
+        make_interval(secs => f.rate_secs) AS win
+    FROM unnest(%(queues)s::text[]) AS q(name)
+    LEFT JOIN {queues} f ON f.name = q.name
+    WHERE f.name IS NULL OR (NOT f.paused AND f.name = ANY(%(locked)s::text[]))
+), pruned AS (
+    DELETE FROM {rate_log} r USING qs
+    WHERE qs.rate_n IS NOT NULL AND r.queue = qs.name AND r.started_at <= now() - qs.win
+), budget AS (
+    SELECT qs.*,
+        CASE WHEN qs.max_running IS NULL OR qs.limit_by IS NOT NULL THEN %(n)s
+             ELSE qs.max_running - (SELECT count(*) FROM {jobs} a
+                                    WHERE a.queue = qs.name AND a.status IN ('active', 'aborting'))
+        END AS run_left,
+        CASE WHEN qs.rate_n IS NULL OR qs.rate_by IS NOT NULL THEN %(n)s
+             ELSE qs.rate_n - (SELECT count(*) FROM {rate_log} r
+                               WHERE r.queue = qs.name AND r.part = '' AND r.started_at > now() - qs.win)
+        END AS rate_left,
+        CASE WHEN qs.rate_n IS NOT NULL AND qs.rate_by IS NULL THEN
+            COALESCE((SELECT min(r.started_at) FROM {rate_log} r
+                      WHERE r.queue = qs.name AND r.part = '' AND r.started_at > now() - qs.win), now())
+            + qs.win END AS rate_free_at
+    FROM qs
+), cand AS (
+    SELECT s.id, s.group_key, s.priority, s.scheduled_at, b.name AS q, b.max_running, b.limit_by,
+        b.rate_n, b.rate_by, b.win, LEAST(b.run_left, b.rate_left) AS queue_left,
+        CASE WHEN b.limit_by IS NOT NULL THEN """ + _part("b.limit_by", "s") + """ END AS lpart,
+        CASE WHEN b.rate_by IS NOT NULL THEN """ + _part("b.rate_by", "s") + """ END AS rpart
+    FROM budget b CROSS JOIN LATERAL (
+        SELECT c.id, c.group_key, c.priority, c.scheduled_at, c.meta FROM {jobs} c
+        WHERE queue = b.name AND """ + _CLAIMABLE + """
+        ORDER BY priority DESC, scheduled_at, id
+        LIMIT CASE WHEN b.limit_by IS NULL AND b.rate_by IS NULL
+                   THEN GREATEST(0, LEAST(%(n)s, b.run_left, b.rate_left)) ELSE %(scan)s END
+        FOR UPDATE SKIP LOCKED
+    ) s
+), running AS (
+    SELECT b.name AS q, """ + _part("b.limit_by", "a") + """ AS lpart, count(*) AS n
+    FROM budget b JOIN {jobs} a ON a.queue = b.name AND a.status IN ('active', 'aborting')
+    WHERE b.limit_by IS NOT NULL
+    GROUP BY 1, 2
+), windows AS (
+    SELECT p.q, p.rpart, w.n, w.oldest
+    FROM (SELECT DISTINCT q, rpart, win FROM cand WHERE rate_by IS NOT NULL) p
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, min(l.started_at) AS oldest FROM {rate_log} l
+        WHERE l.queue = p.q AND l.part = p.rpart AND l.started_at > now() - p.win) w
+), judged AS (
+    SELECT c.*,
+        (c.limit_by IS NULL OR row_number() OVER (PARTITION BY c.q, c.lpart
+            ORDER BY c.priority DESC, c.scheduled_at, c.id) <= c.max_running - COALESCE(r.n, 0)) AS run_ok,
+        (c.rate_by IS NULL OR row_number() OVER (PARTITION BY c.q, c.rpart
+            ORDER BY c.priority DESC, c.scheduled_at, c.id) <= c.rate_n - COALESCE(w.n, 0)) AS rate_ok,
+        COALESCE(w.oldest, now()) + c.win AS part_free_at
+    FROM cand c
+    LEFT JOIN running r ON r.q = c.q AND r.lpart = c.lpart
+    LEFT JOIN windows w ON w.q = c.q AND w.rpart = c.rpart
+), eligible AS (
+    SELECT j.*, row_number() OVER (PARTITION BY j.q
+        ORDER BY j.priority DESC, j.scheduled_at, j.id) AS queue_rank
+    FROM judged j WHERE j.run_ok AND j.rate_ok
+), picked AS (
+    -- a whole-queue limit beside a partitioned one: the queue's own budget too
+    SELECT id, group_key, q, rpart, rate_n,
+        row_number() OVER (ORDER BY priority DESC, scheduled_at, id) AS ord
+    FROM eligible WHERE queue_rank <= queue_left
+    ORDER BY priority DESC, scheduled_at, id LIMIT %(n)s
+), """ + _CLAIM_UPDATE + """, logged AS (
+    INSERT INTO {rate_log} (queue, part, started_at)
+    SELECT p.q, COALESCE(p.rpart, ''), now() FROM claimed c JOIN picked p ON p.id = c.id
+    WHERE p.rate_n IS NOT NULL
+)""" + _claim_answer("""LEAST(""" + _NEXT_DUE + """,
+    (SELECT min(b.rate_free_at) FROM budget b
+     WHERE b.rate_free_at IS NOT NULL
+       AND b.rate_left <= (SELECT count(*) FROM picked p WHERE p.q = b.name)),
+    (SELECT min(j.part_free_at) FROM judged j WHERE j.run_ok AND NOT j.rate_ok))""")
+
+# The controls of the given queues (a worker loads its own at start and when
+# a NOTIFY says they changed) or of all (list_queues).
+QUEUE_CONTROLS = """
+SELECT name, paused, paused_at, max_running, limit_by, rate_n, rate_secs, rate_by FROM {queues}
+WHERE %(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[])
+ORDER BY name
+"""
+
+PAUSE_QUEUE = """
+INSERT INTO {queues} (name, paused, paused_at)
+VALUES (%(name)s, %(paused)s, CASE WHEN %(paused)s THEN now() END)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, paused_at = excluded.paused_at,
+    updated_at = now()
+"""
+
+SET_QUEUE_LIMIT = """
+INSERT INTO {queues} (name, max_running, limit_by) VALUES (%(name)s, %(max_running)s, %(by)s)
+ON CONFLICT (name) DO UPDATE SET max_running = excluded.max_running, limit_by = excluded.limit_by,
+    updated_at = now()
+"""
+
+SET_RATE_LIMIT = """
+INSERT INTO {queues} (name, rate_n, rate_secs, rate_by) VALUES (%(name)s, %(n)s, %(per)s, %(by)s)
+ON CONFLICT (name) DO UPDATE SET rate_n = excluded.rate_n, rate_secs = excluded.rate_secs,
+    rate_by = excluded.rate_by, updated_at = now()
+"""
+
+# After every change: a queue left without any control has no row (the plain
+# claim serves it again), and its rate window goes with its rate; then every
+# worker hears of it.
+DROP_UNUSED_CONTROLS = """
+WITH gone AS (
+    DELETE FROM {queues} WHERE name = %(name)s AND NOT paused AND max_running IS NULL
+        AND rate_n IS NULL
+    RETURNING name
+), unrated AS (
+    DELETE FROM {rate_log} WHERE queue = %(name)s
+        AND NOT EXISTS (SELECT 1 FROM {queues} f WHERE f.name = %(name)s AND f.rate_n IS NOT NULL)
+)
+SELECT pg_notify(%(control)s, 'queue:' || %(name)s), (SELECT count(*) FROM gone)
+"""
+
+# ctx.set_progress: fenced by worker and attempt (a later attempt elsewhere is
+# not overwritten; the attempt's last report stays after it ends).
+SET_PROGRESS = """
+UPDATE {jobs} SET progress = %(progress)s, progress_message = %(message)s
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND attempts = %(attempt)s
+"""
 
 # --- completing ---------------------------------------------------------------
 
@@ -509,6 +719,8 @@ WITH o AS (
         CASE
             WHEN o.kind = 'requeue' THEN 'queued'
             WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
+            WHEN o.kind = 'snooze' THEN
+                CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
             WHEN o.kind = 'complete' THEN 'complete'
             WHEN o.kind = 'fail' AND j.attempts < j.max_attempts THEN
                 CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
@@ -520,9 +732,13 @@ WITH o AS (
 ), upd AS (
     UPDATE {jobs} j SET
         status = c.new_status,
-        attempts = CASE WHEN c.kind = 'requeue' THEN j.attempts - 1 ELSE j.attempts END,
+        attempts = CASE WHEN c.kind IN ('requeue', 'snooze') AND c.new_status <> 'aborted'
+                        THEN j.attempts - 1
+                        ELSE j.attempts END,
         result = CASE WHEN c.kind = 'complete' THEN c.result ELSE j.result END,
-        error = CASE WHEN c.kind = 'complete' THEN NULL WHEN c.kind = 'requeue' THEN j.error
+        error = CASE WHEN c.kind = 'complete' THEN NULL
+                     WHEN c.kind = 'requeue' OR c.new_status IN ('queued', 'scheduled') AND c.kind = 'snooze'
+                     THEN j.error
                      ELSE c.error END,
         completed_at = CASE WHEN c.new_status IN ('complete', 'failed', 'aborted') THEN now() END,
         scheduled_at = CASE WHEN c.new_status IN ('queued', 'scheduled')
@@ -543,7 +759,8 @@ WITH o AS (
     RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
         j.started_at, c.error, c.new_status, c.next, c.delay,
         EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
-        j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks
+        j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks,
+        j.scheduled_at
 ), ex AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
     SELECT u.id, u.attempt, %(worker_id)s,
@@ -554,6 +771,8 @@ WITH o AS (
     -- a job that ends complete is its own record of its last attempt (see
     -- GET_EXECUTIONS): no row here, the hot path's one insert saved
     WHERE u.new_status <> 'complete'
+      -- a snooze is no attempt: the job runs again under the same number
+      AND NOT (u.kind = 'snooze' AND u.new_status IN ('queued', 'scheduled'))
     -- a run cut off by a shutdown keeps its number: its row is replaced when
     -- the attempt runs again
     ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
@@ -583,7 +802,13 @@ SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
     (SELECT count(pg_notify(%(done_channel)s, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
        FROM (SELECT string_agg(id::text, ',') AS ids FROM upd
              WHERE status IN ('complete', 'failed', 'aborted')) d
-       WHERE d.ids IS NOT NULL) AS done
+       WHERE d.ids IS NOT NULL) AS done,
+    -- retries with back-off, repeats and snoozes tell the workers of their
+    -- queue when they are due (flow control: on time, not at the next poll)
+    (SELECT count(pg_notify(%(control_channel)s,
+                            'due:' || extract(epoch FROM d.due)::text || ':' || d.queue))
+       FROM (SELECT queue, min(scheduled_at) AS due FROM upd WHERE status = 'scheduled'
+             GROUP BY queue) d) AS due
 FROM upd
 """
 
