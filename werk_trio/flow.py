@@ -119,12 +119,14 @@ class FlowControl:
     async def pause_queue(self, name: str) -> None:
         """Stop every worker from starting jobs of queue ``name`` (running ones
         finish). Persisted: it holds for workers started later. Once this
-        returns, no claim of that queue starts a job."""
+        returns, no claim of that queue starts a job. ConfigError for a bad
+        name. Cancellation: one transaction, paused or not."""
         app = _app(self)
         await app._control(app.sql.PAUSE_QUEUE, {"name": _queue_name(name), "paused": True})
 
     async def resume_queue(self, name: str) -> None:
-        """Undo :meth:`pause_queue`; workers claim the queue's jobs at once."""
+        """Undo :meth:`pause_queue`; workers claim the queue's jobs at once.
+        Cancellation: one transaction, resumed or not."""
         app = _app(self)
         await app._control(app.sql.PAUSE_QUEUE, {"name": _queue_name(name), "paused": False})
 
@@ -133,7 +135,8 @@ class FlowControl:
     ) -> None:
         """At most ``max_running`` jobs of queue ``name`` active at once across
         all workers -- per value of ``partition_by`` (``"_group"`` or
-        ``"meta.<key>"``) when given; ``None`` removes the limit."""
+        ``"meta.<key>"``) when given; ``None`` removes the limit. ConfigError
+        for a bad name, count or partition. Cancellation: one transaction, set or not."""
         name = _queue_name(name)
         by = _partition(partition_by)
         if max_running is None:
@@ -150,7 +153,9 @@ class FlowControl:
     ) -> None:
         """At most ``n`` jobs of queue ``name`` started in any window of
         ``per_seconds`` (on the database clock), across all workers -- per
-        value of ``partition_by`` when given; ``n=None`` removes the limit."""
+        value of ``partition_by`` when given; ``n=None`` removes the limit.
+        ConfigError for a bad name, count, window or partition. Cancellation:
+        one transaction, set or not."""
         name = _queue_name(name)
         by = _partition(partition_by)
         per: float | None = None
@@ -169,7 +174,10 @@ class FlowControl:
         await app._control(app.sql.SET_RATE_LIMIT, {"name": name, "n": n, "per": per, "by": by})
 
     async def list_queues(self) -> list[QueueInfo]:
-        """Every queue that has jobs or controls: its controls and its counts by status."""
+        """Every queue that has jobs or controls: its controls and its counts by status.
+
+        Cancellation: safe, it only reads.
+        """
         app = _app(self)
         controls = {row[0]: row for row in await app._fetch(app.sql.QUEUE_CONTROLS, {"queues": None})}
         counts: dict[str, dict[str, int]] = {}
