@@ -449,7 +449,13 @@ class Context:
         return self._progress
 
     async def set_progress(self, fraction: float, message: str | None = None) -> None:
-        """Store the job's progress (0..1) and an optional message."""
+        """Store the job's progress (0..1) and an optional message.
+
+        ConfigError for a fraction outside 0..1 or a message that is not a
+        string (at most 10,000 characters); WerkError outside a running job's
+        Context. Cancellation: one UPDATE of the job row, stored or not (the
+        previous progress stays).
+        """
         await self._progress_sink(fraction, message).set(self.job, float(fraction), message)
 
     def set_progress_sync(self, fraction: float, message: str | None = None) -> None:

@@ -183,7 +183,9 @@ class WorkerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """A minimal ASGI app: ``GET /metrics`` (404 elsewhere), and lifespan."""
+        """A minimal ASGI app: ``GET /metrics`` (404 elsewhere), and lifespan.
+        Raises nothing for a request. Cancellation: safe, it only reads the
+        in-memory counters."""
         if scope["type"] == "lifespan":
             while True:
                 message = await receive()

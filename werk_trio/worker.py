@@ -280,6 +280,8 @@ class Worker:
             pass
 
     async def wait_nudge(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a wake-up (a NOTIFY, a freed slot);
+        the runtime's poller calls it. Raises nothing. Cancellation: safe."""
         with trio.move_on_after(timeout):
             await self._wake_recv.receive()
 
@@ -297,6 +299,8 @@ class Worker:
     # --- registration -------------------------------------------------------------
 
     async def register(self) -> None:
+        """Write this worker's row (``run`` calls it at start). Raises what the
+        database raises. Cancellation: one statement, registered or not."""
         sql = self.app.sql
         async with self.app.pool.connection() as conn:
             await conn.execute(
