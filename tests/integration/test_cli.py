@@ -353,7 +353,8 @@ async def test_job_operations_as_real_processes(dsn: str, schema: str) -> None:
         assert requeued[0]["requeued"] == 1
         unstarted = await werk(dsn, schema, "job", "abort", APP, jid, "--json")  # running jobs only
         assert unstarted.code == 1 and unstarted.json()[0]["changed"] is False
-        assert (await werk(dsn, schema, "job", "show", APP, jid, "--json")).ok().json()[0]["status"] == "queued"
+        shown = (await werk(dsn, schema, "job", "show", APP, jid, "--json")).ok().json()[0]
+        assert shown["status"] == "queued"
         deleted = (await werk(dsn, schema, "job", "delete", APP, jid)).ok().stdout
         assert deleted == f"deleted {jid} (now deleted)\ndeleted 1 of 1 jobs\n"
         again = await werk(dsn, schema, "job", "delete", APP, jid)

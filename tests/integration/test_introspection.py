@@ -298,7 +298,8 @@ async def test_server_info_names_the_server_and_this_apps_tables(app: Werk) -> N
         names = {t["name"] for t in tables}
         assert names == {f"_werk_{t}" for t in (
             "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
-            "finished_counts", "stats_marks", "cron_schedules", "cron_lease", "queues", "rate_log")}  # fmt: skip
+            "finished_counts", "stats_marks", "cron_schedules", "cron_lease", "queues",
+            "rate_log")}  # fmt: skip
         assert all(t["size_bytes"] > 0 for t in tables)
         assert [t["size_bytes"] for t in tables] == sorted((t["size_bytes"] for t in tables), reverse=True)
 

@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..errors import ConfigError, JobNotFound
+from ..errors import JobNotFound
 from ..jobs import TERMINAL_STATUSES
 from ._common import (
     Failed,

@@ -27,7 +27,8 @@ WORKER_TYPES = ("async", "thread", "process", "fork")
 @click.option("--dequeue-strategy", type=click.Choice(["priority", "round_robin", "random"]),
               default="priority", show_default=True)
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
-              help="Serve this worker's Prometheus counters on this port (0: a free one; the log says which).")
+              help="Serve this worker's Prometheus counters on this port "
+                   "(0: a free one; the log says which).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @log_options(default_level="INFO")
 def command(app: str, queues: str, concurrency: int, worker_type: str, burst: bool, log_level: str,

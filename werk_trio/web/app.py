@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .. import sql as sqlmod
-from ..errors import ConfigError, JobNotFound, WerkError
+from ..errors import ConfigError, WerkError
 from ..jobs import JobStatus
 from .errors import ApiError, error_response, install_handlers
 from .guard import LOOPBACK_HOSTS, Guard
