@@ -50,14 +50,13 @@ from .worker import Worker as Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncWorker", "BaseWorker", "Callback", "ConfigError", "Connection", "Context", "CronJob", "CronScheduler",
-    "Dependency", "DependencyFailed", "DequeueStrategy", "EnqueueParams", "ExecutionStatus", "FailureMode",
-    "ForkWorker", "JSONSerializer", "Job", "JobError", "JobExecution", "JobNotFound", "JobStatus",
-    "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout", "ProcessWorker", "Repeat",
-    "Retry", "SerializationError", "Serializer", "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk",
-    "WerkConfig", "WerkError", "Worker", "WorkerShutdown", "asyncio_handler", "configure_logging",
-    # flow control
-    "Cancel", "QueueInfo", "Snooze",
+    "AsyncWorker", "BaseWorker", "Callback", "Cancel", "ConfigError", "Connection", "Context", "CronJob",
+    "CronScheduler", "Dependency", "DependencyFailed", "DequeueStrategy", "EnqueueParams",
+    "ExecutionStatus", "FailureMode", "ForkWorker", "JSONSerializer", "Job", "JobError", "JobExecution",
+    "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout",
+    "ProcessWorker", "QueueInfo", "Repeat", "Retry", "SerializationError", "Serializer", "Snooze",
+    "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker",
+    "WorkerShutdown", "asyncio_handler", "configure_logging",
 ]  # fmt: skip
 
 # The REST API and metrics need the `web` extra (fastapi, prometheus-client):

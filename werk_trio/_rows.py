@@ -47,7 +47,7 @@ def split_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any
         if name.startswith("_"):
             option = name[1:]
             if option not in ENQUEUE_OPTIONS:
-                valid = ", ".join("_" + o for o in ENQUEUE_OPTIONS + ("conn",))
+                valid = ", ".join("_" + o for o in (*ENQUEUE_OPTIONS, "conn"))
                 raise ConfigError(f"unknown enqueue option {name!r}; valid options: {valid}")
             options[option] = value
         else:
@@ -209,7 +209,8 @@ class RowBuilder:
             extra["q"] = queue
         priority = p.priority
         if priority != 0 or type(priority) is not int:
-            if isinstance(priority, bool) or not isinstance(priority, int) or not -_INT32 <= priority < _INT32:
+            if (isinstance(priority, bool) or not isinstance(priority, int)
+                    or not -_INT32 <= priority < _INT32):
                 raise ConfigError(f"_priority must be an int (32-bit), got {priority!r}")
             extra["p"] = priority
         delay, at = p.delay, p.at

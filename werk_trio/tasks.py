@@ -33,7 +33,8 @@ def function_path(func: Callable[..., Any] | str) -> str:
     if isinstance(func, str):
         if len(func) > MAX_PATH_CHARS:
             raise ConfigError(
-                f"function path {func[:60]!r}... is {len(func)} characters, over the limit of {MAX_PATH_CHARS}"
+                f"function path {func[:60]!r}... is {len(func)} characters, "
+                f"over the limit of {MAX_PATH_CHARS}"
             )
         if not _PATH_RE.match(func):
             raise ConfigError(
@@ -67,7 +68,9 @@ def function_path(func: Callable[..., Any] | str) -> str:
             module = spec.name
     path = f"{module}.{qualname}"
     if len(path) > MAX_PATH_CHARS:
-        raise ConfigError(f"the path of {func!r} is {len(path)} characters, over the limit of {MAX_PATH_CHARS}")
+        raise ConfigError(
+            f"the path of {func!r} is {len(path)} characters, over the limit of {MAX_PATH_CHARS}"
+        )
     return path
 
 

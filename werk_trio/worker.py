@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ._logging import install_record_factory
-from ._rows import MAX_NAME_CHARS, check_text
 from ._progress import WorkerProgress
+from ._rows import MAX_NAME_CHARS, check_text
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
 from .actors.completer import Completer

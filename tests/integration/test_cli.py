@@ -135,8 +135,11 @@ async def test_job_operations_report_what_changed(app: Werk, dsn: str, schema: s
         assert "requeued 1 of 2 jobs" in mixed.stdout and missing in mixed.stderr
         assert (await app.get_job(ids["boom"])).status.value == "queued"
 
-        aborted = (await invoke(dsn, schema, "job", "abort", APP, ids["boom"], "--json")).ok().json()
-        assert aborted == [{"id": ids["boom"], "changed": True, "status": "aborted"}]
+        # abort applies to a running job only (pgwerk's): a queued one is cancelled
+        unstarted = await invoke(dsn, schema, "job", "abort", APP, ids["boom"], "--json")
+        assert unstarted.code == 1 and "it is queued" in unstarted.json()[0]["error"]
+        cancelled = (await invoke(dsn, schema, "job", "cancel", APP, ids["boom"], "--json")).ok().json()
+        assert cancelled == [{"id": ids["boom"], "changed": True, "status": "aborted"}]
 
         bulk = (await invoke(dsn, schema, "requeue", APP, "--failed", "-q", "other", "--json")).ok().json()
         assert bulk[0]["requeued"] == 1 and (await app.get_job(ids["boom"])).status.value == "queued"
@@ -348,8 +351,10 @@ async def test_job_operations_as_real_processes(dsn: str, schema: str) -> None:
         assert cancelled == f"cancelled {jid} (now aborted)\ncancelled 1 of 1 jobs\n"
         requeued = (await werk(dsn, schema, "requeue", APP, "--failed", "-q", "ops", "--json")).ok().json()
         assert requeued[0]["requeued"] == 1
-        aborted = (await werk(dsn, schema, "job", "abort", APP, jid, "--json")).ok().json()
-        assert aborted == [{"id": jid, "changed": True, "status": "aborted"}]
+        unstarted = await werk(dsn, schema, "job", "abort", APP, jid, "--json")  # running jobs only
+        assert unstarted.code == 1 and unstarted.json()[0]["changed"] is False
+        shown = (await werk(dsn, schema, "job", "show", APP, jid, "--json")).ok().json()[0]
+        assert shown["status"] == "queued"
         deleted = (await werk(dsn, schema, "job", "delete", APP, jid)).ok().stdout
         assert deleted == f"deleted {jid} (now deleted)\ndeleted 1 of 1 jobs\n"
         again = await werk(dsn, schema, "job", "delete", APP, jid)

@@ -3,7 +3,6 @@ test server in a schema of its own: every job ends, and the summary says so."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import trio

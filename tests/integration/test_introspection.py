@@ -279,9 +279,9 @@ async def test_one_sample_per_interval_whoever_sweeps(dsn: str, schema: str) -> 
     async with one, other:
         with trio.fail_after(20):
             await one.enqueue(ok, 1)
-            assert (await one.sweep())["sampled_queues"] == 1
-            assert (await other.sweep())["sampled_queues"] == 0
-            assert (await one.sweep())["sampled_queues"] == 0
+            assert (await one.sweep_counts())["sampled_queues"] == 1
+            assert (await other.sweep_counts())["sampled_queues"] == 0
+            assert (await one.sweep_counts())["sampled_queues"] == 0
             assert len(await other.get_queue_depth_history(60)) == 1
 
 
@@ -298,7 +298,8 @@ async def test_server_info_names_the_server_and_this_apps_tables(app: Werk) -> N
         names = {t["name"] for t in tables}
         assert names == {f"_werk_{t}" for t in (
             "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
-            "finished_counts", "stats_marks")}  # fmt: skip
+            "finished_counts", "stats_marks", "cron_schedules", "cron_lease", "queues",
+            "rate_log")}  # fmt: skip
         assert all(t["size_bytes"] > 0 for t in tables)
         assert [t["size_bytes"] for t in tables] == sorted((t["size_bytes"] for t in tables), reverse=True)
 
@@ -334,7 +335,7 @@ async def test_list_workers_keys_stopped_listed_then_gone(dsn: str, schema: str)
                 return bool(r["heartbeat_age"] > 0.3)
 
             await until(silent)
-            swept = await app.sweep()
+            swept = await app.sweep_counts()
             assert swept["dead_workers"] == 0
             if swept["stopped_workers"] == 0:  # not yet past its retention: still listed
                 assert (await app.get_worker(worker.id) or {}).get("status") == "stopped"

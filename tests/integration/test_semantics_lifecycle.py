@@ -53,7 +53,9 @@ async def test_repeat_runs_again_after_each_success_at_the_given_delays(
             app, dsn, schema, tmp_path, "--queues", "rep_a,rep_b,rep_c", "--sweep-interval", "600"
         ) as children:
             fixed = await app.enqueue(procapp.record, _queue="rep_a", _repeat=Repeat(3, interval=0.3))
-            listed = await app.enqueue(procapp.record, _queue="rep_b", _repeat=Repeat(3, intervals=[0.2, 0.5]))
+            listed = await app.enqueue(
+                procapp.record, _queue="rep_b", _repeat=Repeat(3, intervals=[0.2, 0.5])
+            )
             failing = await app.enqueue(procapp.fail, _queue="rep_c", _repeat=Repeat(2, interval=0))
             assert fixed and listed and failing
             assert fixed.repeat_remaining == 3

@@ -160,7 +160,9 @@ async def test_abort_stops_a_running_job_on_an_async_worker_under_load(
             )
             never = await app.enqueue(procapp.record, _queue="ab", _delay=3600)
             assert never and all(long)
-            assert await app.abort_job(never.id) is False, "not started: abort leaves it (cancel_job stops it)"
+            assert await app.abort_job(never.id) is False, (
+                "not started: abort leaves it (cancel_job stops it)"
+            )
             assert (await app.get_job(never.id)).status is JobStatus.SCHEDULED
             assert await app.cancel_job(never.id) is True
             delays = []

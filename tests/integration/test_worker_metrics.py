@@ -89,3 +89,30 @@ async def test_no_metrics_port_no_metrics(app: Werk) -> None:
             AsyncWorker(app, metrics_port=port)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="metrics_host"):
         AsyncWorker(app, metrics_port=0, metrics_host="")
+
+
+async def test_werk_worker_metrics_port_serves_the_counters(dsn: str, schema: str, tmp_path: Any) -> None:
+    """``werk worker --metrics-port 0`` (a real process): the log names the
+    address, and a scrape counts the jobs the process ran."""
+    import re
+
+    from tests.procapp import noop_job
+    from tests.proctools import child_env, spawn, worker_argv
+
+    app = Werk(dsn, schema=schema, task_modules=["tests"])
+    async with app:
+        argv = worker_argv("-q", "mq", "--metrics-port", "0", "--poll-interval", "0.2")
+        with trio.fail_after(90):
+            async with spawn(argv, env=child_env(dsn, schema), log_path=tmp_path / "w.log") as child:
+                line = await child.wait_for_output("/metrics")
+                match = re.search(r"metrics on (http://127\.0\.0\.1:\d+)/metrics", line)
+                assert match, line
+                jobs = [await app.enqueue(noop_job, _queue="mq") for _ in range(3)]
+                for job in jobs:
+                    assert job is not None
+                    assert (await app.wait_for(job.id, timeout=60)).status is JobStatus.COMPLETE
+                async with httpx.AsyncClient() as client:
+                    body = (await client.get(match[1] + "/metrics")).text
+                got = samples(body)
+                key = ("wrk_jobs_completed_total", (("function", "tests.procapp.noop_job"), ("queue", "mq")))
+                assert got[key] == 3

@@ -282,7 +282,9 @@ class Runner:
             return Outcome(job, "fail", error=error, delay=delay)
         return Outcome(job, "fail", error=error)
 
-    async def _finish(self, job: Job, ctx: Context, outcome: Outcome | None, exc: BaseException | None) -> None:
+    async def _finish(
+        self, job: Job, ctx: Context, outcome: Outcome | None, exc: BaseException | None
+    ) -> None:
         worker = self.worker
         assert outcome is not None
         ctx.exception = exc if outcome.kind != "complete" else None

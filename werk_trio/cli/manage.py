@@ -21,7 +21,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..errors import ConfigError, JobNotFound
+from ..errors import JobNotFound
 from ..jobs import TERMINAL_STATUSES
 from ._common import (
     Failed,
@@ -136,18 +136,25 @@ def _job_action(name: str, past: str, method: str) -> click.Command:
             call: Callable[[Any], Awaitable[Any]] = getattr(werk, method)
             changed, missed = 0, 0
             for jid in dict.fromkeys(job_ids):
+                # the calls answer True/False (pgwerk's); the job read first names
+                # the state that refused the change
+                error = None
                 try:
-                    result = await call(jid)
-                except (JobNotFound, ConfigError) as ex:
+                    before = await werk.get_job(jid)
+                except JobNotFound as ex:
+                    error = str(ex)
+                else:
+                    if await call(jid) is False:
+                        error = f"cannot {name} job {jid}: it is {before.status.value}"
+                if error is not None:
                     missed += 1
-                    line = {"id": str(jid), "changed": False, "error": str(ex)}
                     if as_json:
-                        emit_json([line])
+                        emit_json([{"id": str(jid), "changed": False, "error": error}])
                     else:
-                        click.echo(f"werk: {safe(ex)}", err=True)
+                        click.echo(f"werk: {safe(error)}", err=True)
                     continue
                 changed += 1
-                status = "deleted" if result is None else result.status.value
+                status = "deleted" if name == "delete" else (await werk.get_job(jid)).status.value
                 if as_json:
                     emit_json([{"id": str(jid), "changed": True, "status": status}])
                 else:

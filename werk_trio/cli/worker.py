@@ -26,6 +26,10 @@ WORKER_TYPES = ("async", "thread", "process", "fork")
 @click.option("--abort-interval", type=float, default=None)
 @click.option("--dequeue-strategy", type=click.Choice(["priority", "round_robin", "random"]),
               default="priority", show_default=True)
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve this worker's Prometheus counters on this port "
+                   "(0: a free one; the log says which).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @log_options(default_level="INFO")
 def command(app: str, queues: str, concurrency: int, worker_type: str, burst: bool, log_level: str,
             log_format: str, no_color: bool, **intervals: Any) -> None:  # fmt: skip

@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 
 from .. import __version__
 from .. import sql as sqlmod
-from ..errors import ConfigError, JobNotFound, WerkError
+from ..errors import ConfigError, WerkError
 from ..jobs import JobStatus
 from .errors import ApiError, error_response, install_handlers
 from .guard import LOOPBACK_HOSTS, Guard
@@ -228,21 +228,14 @@ async def get_executions(job_id: uuid.UUID, werk: Werk = WerkDep) -> list[Execut
 @api.get("/jobs/{job_id}/dependencies", tags=["jobs"], summary="Ids of the jobs this one depends on")
 async def get_dependencies(job_id: uuid.UUID, werk: Werk = WerkDep) -> list[str]:
     await werk.get_job(job_id)
-    deps = await werk.get_job_dependencies(job_id)
-    return [str(d["job_id"]) if isinstance(d, dict) else str(d) for d in deps]
+    return [str(d) for d in await werk.get_job_dependencies(job_id)]
 
 
-async def _change(werk: Werk, job_id: uuid.UUID, method: Callable[[Any], Any], verb: str) -> None:
-    """A state change: 404 for no job, 409 for a job in the wrong state
-    (whether the Werk method says so with False or with a ConfigError)."""
+async def _change(werk: Werk, job_id: uuid.UUID, method: Callable[[Any], Awaitable[bool]], verb: str) -> None:
+    """A state change: 404 for no job, 409 for a job in a state the call does
+    not apply to (the Werk method answers False and changes nothing)."""
     job = await werk.get_job(job_id)
-    try:
-        done = await method(job_id)
-    except JobNotFound:
-        raise
-    except ConfigError as ex:
-        raise ApiError(409, str(ex), field="job_id") from None
-    if done is False:
+    if not await method(job_id):
         raise ApiError(409, f"cannot {verb} job {job_id}: it is {job.status.value}", field="job_id")
 
 
@@ -268,6 +261,7 @@ async def requeue_job(job_id: uuid.UUID, werk: Werk = WerkDep) -> dict[str, Any]
 @api.delete("/jobs/{job_id}", tags=["jobs"], status_code=204, response_class=Response,
             summary="Delete a job row")
 async def delete_job(job_id: uuid.UUID, werk: Werk = WerkDep) -> Response:
+    await werk.get_job(job_id)  # 404 for a missing job (delete_job itself is silent, as pgwerk's)
     await werk.delete_job(job_id)
     return Response(status_code=204)
 
