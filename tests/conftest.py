@@ -7,6 +7,7 @@ fresh schema, dropped afterwards, so tests can run in any order.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +17,17 @@ import pytest
 
 from werk_trio import Werk
 from werk_trio.embedded import embedded_dsn
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging() -> Iterator[None]:
+    """Each test leaves the ``werk_trio`` logger as it found it: a test (or an
+    in-process CLI run) that calls configure_logging() installs its handler and
+    stops propagation, which would hide later tests' records from caplog."""
+    logger = logging.getLogger("werk_trio")
+    saved = (logger.handlers[:], logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = saved
 
 
 @pytest.fixture(scope="session")
