@@ -231,7 +231,9 @@ async def get_dependencies(job_id: uuid.UUID, werk: Werk = WerkDep) -> list[str]
     return [str(d) for d in await werk.get_job_dependencies(job_id)]
 
 
-async def _change(werk: Werk, job_id: uuid.UUID, method: Callable[[Any], Awaitable[bool]], verb: str) -> None:
+async def _state_change(
+    werk: Werk, job_id: uuid.UUID, method: Callable[[Any], Awaitable[bool]], verb: str
+) -> None:
     """A state change: 404 for no job, 409 for a job in a state the call does
     not apply to (the Werk method answers False and changes nothing)."""
     job = await werk.get_job(job_id)
@@ -241,20 +243,20 @@ async def _change(werk: Werk, job_id: uuid.UUID, method: Callable[[Any], Awaitab
 
 @api.post("/jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job that has not started")
 async def cancel_job(job_id: uuid.UUID, werk: Werk = WerkDep) -> dict[str, Any]:
-    await _change(werk, job_id, werk.cancel_job, "cancel")
+    await _state_change(werk, job_id, werk.cancel_job, "cancel")
     return {"cancelled": True, "job_id": str(job_id)}
 
 
 @api.post("/jobs/{job_id}/abort", tags=["jobs"],
           summary="Abort a job (a running one stops within abort_interval)")
 async def abort_job(job_id: uuid.UUID, werk: Werk = WerkDep) -> dict[str, Any]:
-    await _change(werk, job_id, werk.abort_job, "abort")
+    await _state_change(werk, job_id, werk.abort_job, "abort")
     return {"aborted": True, "job_id": str(job_id)}
 
 
 @api.post("/jobs/{job_id}/requeue", tags=["jobs"], summary="Queue a finished job again")
 async def requeue_job(job_id: uuid.UUID, werk: Werk = WerkDep) -> dict[str, Any]:
-    await _change(werk, job_id, werk.requeue_job, "requeue")
+    await _state_change(werk, job_id, werk.requeue_job, "requeue")
     return {"requeued": True, "job_id": str(job_id)}
 
 
