@@ -148,7 +148,7 @@ WITH cand AS (
         error = CASE WHEN c.dep_failed THEN
             'werk_trio.errors.DependencyFailed: dependency ' || c.failed_parent || ' ended failed or aborted' END,
         expires_at = CASE WHEN c.dep_failed
-                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          THEN COALESCE(now() + make_interval(secs => LEAST(j.failure_ttl, 3155760000)), j.expires_at)
                           ELSE j.expires_at END
     FROM cand c
     WHERE j.id = c.job_id AND j.status = 'waiting' AND (c.all_done OR c.dep_failed)
@@ -221,7 +221,7 @@ GROUP BY queue ORDER BY queue
 CANCEL_JOB = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
     error = COALESCE(error, 'cancelled before it started'),
-    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
+    expires_at = COALESCE(now() + make_interval(secs => LEAST(failure_ttl, 3155760000)), expires_at)
 WHERE id = %(id)s AND status IN ('queued', 'scheduled', 'waiting')
 RETURNING """ + JOB_COLUMNS
 
@@ -256,7 +256,7 @@ BULK_REQUEUE = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'queued', attempts = 0, scheduled_at = now(), started_at = NULL,
         completed_at = NULL, worker_id = NULL, error = NULL, result = NULL, touched_at = NULL,
-        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => ttl) END
+        expires_at = CASE WHEN ttl IS NULL THEN NULL ELSE now() + make_interval(secs => LEAST(ttl, 3155760000)) END
     WHERE status IN ('failed', 'aborted')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
       AND (%(function)s::text IS NULL OR function = %(function)s)
@@ -270,7 +270,7 @@ BULK_CANCEL = """
 WITH upd AS (
     UPDATE {jobs} SET status = 'aborted', completed_at = now(),
         error = COALESCE(error, 'cancelled before it started'),
-        expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
+        expires_at = COALESCE(now() + make_interval(secs => LEAST(failure_ttl, 3155760000)), expires_at)
     WHERE status IN ('queued', 'scheduled', 'waiting')
       AND (%(queue)s::text IS NULL OR queue = %(queue)s)
     RETURNING id
@@ -747,9 +747,9 @@ WITH o AS (
         worker_id = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.worker_id END,
         expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL
                           WHEN c.new_status = 'complete' AND j.result_ttl IS NOT NULL
-                              THEN now() + make_interval(secs => j.result_ttl)
+                              THEN now() + make_interval(secs => LEAST(j.result_ttl, 3155760000))
                           WHEN c.new_status IN ('failed', 'aborted') AND j.failure_ttl IS NOT NULL
-                              THEN now() + make_interval(secs => j.failure_ttl)
+                              THEN now() + make_interval(secs => LEAST(j.failure_ttl, 3155760000))
                           ELSE j.expires_at END
     FROM cur c
     -- the fence again, here, so the UPDATE re-checks it on the row's latest
@@ -885,7 +885,7 @@ WITH lost AS (
         completed_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts THEN now() END,
         error = l.reason,
         expires_at = CASE WHEN j.status = 'aborting' OR j.attempts >= j.max_attempts
-                          THEN COALESCE(now() + make_interval(secs => j.failure_ttl), j.expires_at)
+                          THEN COALESCE(now() + make_interval(secs => LEAST(j.failure_ttl, 3155760000)), j.expires_at)
                           ELSE j.expires_at END
     FROM lost l WHERE j.id = l.id
     RETURNING j.id, j.status, j.queue
@@ -904,7 +904,7 @@ FROM upd
 EXPIRE_JOBS = """
 UPDATE {jobs} SET status = 'aborted', completed_at = now(),
     error = 'expired: not started within its ttl',
-    expires_at = COALESCE(now() + make_interval(secs => failure_ttl), expires_at)
+    expires_at = COALESCE(now() + make_interval(secs => LEAST(failure_ttl, 3155760000)), expires_at)
 WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
 RETURNING id
 """
