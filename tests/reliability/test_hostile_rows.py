@@ -201,7 +201,7 @@ async def test_hostile_rows_fail_alone_and_the_worker_exits_cleanly(
                 assert row is None, (label, row)
                 continue
             assert row is not None, label
-            status, error, attempts, repeat_remaining, _ = row
+            status, error, attempts, _repeat_remaining, _ = row
             if expected == "failed":
                 assert status == "failed", (label, status, error)
                 assert attempts == 1, (label, attempts)  # its first claim, final: no retry
