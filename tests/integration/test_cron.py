@@ -8,8 +8,6 @@ times are the database's.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -120,14 +118,11 @@ async def test_cron_expression_with_seconds_enqueues_on_its_ticks(app: Werk) -> 
 async def test_two_schedulers_started_at_the_same_instant_one_leads(
     app: Werk, dsn: str, schema: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # the handler on the logger itself: an earlier `werk cron` run in this
-    # process (test_cli_cron) may have stopped werk_trio's records propagating
-    cron_logger = logging.getLogger("werk_trio.cron")
-    cron_logger.addHandler(caplog.handler)
+    # (tests/conftest.py restores werk_trio's logger after every test, so an
+    # earlier in-process `werk cron` run cannot stop these records propagating)
     caplog.set_level("INFO", logger="werk_trio.cron")
     other_app = Werk(dsn, schema=schema, task_modules=["tests"])
-    with trio.fail_after(30), contextlib.ExitStack() as cleanup:
-        cleanup.callback(cron_logger.removeHandler, caplog.handler)
+    with trio.fail_after(30):
         async with other_app:
             pair = [fast(app), fast(other_app)]
             for s in pair:
