@@ -3,7 +3,8 @@
 Used when no DSN is given and neither ``WERK_DSN`` nor ``DATABASE_URL`` is set.
 It is the ``pgserver`` package (Postgres shipped in a wheel): the data
 directory is kept between runs (default ``~/.local/share/werk-trio/pgdata``,
-or ``WERK_EMBEDDED_DIR``), the server starts on first use and stops when the
+or ``WERK_EMBEDDED_DIR``; as root with a private home,
+``/var/lib/werk-trio/pgdata``: see :func:`default_dir`), the server starts on first use and stops when the
 last process using it exits. Several processes share one server.
 
 The server trusts every local connection, so its data directory and socket
@@ -42,12 +43,31 @@ INSTALL_HINT = (
 )
 
 
+#: The data directory of the embedded Postgres for root, when root's home
+#: keeps others out (the usual 0700 ``/root``): the server runs as the
+#: ``pgserver`` user, which could not reach a directory below it.
+ROOT_DIR = Path("/var/lib/werk-trio/pgdata")
+
+
 def default_dir() -> Path:
+    """Where the embedded Postgres keeps its data when no directory is given.
+
+    ``WERK_EMBEDDED_DIR`` if set; else ``$XDG_DATA_HOME/werk-trio/pgdata``
+    (``~/.local/share/werk-trio/pgdata``). As root, with neither variable set
+    and a home that others may not pass through, ``/var/lib/werk-trio/pgdata``
+    (root's daemons keep their data there), unless a data directory from an
+    earlier run already exists in the home.
+    """
     env = os.environ.get("WERK_EMBEDDED_DIR")
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "werk-trio" / "pgdata"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    home = Path(xdg or os.path.join(os.path.expanduser("~"), ".local", "share")) / "werk-trio" / "pgdata"
+    if xdg or os.name != "posix" or os.geteuid() != 0 or home.exists():
+        return home
+    if any(not stat.S_IMODE(p.stat().st_mode) & stat.S_IXOTH for p in _ancestors(home)):
+        return ROOT_DIR
+    return home
 
 
 def embedded_dsn(directory: str | os.PathLike[str] | None = None) -> str:

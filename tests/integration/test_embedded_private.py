@@ -94,3 +94,26 @@ def test_a_closed_parent_is_refused_as_root_and_kept_as_it_is(base: Path) -> Non
         # an ordinary user's server runs as that user: a private parent is fine
         _check_private(data, emb.embedded_dsn(data))
     assert _mode(closed) == 0o700
+
+
+def test_the_default_directory_as_root_with_a_private_home(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`werk demo` and `pytest` as root on a machine whose home is 0700 (the
+    usual /root): the default data directory must be one the server's
+    ``pgserver`` user can reach, or the README's two commands fail."""
+    for name in ("WERK_EMBEDDED_DIR", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    home = base / "home"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("HOME", str(home))
+    in_home = home / ".local" / "share" / "werk-trio" / "pgdata"
+    if AS_ROOT:
+        assert emb.default_dir() == emb.ROOT_DIR
+        in_home.mkdir(parents=True)  # a data directory of an earlier run is kept
+        assert emb.default_dir() == in_home
+    else:
+        assert emb.default_dir() == in_home
+    home.chmod(0o711)
+    shutil.rmtree(home / ".local", ignore_errors=True)
+    assert emb.default_dir() == in_home  # a home others may pass through: the data stays there
+    monkeypatch.setenv("WERK_EMBEDDED_DIR", str(base / "mine"))
+    assert emb.default_dir() == base / "mine"

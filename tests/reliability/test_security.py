@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 import pytest
 import trio
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import werk_trio
 from tests.proctools import child_env, spawn, worker_argv
@@ -282,7 +282,8 @@ async def test_password_is_in_no_log_record_exception_or_row(
         failing = [
             "postgresql://postgres:" + PASSWORD + "@127.0.0.1:1/postgres",
             f"host=127.0.0.1 port=1 user=postgres password={PASSWORD} dbname=postgres",
-            _with_password(dsn).replace("@/postgres", "@/no_such_db_" + uuid.uuid4().hex[:6]),
+            # the test server with a database that does not exist (whatever form WERK_TEST_DSN has)
+            make_conninfo(_with_password(dsn), dbname="no_such_db_" + uuid.uuid4().hex[:6]),
             f"postgresql://postgres:{PASSWORD}@localhost:notaport/postgres",
             f"postgres//postgres:{PASSWORD}@localhost/postgres",
         ]
