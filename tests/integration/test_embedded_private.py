@@ -96,7 +96,9 @@ def test_a_closed_parent_is_refused_as_root_and_kept_as_it_is(base: Path) -> Non
     assert _mode(closed) == 0o700
 
 
-def test_the_default_directory_as_root_with_a_private_home(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_default_directory_as_root_with_a_private_home(
+    base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`werk demo` and `pytest` as root on a machine whose home is 0700 (the
     usual /root): the default data directory must be one the server's
     ``pgserver`` user can reach, or the README's two commands fail."""
