@@ -55,15 +55,14 @@ def default_dir() -> Path:
     ``WERK_EMBEDDED_DIR`` if set; else ``$XDG_DATA_HOME/werk-trio/pgdata``
     (``~/.local/share/werk-trio/pgdata``). As root, with neither variable set
     and a home that others may not pass through, ``/var/lib/werk-trio/pgdata``
-    (root's daemons keep their data there), unless a data directory from an
-    earlier run already exists in the home.
+    (root's daemons keep their data there).
     """
     env = os.environ.get("WERK_EMBEDDED_DIR")
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME")
     home = Path(xdg or os.path.join(os.path.expanduser("~"), ".local", "share")) / "werk-trio" / "pgdata"
-    if xdg or os.name != "posix" or os.geteuid() != 0 or home.exists():
+    if xdg or os.name != "posix" or os.geteuid() != 0:
         return home
     if any(not stat.S_IMODE(p.stat().st_mode) & stat.S_IXOTH for p in _ancestors(home)):
         return ROOT_DIR
