@@ -34,7 +34,8 @@ async def test_queue_commands_change_controls_and_queues_lists_them(app: Werk, d
         assert info.rate_limit == (50, 1.0) and info.rate_by is None
 
         listed = (await invoke(dsn, schema, "queues", APP)).ok().stdout
-        assert re.search(r"│ mail +│ paused +│ [\d: -]+│ 3 per meta\.customer +│ 50/1s +│ +0 │ +2 │", listed), listed
+        row = r"│ mail +│ paused +│ [\d: -]+│ 3 per meta\.customer +│ 50/1s +│ +0 │ +2 │"
+        assert re.search(row, listed), listed
         assert re.search(r"│ other +│ active +│ +│ +│ +│ +1 │ +0 │", listed), listed
         lines = {q["queue"]: q for q in (await invoke(dsn, schema, "queues", APP, "--json")).ok().json()}
         assert lines["mail"]["counts"] == {"queued": 2} and lines["mail"]["total"] == 2

@@ -76,7 +76,7 @@ class MaxRunning(click.ParamType):  # type: ignore[type-arg]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
         if value is None or isinstance(value, int):
-            return value  # type: ignore[no-any-return]
+            return value
         if str(value).strip().lower() == "none":
             return None
         try:
@@ -182,8 +182,9 @@ def limit(app: str, name: str, max_running: int | None, partition_by: str | None
 
     async def body(werk: Any) -> None:
         await werk.set_queue_limit(name, max_running, partition_by=partition_by)
-        said = (f"queue {name}: no concurrency limit" if max_running is None else
-                f"queue {name}: at most {max_running} running" + (f" per {partition_by}" if partition_by else ""))
+        per = f" per {partition_by}" if partition_by else ""
+        said = (f"queue {name}: no concurrency limit" if max_running is None
+                else f"queue {name}: at most {max_running} running{per}")  # fmt: skip
         await _show(werk, name, as_json, no_color, said)
 
     run(app, log_level, log_format, body, no_color=no_color)
