@@ -428,7 +428,7 @@ async def test_token_protects_everything_but_health(app: Werk) -> None:
 
 async def test_read_only_refuses_every_state_change(app: Werk) -> None:
     changing = [(m, p) for m, p in _routes() if m not in ("GET", "HEAD")]
-    assert len(changing) == 14  # create, 3 bulk, 4 per job, 3 cron, 3 server
+    assert len(changing) == 20  # create, 3 bulk, 4 per job, 3 cron, 3 server, 6 queue controls
     with trio.fail_after(60):
         async with api_server(app, worker=False, read_only=True, allow_truncate=True) as srv:
             job = await app.enqueue(add, 1, 2, _delay=3600)

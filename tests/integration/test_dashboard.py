@@ -106,6 +106,13 @@ async def test_dashboard_live_in_a_terminal(app: Werk, dsn: str, schema: str, tm
                 assert re.search(r"│ \S+ +│ thread │ default │ .*│ alive", screen), screen
                 assert "workers online 1" in screen
 
+                # a paused, limited queue is marked in the counts and the summary
+                await app.pause_queue("other")
+                await app.set_rate_limit("other", 5, 1)
+                screen = await tmux.until(lambda s: "paused queues: other" in s, "the paused queue")
+                assert re.search(r"│ other +│ .*│ paused  5/1s +│", screen), screen
+                assert re.search(r"│ default +│ [^a-z]*│ +│", screen), screen  # no controls
+
                 # keys: failures view, workers view, pause, overview, quit
                 tmux.keys("f")
                 screen = await tmux.until(lambda s: "view: failures" in s, "the failures view")
@@ -157,5 +164,13 @@ async def test_dashboard_once_and_without_a_terminal(app: Werk, dsn: str, schema
         frame = (await invoke(dsn, schema, "dashboard", APP, "--once", "-q", "reports")).ok().stdout
         assert "jobs by queue and status" in frame and re.search(r"│ reports +│ +0 │ +1 │", frame), frame
         assert "no workers" in frame and "no failed jobs" in frame
+        assert "paused" not in frame
+        await app.pause_queue("reports")
+        await app.set_queue_limit("reports", 3, partition_by="_group")
+        await app.set_rate_limit("reports", 50, 1)
+        await app.pause_queue("elsewhere")  # another queue: -q reports leaves it out
+        frame = (await invoke(dsn, schema, "dashboard", APP, "--once", "-q", "reports")).ok().stdout
+        assert re.search(r"│ reports +│ +0 │ +1 │ .*│ paused  max 3 per _group  50/1s │", frame), frame
+        assert "paused queues: reports " in frame and "elsewhere" not in frame, frame
         live = await invoke(dsn, schema, "dashboard", APP)
         assert live.code == 2 and "the live dashboard needs a terminal; use --once" in live.stderr

@@ -374,6 +374,42 @@ async def test_random_strategy_serves_every_queue(app: Werk) -> None:
         assert [x[0] for x in LOG] != ["a", "b"] * 20 and [x[0] for x in LOG] != ["b", "a"] * 20
 
 
+async def test_round_robin_and_random_hold_on_limited_queues(app: Werk) -> None:
+    """A worker serving limited queues claims through CLAIM_LIMITED_BY_QUEUE:
+    its strategy still decides the order (not priority, as CLAIM_LIMITED's)."""
+    with trio.fail_after(20):
+        # a and b limited (b also rate-limited), c plain: one claim statement serves all three
+        await app.set_queue_limit("a", 50)
+        await app.set_queue_limit("b", 50)
+        await app.set_rate_limit("b", 1000, 1)
+        for queue, n, prio in [("c", 3, 0), ("b", 2, 0), ("a", 4, 5)]:
+            for i in range(n):
+                await app.enqueue(label, f"{queue}{i}", _queue=queue, _priority=prio)
+        w = make_worker(
+            app, queues=["a", "b", "c"], concurrency=1, burst=True,
+            dequeue_strategy=DequeueStrategy.RoundRobin,
+        )  # fmt: skip
+        await w.run()
+        order = [x[0] for x in LOG]
+        # Priority would run a's four first; turns take one from each queue
+        assert sorted(order[0:3]) == ["a", "b", "c"], order
+        assert sorted(order[3:6]) == ["a", "b", "c"], order
+        assert sorted(order[6:9]) == ["a", "a", "c"] and order[6] != order[7], order
+        assert [x for x in LOG if x[0] == "a"] == ["a0", "a1", "a2", "a3"]
+
+        LOG.clear()
+        for i in range(20):
+            await app.enqueue(label, f"a{i}", _queue="a", _priority=10)
+            await app.enqueue(label, f"b{i}", _queue="b", _priority=0)
+        w = make_worker(
+            app, queues=["a", "b"], concurrency=1, burst=True, dequeue_strategy=DequeueStrategy.Random
+        )
+        await w.run()
+        assert sorted(LOG) == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)])
+        first = [x[0] for x in LOG[:20]]
+        assert "a" in first and "b" in first  # all 20 a's first: probability 2**-19
+
+
 async def test_burst_returns_at_once_when_nothing_is_claimable(app: Werk) -> None:
     with trio.fail_after(10):
         later = await app.enqueue(noop, _delay=60)

@@ -2,7 +2,8 @@
 
 ``gate`` holds its job until the test opens the gate (a Trio event, set from
 the browser thread with ``trio.from_thread``), so a test can see jobs active
-on the overview and then see them complete.
+on the overview and then see them complete; ``report`` sets its progress
+first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ async def gate(name: str = "default") -> str:
     return f"opened {name}"
 
 
+async def report(ctx: Any, name: str = "report") -> str:
+    """Reports progress, then holds like ``gate``."""
+    await ctx.set_progress(0.4, "two of five")
+    await GATE.setdefault(name, trio.Event()).wait()
+    return f"reported {name}"
+
+
 async def add(a: int, b: int) -> int:
     return a + b
 
@@ -37,5 +45,5 @@ async def echo(**kwargs: Any) -> dict[str, Any]:
 
 
 def register(app: Werk) -> None:
-    for func in (gate, add, explode, echo):
+    for func in (gate, report, add, explode, echo):
         app.task(func)

@@ -30,6 +30,7 @@ ADD = "tests.web.dashboard_tasks.add"
 ECHO = "tests.web.dashboard_tasks.echo"
 EXPLODE = "tests.web.dashboard_tasks.explode"
 GATE = "tests.web.dashboard_tasks.gate"
+REPORT = "tests.web.dashboard_tasks.report"
 HOUR = 3600.0
 
 
@@ -74,6 +75,7 @@ PAGES = {
     "job-failed": (None, None),  # the failed job's detail (id known at run time)
     "workers": ("#/workers", "Workers"),
     "worker": (None, None),
+    "queues": ("#/queues", "Queues"),
     "cron": ("#/cron", "Cron"),
     "maintenance": ("#/maintenance", "Maintenance"),
 }
@@ -87,6 +89,10 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
     bad = await app.enqueue(EXPLODE, "page-tour")
     await app.enqueue(ECHO, _queue="reports", _delay=HOUR, note="later")
     await app.enqueue(ADD, 1, 1, _queue="reports")
+    # no worker serves "reports": its controls are for the queues page to show
+    await app.pause_queue("reports")
+    await app.set_queue_limit("reports", 2, partition_by="meta.customer")
+    await app.set_rate_limit("reports", 10, 1)
     scheduler = CronScheduler(app, lease=2.0, standby_retry_interval=0.2)
     scheduler.register(ECHO, cron="0 3 * * *", queue="reports", kwargs={"what": "nightly"}, name="nightly")
     async with served(app) as base, trio.open_nursery() as nursery:
@@ -123,7 +129,7 @@ async def test_every_page_loads_without_console_errors_light_and_dark(
             page.locator("#send-open").click()
             expect(page.locator("#send")).to_be_visible()
             options = page.locator("#send-function option").all_text_contents()
-            assert set(options) == {ADD, ECHO, EXPLODE, GATE}, options
+            assert set(options) == {ADD, ECHO, EXPLODE, GATE, REPORT}, options
             page.screenshot(path=str(screenshot_dir / f"send-{scheme}.png"))
             page.keyboard.press("Escape")
             expect(page.locator("#send")).to_be_hidden()
@@ -490,7 +496,7 @@ async def test_read_only_hides_and_refuses_every_action(web_app: Werk) -> None:
         def body(session: Session) -> None:
             page = session.page
             for view in ("#/jobs", f"#/jobs/{queued.id}", f"#/jobs/{failed.id}", "#/maintenance", "#/cron",
-                         "#/"):
+                         "#/queues", "#/"):
                 session.open(view)
                 expect(page.locator("#mode")).to_be_visible()
                 expect(page.locator("#live")).to_contain_text("updated")
@@ -504,6 +510,9 @@ async def test_read_only_hides_and_refuses_every_action(web_app: Werk) -> None:
             assert refused["status"] == 403, refused
             assert "read-only" in json.loads(refused["body"])["error"]
             assert api_fetch(session, "DELETE", f"/api/jobs/{failed.id}")["status"] == 403
+            session.open("#/queues")
+            expect(rows(session, "#queue-controls")).to_have_count(2)  # listed, not changeable
+            assert api_fetch(session, "POST", "/api/queues/idle/pause")["status"] == 403
             assert all("403" in e for e in session.errors), session.errors
 
         await in_browser(base, body)
@@ -642,3 +651,100 @@ async def test_cron_page_pauses_resumes_and_triggers(web_app: Werk) -> None:
         job = await app.get_job(job_id)
         assert (job.cron_name, job.status, job.result) == ("hourly", JobStatus.COMPLETE, 42)
         nursery.cancel_scope.cancel()
+
+
+# --- queues (flow control) and progress ------------------------------------------------------
+
+
+async def test_queues_page_pauses_resumes_and_edits_limits(web_app: Werk) -> None:
+    app = web_app
+    for i in range(3):
+        await app.enqueue(ADD, i, 1, _queue="mail")
+    await app.enqueue(ECHO, _queue="reports", _delay=HOUR)
+    await app.set_rate_limit("reports", 5, 2)
+    async with served(app) as base:
+
+        def controls(name: str) -> Any:
+            found = {q.name: q for q in trio.from_thread.run(app.list_queues)}
+            return found[name]
+
+        def body(session: Session) -> None:
+            page = session.page
+            session.open("#/queues")
+            expect(rows(session, "#queue-controls")).to_have_count(2)
+            mail = page.locator("#queue-controls tr[data-id=mail]")
+            expect(page.locator("#queue-controls tr[data-id=reports]")).to_contain_text("5 per 2 s")
+            expect(mail).to_contain_text("active")
+
+            mail.locator("[data-action=pause]").click()
+            confirm(session, "Pause queue mail?")
+            expect(page.locator(".toast").last).to_have_text("Paused queue mail")
+            assert controls("mail").paused is True
+            expect(mail.locator(".badge")).to_have_text("paused")
+            session.open("#/")  # the overview marks it too
+            expect(page.locator("#queues tr[data-id=mail]")).to_contain_text("paused")
+            expect(page.locator("#queues tr[data-id=reports]")).not_to_contain_text("paused")
+
+            session.open("#/queues")
+            dialog = page.locator("#limits")
+            mail.locator("[data-action=limits]").click()
+            expect(dialog).to_be_visible()
+            expect(page.locator("#limits-queue")).to_have_text("mail")
+            page.locator("#limits-max").fill("3")
+            page.locator("#limits-by").fill("meta.customer")
+            page.locator("#rate-n").fill("10")
+            page.locator("#rate-per").fill("0")
+            page.locator("#limits-submit").click()
+            expect(page.locator("#limits-error")).to_contain_text("Per seconds: a number of seconds above 0")
+            assert controls("mail").max_running is None, "nothing sent"
+            page.locator("#rate-per").fill("2.5")
+            page.locator("#rate-by").fill("customer")  # the API refuses this one
+            page.locator("#limits-submit").click()
+            expect(page.locator("#limits-error")).to_contain_text("partition_by: partition_by must be None")
+            page.locator("#rate-by").fill("")
+            page.locator("#limits-submit").click()
+            expect(dialog).to_be_hidden()
+            expect(page.locator(".toast").last).to_have_text("Saved the limits of queue mail")
+            saved = controls("mail")
+            assert (saved.max_running, saved.limit_by, saved.rate_limit, saved.rate_by) == (
+                3, "meta.customer", (10, 2.5), None)
+            expect(mail).to_contain_text("3 per meta.customer")
+            expect(mail).to_contain_text("10 per 2.5 s")
+
+            # emptied counts remove the limits
+            mail.locator("[data-action=limits]").click()
+            expect(page.locator("#limits-max")).to_have_value("3")
+            page.locator("#limits-max").fill("")
+            page.locator("#rate-n").fill("")
+            page.locator("#limits-submit").click()
+            expect(dialog).to_be_hidden()
+            mail.locator("[data-action=resume]").click()
+            expect(page.locator(".toast").last).to_have_text("Resumed queue mail")
+            expect(mail.locator(".badge")).to_have_text("active")
+            cleared = controls("mail")
+            assert (cleared.paused, cleared.max_running, cleared.rate_limit) == (False, None, None)
+            # the browser logs the one refused request, nothing else
+            assert len(session.errors) == 1 and "422" in session.errors[0], session.errors
+
+        await in_browser(base, body)
+
+
+async def test_job_page_shows_progress_as_a_bar(web_app: Werk) -> None:
+    app = web_app
+    job = await app.enqueue(REPORT, "bar")
+    async with served(app) as base:
+
+        def body(session: Session) -> None:
+            page = session.page
+            session.open(f"#/jobs/{job.id}")
+            bar = page.locator("#progress progress")
+            expect(bar).to_have_attribute("value", "0.4")
+            expect(page.locator("#progress")).to_contain_text("40% · two of five")
+            expect(page.locator("main h1 .badge")).to_have_text("active")
+            trio.from_thread.run_sync(dashboard_tasks.GATE.setdefault("bar", trio.Event()).set)
+            expect(page.locator("main h1 .badge")).to_have_text("complete")
+            expect(page.locator("#progress")).to_contain_text("40% · two of five")  # the last report stays
+            assert session.errors == [], session.errors
+
+        await in_browser(base, body)
+        assert (await app.get_job(job.id)).result == "reported bar"

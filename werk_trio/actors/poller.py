@@ -15,7 +15,8 @@ group race (two workers claiming one group) is retried at once.
 Flow control: the poller keeps the controls of its queues (``QueueControls``,
 loaded at start and again whenever the listener hears they changed, or a
 claim's answer counts them differently); with limited queues each claim
-takes their locks (LOCK_QUEUES) and runs CLAIM_LIMITED in the same pipeline.
+takes their locks (LOCK_QUEUES) and runs CLAIM_LIMITED (CLAIM_LIMITED_BY_QUEUE
+for RoundRobin and Random) in the same pipeline.
 It also keeps the earliest due time of its queues: a short claim's answer
 says when the next job becomes claimable (a job due later, a freed rate
 slot), NOTIFYs of jobs due later lower it, and the idle wait ends at that
@@ -149,7 +150,7 @@ class Poller:
             await self.load_controls()
         limited = self.controls.limited
         if limited:
-            query = sql.CLAIM_LIMITED
+            query = sql.CLAIM_LIMITED if by_priority else sql.CLAIM_LIMITED_BY_QUEUE
             params["locked"] = array_literal(limited)
             params["scan"] = max(4 * n, PARTITION_SCAN)
         # sent with every claim: see CLAIM_SETTINGS in sql/queries.py

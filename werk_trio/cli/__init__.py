@@ -2,7 +2,8 @@
 
 pgwerk's commands and flags (``worker``, ``info``, ``jobs``, ``stats``,
 ``throughput``, ``slowest``, ``purge``, ``dashboard``, ``migrate``, ``demo``)
-plus job operations (``job``, ``requeue``, ``enqueue``). Commands written in
+plus job operations (``job``, ``requeue``, ``enqueue``) and flow control
+(``queues``, ``queue``). Commands written in
 other modules expose a ``click.Command`` named ``command`` and are listed in
 :data:`COMMAND_MODULES`. Errors are one line on stderr (``werk: error: ...``,
 password masked, control characters escaped): exit status 2 for usage, 1 for
@@ -34,6 +35,7 @@ COMMAND_MODULES = (
     "worker",
     "inspect",
     "manage",
+    "queues",
     "dashboard",
     "demo",
     "cron",

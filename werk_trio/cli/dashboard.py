@@ -1,8 +1,9 @@
 """``werk dashboard APP``: a live full-screen view of the queue.
 
 Every ``--interval`` seconds it reads one round of the introspection API
-(``get_queue_stats``, ``get_throughput_history``, ``get_queue_depth_history``,
-``list_workers``, and ``list_jobs`` for running jobs and recent failures) and
+(``get_queue_stats``, ``list_queues`` for paused queues and limits,
+``get_throughput_history``, ``get_queue_depth_history``, ``list_workers``,
+and ``list_jobs`` for running jobs and recent failures) and
 redraws in place (rich ``Live`` on the alternate screen: no flicker). Keys:
 ``q`` quits, ``p`` (or space) pauses refreshing, ``o`` / ``f`` / ``w`` (or
 ``1`` / ``2`` / ``3``) switch between overview, failures and workers, ``r``
@@ -31,6 +32,7 @@ from rich.text import Text
 
 from ._common import app_argument, first_line, log_options, make_console, run, safe, seconds_ago, table, when
 from .inspect import STATUSES, state_text, worker_dict, workers_table
+from .queues import limit_text, queue_dict, rate_text
 
 VIEWS = {"o": "overview", "1": "overview", "f": "failures", "2": "failures", "w": "workers", "3": "workers"}
 _BLOCKS = " ▁▂▃▄▅▆▇█"
@@ -41,6 +43,7 @@ class Snapshot:
     """What one refresh read."""
 
     queues: list[dict[str, Any]] = field(default_factory=list)
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)  # queue -> queue_dict, with controls
     total: int = 0
     online: int = 0
     throughput: list[tuple[Any, int, int]] = field(default_factory=list)  # (minute, completed, failed)
@@ -69,6 +72,10 @@ async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
     snap = Snapshot()
     queues, snap.total, snap.online = await werk.get_queue_stats()
     snap.queues = [q for q in queues if queue in (None, q["queue"])]
+    for info in await werk.list_queues():
+        q = queue_dict(info)
+        if queue in (None, q["queue"]) and (q["paused"] or q["max_running"] or q["rate_n"]):
+            snap.controls[q["queue"]] = q
     per_minute: dict[Any, tuple[int, int]] = {}
     for row in await werk.get_throughput_history(minutes=minutes, bucket_secs=60):
         c, f = per_minute.get(row["time"], (0, 0))
@@ -116,10 +123,24 @@ def sparkline(values: list[int], width: int = 30) -> str:
     return "".join(_BLOCKS[0 if peak == 0 else max(1, round(v / peak * 8)) if v else 0] for v in values)
 
 
+def controls_text(q: dict[str, Any] | None) -> Text:
+    """A queue's flow control in a few words: ``paused  max 3  50/1s``."""
+    text = Text()
+    if q is None:
+        return text
+    if q["paused"]:
+        text.append("paused", style="bold yellow")
+    for part in (f"max {limit_text(q)}" if q["max_running"] else "", rate_text(q)):
+        if part:
+            text.append(("  " if text else "") + safe(part))
+    return text
+
+
 def _counts(snap: Snapshot) -> RenderableType:
-    rows = [(q["queue"], *(q.get(s, 0) for s in STATUSES)) for q in snap.queues]
-    totals = ("all", *(sum(q.get(s, 0) for q in snap.queues) for s in STATUSES))
-    return table(None, ("queue", *STATUSES), [*rows, totals], right=STATUSES)
+    rows = [(q["queue"], *(q.get(s, 0) for s in STATUSES), controls_text(snap.controls.get(q["queue"])))
+            for q in snap.queues]  # fmt: skip
+    totals = ("all", *(sum(q.get(s, 0) for q in snap.queues) for s in STATUSES), "")
+    return table(None, ("queue", *STATUSES, "controls"), [*rows, totals], right=STATUSES)
 
 
 def _depth(snap: Snapshot) -> RenderableType:
@@ -156,6 +177,9 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
     summary = Text(f"jobs {snap.total}  workers online {snap.online}")
     if dead:
         summary.append(f"  DEAD workers {dead}", style="bold red")
+    paused = sorted(name for name, q in snap.controls.items() if q["paused"])
+    if paused:
+        summary.append(f"  paused queues: {safe(', '.join(paused))}", style="bold yellow")
     head.no_wrap, head.overflow = True, "ellipsis"  # a long title never pushes the summary out
     header = Panel(Group(summary, head))
     header_rows = 6 if snap.error else 5

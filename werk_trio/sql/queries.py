@@ -561,12 +561,16 @@ def _part(by: str, alias: str) -> str:
 #   and the window's expired rows are pruned;
 # * a short answer's due time includes the next free rate slot of a queue
 #   whose budget ran out.
-# Order: priority across the queues (RoundRobin/Random workers too).
-CLAIM_LIMITED = """
+# Order: the worker's dequeue strategy, as the plain claims -- CLAIM_LIMITED
+# by priority across the queues (CLAIM_PRIORITY's), CLAIM_LIMITED_BY_QUEUE
+# interleaving the queues in the given order (CLAIM_BY_QUEUE's: the first
+# eligible job of each queue, then the second of each, ...).
+def _claim_limited(order: str) -> str:
+    return """
 WITH qs AS (
-    SELECT q.name, f.max_running, f.limit_by, f.rate_n, f.rate_by,
+    SELECT q.name, q.pos, f.max_running, f.limit_by, f.rate_n, f.rate_by,
         make_interval(secs => f.rate_secs) AS win
-    FROM unnest(%(queues)s::text[]) AS q(name)
+    FROM unnest(%(queues)s::text[]) WITH ORDINALITY AS q(name, pos)
     LEFT JOIN {queues} f ON f.name = q.name
     WHERE f.name IS NULL OR (NOT f.paused AND f.name = ANY(%(locked)s::text[]))
 ), pruned AS (
@@ -588,7 +592,7 @@ WITH qs AS (
             + qs.win END AS rate_free_at
     FROM qs
 ), cand AS (
-    SELECT s.id, s.group_key, s.priority, s.scheduled_at, b.name AS q, b.max_running, b.limit_by,
+    SELECT s.id, s.group_key, s.priority, s.scheduled_at, b.name AS q, b.pos, b.max_running, b.limit_by,
         b.rate_n, b.rate_by, b.win, LEAST(b.run_left, b.rate_left) AS queue_left,
         CASE WHEN b.limit_by IS NOT NULL THEN """ + _part("b.limit_by", "s") + """ END AS lpart,
         CASE WHEN b.rate_by IS NOT NULL THEN """ + _part("b.rate_by", "s") + """ END AS rpart
@@ -627,10 +631,9 @@ WITH qs AS (
     FROM judged j WHERE j.run_ok AND j.rate_ok
 ), picked AS (
     -- a whole-queue limit beside a partitioned one: the queue's own budget too
-    SELECT id, group_key, q, rpart, rate_n,
-        row_number() OVER (ORDER BY priority DESC, scheduled_at, id) AS ord
+    SELECT id, group_key, q, rpart, rate_n, row_number() OVER (ORDER BY """ + order + """) AS ord
     FROM eligible WHERE queue_rank <= queue_left
-    ORDER BY priority DESC, scheduled_at, id LIMIT %(n)s
+    ORDER BY """ + order + """ LIMIT %(n)s
 ), """ + _CLAIM_UPDATE + """, logged AS (
     INSERT INTO {rate_log} (queue, part, started_at)
     SELECT p.q, COALESCE(p.rpart, ''), now() FROM claimed c JOIN picked p ON p.id = c.id
@@ -640,6 +643,10 @@ WITH qs AS (
      WHERE b.rate_free_at IS NOT NULL
        AND b.rate_left <= (SELECT count(*) FROM picked p WHERE p.q = b.name)),
     (SELECT min(j.part_free_at) FROM judged j WHERE j.run_ok AND NOT j.rate_ok))""")
+
+
+CLAIM_LIMITED = _claim_limited("priority DESC, scheduled_at, id")
+CLAIM_LIMITED_BY_QUEUE = _claim_limited("queue_rank, pos")
 
 # The controls of the given queues (a worker loads its own at start and when
 # a NOTIFY says they changed) or of all (list_queues).

@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from .. import __version__
 from .. import sql as sqlmod
 from ..errors import ConfigError, WerkError
+from ..flow import QueueInfo
 from ..jobs import JobStatus
 from .errors import ApiError, error_response, install_handlers
 from .guard import LOOPBACK_HOSTS, Guard
@@ -49,6 +50,9 @@ from .models import (
     ExecutionResponse,
     JobResponse,
     PurgeRequest,
+    QueueLimitRequest,
+    QueueRateRequest,
+    QueueResponse,
     QueueStats,
     StatsResponse,
     WorkerResponse,
@@ -415,6 +419,68 @@ async def pause_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, An
 async def resume_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
     await _cron(werk, name, werk.resume_cron)
     return {"resumed": True, "name": name}
+
+
+# --- queues (flow control) ------------------------------------------------------
+
+QueueName = Path(min_length=1, max_length=1000, description="the queue's name")
+
+
+@api.get("/queues", tags=["queues"],
+         summary="Every queue with jobs or controls: paused, limits, rate, counts by status")
+async def list_queues(werk: Werk = WerkDep) -> list[QueueResponse]:
+    return [QueueResponse.from_info(q) for q in await werk.list_queues()]
+
+
+async def _queue_change(werk: Werk, name: str, change: Awaitable[None], field: str | None) -> QueueResponse:
+    """Apply a control change; the app's refusal (ConfigError) is a 422 naming
+    ``field``; answer the queue as it is now."""
+    try:
+        await change
+    except ConfigError as ex:
+        raise ApiError(422, f"{field}: {ex}" if field else str(ex), field=field) from None
+    found = {q.name: q for q in await werk.list_queues()}
+    return QueueResponse.from_info(found.get(name) or QueueInfo(name))
+
+
+@api.post("/queues/{name}/pause", tags=["queues"],
+          summary="Pause a queue: no worker starts its jobs (running ones finish)")
+async def pause_queue(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
+    return await _queue_change(werk, name, werk.pause_queue(name), None)
+
+
+@api.post("/queues/{name}/resume", tags=["queues"], summary="Resume a paused queue")
+async def resume_queue(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
+    return await _queue_change(werk, name, werk.resume_queue(name), None)
+
+
+@api.put("/queues/{name}/limits", tags=["queues"],
+         summary="Set a queue's global concurrency limit (max_running null removes it)")
+async def set_queue_limit(data: QueueLimitRequest, name: str = QueueName,
+                          werk: Werk = WerkDep) -> QueueResponse:
+    if data.max_running is None and data.partition_by is not None:
+        raise ApiError(422, "partition_by: goes with a limit (max_running null removes the limit)",
+                       field="partition_by")
+    change = werk.set_queue_limit(name, data.max_running, partition_by=data.partition_by)
+    return await _queue_change(werk, name, change, "partition_by")
+
+
+@api.delete("/queues/{name}/limits", tags=["queues"], summary="Remove a queue's concurrency limit")
+async def clear_queue_limit(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
+    return await _queue_change(werk, name, werk.set_queue_limit(name, None), None)
+
+
+@api.put("/queues/{name}/rate", tags=["queues"],
+         summary="Set a queue's rate limit: at most n jobs started per per_seconds")
+async def set_rate_limit(data: QueueRateRequest, name: str = QueueName,
+                         werk: Werk = WerkDep) -> QueueResponse:
+    change = werk.set_rate_limit(name, data.n, data.per_seconds, partition_by=data.partition_by)
+    return await _queue_change(werk, name, change, "partition_by")
+
+
+@api.delete("/queues/{name}/rate", tags=["queues"], summary="Remove a queue's rate limit")
+async def clear_rate_limit(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
+    return await _queue_change(werk, name, werk.set_rate_limit(name, None), None)
 
 
 # --- server -------------------------------------------------------------------

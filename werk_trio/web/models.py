@@ -8,6 +8,7 @@ knows more, fields are added after pgwerk's, never renamed:
   (a client that enqueued a job wants its result; values the JSON encoder
   cannot represent are sent as their ``repr``, so a pickled result never
   fails a response);
+* jobs also add ``progress`` and ``progress_message`` (``ctx.set_progress``);
 * workers add ``queues`` (a list), ``hostname``, ``pid``, ``worker_type``,
   ``concurrency``, ``heartbeat_age`` and ``stopped_at`` (a werk_trio worker
   serves several queues: pgwerk's ``queue`` is them comma-separated).
@@ -24,6 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..flow import QueueInfo
 from ..jobs import Job, JobExecution
 
 __all__ = [
@@ -34,6 +36,9 @@ __all__ = [
     "ExecutionResponse",
     "JobResponse",
     "PurgeRequest",
+    "QueueLimitRequest",
+    "QueueRateRequest",
+    "QueueResponse",
     "QueueStats",
     "StatsResponse",
     "WorkerResponse",
@@ -96,6 +101,9 @@ class JobResponse(BaseModel):
     result: Any = None
     expires_at: datetime | None = None
     cron_name: str | None = None
+    #: What the handler last reported with ``ctx.set_progress``: 0..1 and a message.
+    progress: float | None = None
+    progress_message: str | None = None
 
     @classmethod
     def from_job(cls, job: Job) -> JobResponse:
@@ -126,6 +134,8 @@ class JobResponse(BaseModel):
             result=jsonable(job.result),
             expires_at=job.expires_at,
             cron_name=job.cron_name,
+            progress=job.progress,
+            progress_message=job.progress_message,
         )
 
 
@@ -243,3 +253,52 @@ class PurgeRequest(_Body):
 
     statuses: list[Purgeable] = Field(default_factory=lambda: list(_PURGEABLE), min_length=1, max_length=3)
     older_than_days: float = Field(default=30, ge=0, le=100_000)
+
+
+# --- flow control -----------------------------------------------------------------
+
+
+class QueueResponse(BaseModel):
+    """A queue as ``Werk.list_queues()`` shows it: its controls and its job
+    counts by status. ``limit_by`` / ``rate_by``: null (the whole queue),
+    ``"_group"`` or ``"meta.<key>"``."""
+
+    name: str
+    paused: bool = False
+    paused_at: datetime | None = None
+    max_running: int | None = None
+    limit_by: str | None = None
+    rate_n: int | None = None
+    rate_per_seconds: float | None = None
+    rate_by: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    total: int = 0
+
+    @classmethod
+    def from_info(cls, q: QueueInfo) -> QueueResponse:
+        rate_n, per = q.rate_limit if q.rate_limit is not None else (None, None)
+        return cls(name=q.name, paused=q.paused, paused_at=q.paused_at, max_running=q.max_running,
+                   limit_by=q.limit_by, rate_n=rate_n, rate_per_seconds=per, rate_by=q.rate_by,
+                   counts=dict(q.counts), total=sum(q.counts.values()))  # fmt: skip
+
+
+_PARTITION = ("null (the whole queue), \"_group\" (per job group) or \"meta.<key>\" "
+              "(per value of a meta key)")
+
+
+class QueueLimitRequest(_Body):
+    """``PUT /api/queues/{name}/limits``: at most ``max_running`` of the
+    queue's jobs active at once across all workers; null removes the limit."""
+
+    max_running: int | None = Field(ge=1, le=2**31 - 1)
+    partition_by: str | None = Field(default=None, max_length=1005, description=_PARTITION)
+
+
+class QueueRateRequest(_Body):
+    """``PUT /api/queues/{name}/rate``: at most ``n`` of the queue's jobs
+    started in any window of ``per_seconds`` (database clock), across all
+    workers (``DELETE`` removes it)."""
+
+    n: int = Field(ge=1, le=2**31 - 1)
+    per_seconds: float = Field(gt=0, le=86400 * 366, allow_inf_nan=False)
+    partition_by: str | None = Field(default=None, max_length=1005, description=_PARTITION)

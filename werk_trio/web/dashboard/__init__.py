@@ -43,6 +43,7 @@ ASSETS = {
 #: The page's optional parts, by the Werk method their endpoints call.
 FEATURES = {
     "cron": "list_cron_stats",
+    "flow_control": "list_queues",
     "history": "get_throughput_history",
     "server_info": "get_server_info",
 }

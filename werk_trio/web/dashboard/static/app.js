@@ -152,6 +152,7 @@
   }
   const get = (path) => api("GET", path);
   const post = (path, body) => api("POST", path, body);
+  const put = (path, body) => api("PUT", path, body);
 
   function query(params) {
     const q = new URLSearchParams();
@@ -370,12 +371,14 @@
   async function overview() {
     const root = h("div");
     const minutes = S.window;
-    const [stats, tput, depth, failed] = await Promise.all([
+    const [stats, tput, depth, failed, controls] = await Promise.all([
       get("/api/stats"),
       maybe(`/api/stats/throughput?minutes=${minutes}`, "history"),
       maybe(`/api/stats/queue-depth?minutes=${minutes}`, "history"),
       get("/api/jobs?status=failed&limit=100"),
+      maybe("/api/queues", "flow_control"),
     ]);
+    const paused = new Set(controls instanceof Error ? [] : controls.filter((q) => q.paused).map((q) => q.name));
     const queues = stats.queues;
     const oldest = await Promise.all(queues.map((q) => (q.queued > 0
       ? get(`/api/jobs${query({ queue: q.queue, status: "queued", limit: 1, offset: Math.min(q.queued - 1, 100000) })}`)
@@ -401,10 +404,11 @@
     root.append(h("div", { class: "grid" },
       panel("Jobs by queue and status", queues.length ? queueBars(queues) : h("p", { class: "muted", text: "No jobs yet." })),
       panel("Queues", table([
-        { head: "queue", cell: (q) => h("a", { href: `#/jobs${query({ queue: q.queue })}`, text: q.queue }) },
+        { head: "queue", cell: (q) => [h("a", { href: `#/jobs${query({ queue: q.queue })}`, text: q.queue }),
+          paused.has(q.queue) ? [" ", h("a", { href: "#/queues", title: "paused: see Queues" }, badge("paused"))] : null] },
         ...["queued", "scheduled", "waiting", "active", "failed", "complete"].map((st) => ({ head: st, num: true, cell: (q) => fmtInt(q[st]) })),
         { head: "oldest queued", cell: (q) => { const j = oldest[queues.indexOf(q)]; return j ? h("span", null, jobLink(j.id, ago(j.enqueued_at))) : "—"; } },
-      ], queues, { id: "queues", empty: "No queues yet." }))));
+      ], queues, { id: "queues", rowId: (q) => q.queue, empty: "No queues yet." }))));
     const hourAgo = Date.now() - 3600000;
     const recent = failed.filter((j) => j.completed_at && new Date(j.completed_at).getTime() >= hourAgo);
     root.append(panel(`Failures in the last hour (${recent.length}${recent.length === failed.length && failed.length === 100 ? "+" : ""})`,
@@ -540,6 +544,12 @@
       action("Delete", async () => { await api("DELETE", `/api/jobs/${job.id}`); location.hash = "#/jobs"; return `Deleted job ${job.id}`; },
         { name: "delete", danger: true, confirm: `Delete job ${shortId(job.id)} (${job.function}) for good?` }));
     root.append(acts);
+    if (job.progress !== null && job.progress !== undefined) {
+      const pct = `${Math.round(job.progress * 100)}%`;
+      root.append(panel("Progress", h("div", { class: "progress", id: "progress" },
+        h("progress", { max: 1, value: job.progress, "aria-label": `progress ${pct}` }),
+        h("span", { text: job.progress_message ? `${pct} · ${job.progress_message}` : pct }))));
+    }
     const fields = [
       ["id", h("span", { class: "mono", text: job.id })], ["function", h("span", { class: "mono", text: job.function })],
       ["queue", h("a", { href: `#/jobs${query({ queue: job.queue })}`, text: job.queue })], ["status", badge(job.status)],
@@ -566,6 +576,92 @@
       ? h("ul", { id: "deps" }, deps.map((d) => h("li", null, jobLink(d, d))))
       : h("p", { class: "muted", text: "No dependencies." })));
     return root;
+  }
+
+  const limitText = (q) => (q.max_running === null ? "—" : `${fmtInt(q.max_running)}${q.limit_by ? ` per ${q.limit_by}` : ""}`);
+  const rateText = (q) => (q.rate_n === null ? "—"
+    : `${fmtInt(q.rate_n)} per ${q.rate_per_seconds} s${q.rate_by ? ` per ${q.rate_by}` : ""}`);
+
+  async function queuesView() {
+    const rows = await maybe("/api/queues", "flow_control");
+    const root = h("div", null, h("h1", { text: "Queues" }));
+    if (rows instanceof Error) { root.append(panel(null, unavailable(rows))); return root; }
+    const enc = (n) => encodeURIComponent(n);
+    root.append(panel(null, table([
+      { head: "queue", cell: (q) => h("a", { href: `#/jobs${query({ queue: q.name })}`, class: "wrap", text: q.name }) },
+      { head: "state", cell: (q) => (q.paused ? h("span", { title: `paused at ${fmtTime(q.paused_at)}` }, badge("paused")) : badge("active")) },
+      { head: "max running", cell: (q) => limitText(q) },
+      { head: "rate", cell: (q) => rateText(q) },
+      ...["queued", "scheduled", "active", "waiting"].map((st) => ({ head: st, num: true, cell: (q) => fmtInt(q.counts[st]) })),
+      ...["failed", "complete"].map((st) => ({ head: st, num: true, cls: "hide-narrow", cell: (q) => fmtInt(q.counts[st]) })),
+      ...(canAct() ? [{ head: "actions", cell: (q) => h("div", { class: "row" },
+        q.paused
+          ? action("Resume", async () => { await post(`/api/queues/${enc(q.name)}/resume`); return `Resumed queue ${q.name}`; }, { name: "resume" })
+          : action("Pause", async () => { await post(`/api/queues/${enc(q.name)}/pause`); return `Paused queue ${q.name}`; },
+            { name: "pause", confirm: `Pause queue ${q.name}? No worker starts its jobs until it is resumed; running ones finish.` }),
+        h("button", { type: "button", "data-action": "limits", text: "Limits…", onclick: () => openLimits(q) })) }] : []),
+    ], rows, { id: "queue-controls", rowId: (q) => q.name, empty: "No queue has jobs or controls yet." })));
+    return root;
+  }
+
+  /** The limits editor: a form over the queue's current controls; Save sets
+   *  (PUT) or removes (DELETE) each limit through the API. */
+  function openLimits(q) {
+    const dialog = $("limits");
+    dialog.dataset.queue = q.name;
+    $("limits-queue").textContent = q.name;
+    $("limits-max").value = q.max_running ?? "";
+    $("limits-by").value = q.limit_by ?? "";
+    $("rate-n").value = q.rate_n ?? "";
+    $("rate-per").value = q.rate_per_seconds ?? "";
+    $("rate-by").value = q.rate_by ?? "";
+    $("limits-error").textContent = "";
+    dialog.showModal();
+    $("limits-max").focus();
+  }
+
+  function setupLimits() {
+    const dialog = $("limits");
+    $("limits-cancel").addEventListener("click", () => dialog.close());
+    $("limits-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const name = dialog.dataset.queue;
+      const path = `/api/queues/${encodeURIComponent(name)}`;
+      const error = $("limits-error");
+      error.textContent = "";
+      const count = (id, label) => {
+        const text = $(id).value.trim();
+        if (text === "") return null;
+        const n = Number(text);
+        if (!Number.isInteger(n) || n < 1) throw new Error(`${label}: a whole number, 1 or more (empty: no limit).`);
+        return n;
+      };
+      let max, n, per;
+      try {
+        max = count("limits-max", "Max running");
+        n = count("rate-n", "Rate");
+        per = $("rate-per").value.trim() === "" ? 1 : Number($("rate-per").value);
+        if (n !== null && (!Number.isFinite(per) || per <= 0)) throw new Error("Per seconds: a number of seconds above 0.");
+      } catch (e) {
+        error.textContent = e.message;
+        return;
+      }
+      const by = (id) => $(id).value.trim() || null;
+      $("limits-submit").disabled = true;
+      try {
+        if (max === null) await api("DELETE", `${path}/limits`);
+        else await put(`${path}/limits`, { max_running: max, partition_by: by("limits-by") });
+        if (n === null) await api("DELETE", `${path}/rate`);
+        else await put(`${path}/rate`, { n, per_seconds: per, partition_by: by("rate-by") });
+        dialog.close();
+        toast(`Saved the limits of queue ${name}`);
+      } catch (e) {
+        if (!handleAuth(e)) error.textContent = `The API refused it: ${e.message}`;
+      } finally {
+        $("limits-submit").disabled = false;
+        await refreshNow();
+      }
+    });
   }
 
   function workerState(w) {
@@ -869,6 +965,7 @@
     }
     else if (name === "workers" && arg) { view = simple(() => workerView(arg)); document.title = "Worker · werk_trio"; }
     else if (name === "workers") { view = simple(workersView); document.title = "Workers · werk_trio"; }
+    else if (name === "queues") { view = simple(queuesView); document.title = "Queues · werk_trio"; }
     else if (name === "cron") { view = simple(cronView); document.title = "Cron · werk_trio"; }
     else if (name === "maintenance") {
       const v = maintenanceView();
@@ -904,6 +1001,7 @@
   window.addEventListener("hashchange", () => { if (S.config) route(); });
   document.addEventListener("DOMContentLoaded", () => {
     setupSend();
+    setupLimits();
     $("logout").addEventListener("click", () => { S.token = null; showLogin("Logged out."); });
     start().catch((e) => {
       if (handleAuth(e)) return;
