@@ -206,7 +206,7 @@ def _criteria(args: Any, kwargs: Any) -> tuple[list[Any] | None, dict[str, Any] 
 
 
 def _wanted(path: str, args: Any, kwargs: Any, queue: Any, status: Any) -> str:
-    parts = [f"a job of {path}"]
+    parts = [f"of {path}"]
     if args is not None:
         parts.append(f"args={args!r}")
     if kwargs is not None:
@@ -261,7 +261,7 @@ async def assert_enqueued(
     if (count is None and matching) or len(matching) == count:
         return matching
     wanted = _wanted(path, args, kwargs, queue, status)
-    expected = f"expected {wanted}" if count is None else f"expected {count} x {wanted}"
+    expected = f"expected a job {wanted}" if count is None else f"expected {count} jobs {wanted}"
     if not every:
         raise AssertionError(f"{expected}, found no job of {path} at all")
     if matching:
@@ -286,7 +286,7 @@ async def assert_not_enqueued(
     path, matching, _ = await _matching(app, func, args, kwargs, queue, status)
     if matching:
         wanted = _wanted(path, args, kwargs, queue, status)
-        raise AssertionError(f"expected no {wanted}, found {len(matching)}:\n{_listing(matching)}")
+        raise AssertionError(f"expected no job {wanted}, found {len(matching)}:\n{_listing(matching)}")
 
 
 @asynccontextmanager
