@@ -22,7 +22,7 @@ import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import trio
 
@@ -33,6 +33,7 @@ from .tasks import caller_package, function_path
 from .worker import Worker, worker_class
 
 __all__ = [
+    "JobFilters",
     "assert_enqueued",
     "assert_not_enqueued",
     "make_worker",
@@ -197,53 +198,65 @@ async def _jobs_of(app: Werk, path: str, queue: str | None, status: Any) -> list
             return found
 
 
-def _criteria(args: Any, kwargs: Any) -> tuple[list[Any] | None, dict[str, Any] | None]:
+class JobFilters(TypedDict, total=False):
+    """The filters of :func:`assert_enqueued` and :func:`assert_not_enqueued`;
+    only those given count."""
+
+    #: The positional arguments, compared whole (a list or a tuple).
+    args: Sequence[Any]
+    #: The keyword arguments, compared whole.
+    kwargs: dict[str, Any]
+    queue: str
+    #: One status or several.
+    status: str | JobStatus | Sequence[str | JobStatus]
+
+
+def _checked(filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters given (None: not given), checked; ConfigError otherwise."""
+    unknown = set(filters) - set(JobFilters.__annotations__)
+    if unknown:
+        known = ", ".join(JobFilters.__annotations__)
+        raise ConfigError(f"unknown filter {', '.join(sorted(unknown))}; the filters are {known}")
+    given = {k: v for k, v in filters.items() if v is not None}
+    args = given.get("args")
     if args is not None and (isinstance(args, str | bytes) or not isinstance(args, Sequence)):
         raise ConfigError(f"args must be a list or tuple of the positional arguments, got {args!r}")
-    if kwargs is not None and not isinstance(kwargs, dict):
-        raise ConfigError(f"kwargs must be a dict of the keyword arguments, got {kwargs!r}")
-    return (None if args is None else list(args)), kwargs
+    if "kwargs" in given and not isinstance(given["kwargs"], dict):
+        raise ConfigError(f"kwargs must be a dict of the keyword arguments, got {given['kwargs']!r}")
+    return given
 
 
-def _wanted(path: str, args: Any, kwargs: Any, queue: Any, status: Any) -> str:
+def _wanted(path: str, filters: dict[str, Any]) -> str:
     parts = [f"of {path}"]
-    if args is not None:
-        parts.append(f"args={args!r}")
-    if kwargs is not None:
-        parts.append(f"kwargs={kwargs!r}")
-    if queue is not None:
-        parts.append(f"queue={queue!r}")
-    if status is not None:
+    for name in ("args", "kwargs", "queue"):
+        if name in filters:
+            parts.append(f"{name}={filters[name]!r}")
+    if "status" in filters:
+        status = filters["status"]
         named = [status] if isinstance(status, str) else list(status)
         parts.append(f"status={'|'.join(getattr(s, 'value', str(s)) for s in named)}")
     return " ".join(parts)
 
 
 async def _matching(
-    app: Werk, func: Callable[..., Any] | str, args: Any, kwargs: Any, queue: str | None, status: Any
+    app: Werk, func: Callable[..., Any] | str, filters: dict[str, Any]
 ) -> tuple[str, list[Job], list[Job]]:
     """The function's path, the jobs matching every filter, and every job of the function."""
     if not isinstance(app, Werk):
         raise ConfigError(f"app must be a Werk instance, got {type(app).__name__}")
     path = function_path(func)
-    want_args, want_kwargs = _criteria(args, kwargs)
     every = await _jobs_of(app, path, None, None)
+    queue, status = filters.get("queue"), filters.get("status")
     # the filters SQL can apply run there too: a bad queue or status is refused by list_jobs
     listed = every if queue is None and status is None else await _jobs_of(app, path, queue, status)
-    matching = [j for j in listed if (want_args is None or j.args == want_args)
-                and (want_kwargs is None or j.kwargs == want_kwargs)]
+    args = list(filters["args"]) if "args" in filters else None
+    matching = [j for j in listed if (args is None or j.args == args)
+                and ("kwargs" not in filters or j.kwargs == filters["kwargs"])]
     return path, matching, every
 
 
 async def assert_enqueued(
-    app: Werk,
-    func: Callable[..., Any] | str,
-    *,
-    args: Sequence[Any] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    queue: str | None = None,
-    status: str | JobStatus | Sequence[str | JobStatus] | None = None,
-    count: int | None = None,
+    app: Werk, func: Callable[..., Any] | str, *, count: int | None = None, **filters: Unpack[JobFilters]
 ) -> list[Job]:
     """Assert that jobs of ``func`` (the function or its dotted path) are in
     the jobs table; return the matching ones, oldest first.
@@ -252,15 +265,17 @@ async def assert_enqueued(
     whole), ``kwargs`` (the keyword arguments, compared whole), ``queue``, and
     ``status`` (one or several). With ``count`` exactly that many must match,
     else at least one. AssertionError when they do not, listing the jobs of
-    ``func`` that were found instead; ConfigError for a bad filter (use
-    :func:`assert_not_enqueued` for "none"). Cancellation: safe, it only reads.
+    ``func`` that were found instead; ConfigError for a bad or unknown filter
+    (use :func:`assert_not_enqueued` for "none"). Cancellation: safe, it only
+    reads.
     """
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise ConfigError(f"count must be an int >= 1, got {count!r} (for none, use assert_not_enqueued)")
-    path, matching, every = await _matching(app, func, args, kwargs, queue, status)
+    given = _checked(dict(filters))
+    path, matching, every = await _matching(app, func, given)
     if (count is None and matching) or len(matching) == count:
         return matching
-    wanted = _wanted(path, args, kwargs, queue, status)
+    wanted = _wanted(path, given)
     expected = f"expected a job {wanted}" if count is None else f"expected {count} jobs {wanted}"
     if not every:
         raise AssertionError(f"{expected}, found no job of {path} at all")
@@ -270,22 +285,17 @@ async def assert_enqueued(
 
 
 async def assert_not_enqueued(
-    app: Werk,
-    func: Callable[..., Any] | str,
-    *,
-    args: Sequence[Any] | None = None,
-    kwargs: dict[str, Any] | None = None,
-    queue: str | None = None,
-    status: str | JobStatus | Sequence[str | JobStatus] | None = None,
+    app: Werk, func: Callable[..., Any] | str, **filters: Unpack[JobFilters]
 ) -> None:
     """Assert that no job of ``func`` matching the filters (as in
     :func:`assert_enqueued`; none given: no job of ``func`` at all) is in the
     jobs table. AssertionError listing the ones found; ConfigError for a bad
-    filter. Cancellation: safe, it only reads.
+    or unknown filter. Cancellation: safe, it only reads.
     """
-    path, matching, _ = await _matching(app, func, args, kwargs, queue, status)
+    given = _checked(dict(filters))
+    path, matching, _ = await _matching(app, func, given)
     if matching:
-        wanted = _wanted(path, args, kwargs, queue, status)
+        wanted = _wanted(path, given)
         raise AssertionError(f"expected no job {wanted}, found {len(matching)}:\n{_listing(matching)}")
 
 

@@ -266,6 +266,7 @@ async def test_assert_not_enqueued_fails_listing_what_matched(app: Werk) -> None
     ({"kwargs": ["subject"]}, "kwargs must be a dict"),
     ({"status": "done"}, "unknown job status 'done'"),
     ({"queue": "bad\x00queue"}, "queue"),
+    ({"queues": ["mail"]}, "unknown filter queues; the filters are args, kwargs, queue, status"),
 ])
 async def test_assert_enqueued_refuses_bad_filters(app: Werk, filters: dict[str, Any], message: str) -> None:
     with trio.fail_after(10), pytest.raises(ConfigError, match=message):
