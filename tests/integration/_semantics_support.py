@@ -18,7 +18,7 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests._support import wait_registered
+from tests._support import side_rows, wait_registered
 from tests.proctools import Child, child_env, spawn, worker_argv
 from werk_trio import Job, JobNotFound, JobStatus, Werk
 from werk_trio.testing import until
@@ -49,32 +49,15 @@ async def query(app: Werk, text: str, params: dict[str, Any] | None = None, **ta
         return await cur.fetchall()
 
 
-async def runs(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
-    """Side-table rows (all, or one job's), in insertion order."""
-    where = "WHERE job_id = %(job)s" if job_id is not None else ""
-    rows = await query(
-        app,
-        "SELECT job_id, attempt, pid, started_at, ended_at FROM {runs} " + where + " ORDER BY run_id",
-        {"job": job_id},
-    )
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
 async def ran_ids(app: Werk) -> set[uuid.UUID]:
     return {r[0] for r in await query(app, "SELECT DISTINCT job_id FROM {runs}")}
 
 
 async def events(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
     """Callback side-table rows (all, or one job's), in insertion order."""
-    where = "WHERE job_id = %(job)s" if job_id is not None else ""
-    rows = await query(
-        app,
-        "SELECT job_id, kind, detail, pid, at FROM {events} " + where + " ORDER BY event_id",
-        {"job": job_id},
-    )
     keys = ("job_id", "kind", "detail", "pid", "at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    table = procapp.events_table(app.config.schema)
+    return await side_rows(app, table, keys, order_by="event_id", job_id=job_id)
 
 
 async def status_of(app: Werk, job_id: Any) -> JobStatus | None:

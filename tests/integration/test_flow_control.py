@@ -27,12 +27,12 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests._support import wait_registered
+from tests._support import runs, wait_registered
 from tests.proctools import Child, child_env, spawn, worker_argv
 from werk_trio import AsyncWorker, ConfigError, EnqueueParams, JobStatus, Retry, Werk
 from werk_trio.testing import until
 
-from .test_processes import make_runs_table, runs
+from .test_processes import make_runs_table
 
 SLOW_POLL = ("--poll-interval", "30", "--heartbeat-interval", "1")
 

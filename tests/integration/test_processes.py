@@ -22,7 +22,7 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests._support import wait_registered
+from tests._support import runs, wait_registered
 from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from werk_trio import EnqueueParams, JobStatus, Werk
 from werk_trio.testing import until, wait_for_status
@@ -37,19 +37,6 @@ def says_worker_lost(error: str | None) -> bool:
 
 async def make_runs_table(dsn: str, schema: str) -> None:
     await trio.to_thread.run_sync(procapp.create_runs_table, dsn, schema)
-
-
-async def runs(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
-    """The side table's rows (all, or one job's), in insertion order."""
-    where = sql.SQL("WHERE job_id = %(job)s") if job_id is not None else sql.SQL("")
-    query = sql.SQL("SELECT job_id, attempt, pid, started_at, ended_at FROM {} {} ORDER BY run_id").format(
-        procapp.runs_table(app.config.schema), where
-    )
-    async with app.connection() as conn:
-        cur = await conn.execute(query, {"job": job_id})
-        rows = await cur.fetchall()
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 async def wait_for_run(app: Werk, job_id: Any, attempt: int) -> dict[str, Any]:

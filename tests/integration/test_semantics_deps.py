@@ -22,11 +22,12 @@ import pytest
 import trio
 
 from tests import procapp
+from tests._support import runs
 from tests.proctools import describe
 from werk_trio import ConfigError, Dependency, EnqueueParams, Job, JobStatus, Werk
 from werk_trio.testing import run_until_idle, until, wait_for_status
 
-from ._semantics_support import make_tables, query, runs, wait_terminal, workers
+from ._semantics_support import make_tables, query, wait_terminal, workers
 
 ROUNDS = 12
 PAIRS = 25

@@ -24,11 +24,12 @@ import pytest
 import trio
 
 from tests import procapp
+from tests._support import runs
 from werk_trio import EnqueueParams, JobStatus, Werk, Worker
 from werk_trio._rows import job_from_row
 from werk_trio.testing import until
 
-from ._semantics_support import make_tables, overlaps, query, runs, wait_terminal, workers
+from ._semantics_support import make_tables, overlaps, query, wait_terminal, workers
 
 GROUPS = 4
 PER_GROUP = 30

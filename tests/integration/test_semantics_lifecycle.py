@@ -15,6 +15,7 @@ from typing import Any
 import trio
 
 from tests import procapp
+from tests._support import runs
 from tests.proctools import describe
 from werk_trio import Callback, Dependency, ExecutionStatus, JobNotFound, JobStatus, Repeat, Retry, Werk
 from werk_trio.testing import until, wait_for_status
@@ -23,7 +24,6 @@ from ._semantics_support import (
     events,
     make_tables,
     query,
-    runs,
     status_of,
     wait_terminal,
     workers,

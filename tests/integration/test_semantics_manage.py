@@ -18,10 +18,11 @@ import pytest
 import trio
 
 from tests import procapp
+from tests._support import runs
 from werk_trio import ConfigError, EnqueueParams, ExecutionStatus, JobStatus, Werk
 from werk_trio.testing import until, wait_for_status
 
-from ._semantics_support import make_tables, query, runs, wait_terminal, workers
+from ._semantics_support import make_tables, query, wait_terminal, workers
 
 
 async def _run_counts(app: Werk) -> dict[Any, int]:

@@ -17,10 +17,11 @@ import pytest
 import trio
 
 from tests import procapp
+from tests._support import runs
 from werk_trio import JobError, JobNotFound, JobStatus, WaitTimeout, Werk
 from werk_trio.testing import until
 
-from ._semantics_support import listeners, make_tables, query, runs, workers
+from ._semantics_support import listeners, make_tables, query, workers
 
 
 async def test_apply_on_idle_workers_is_woken_by_notify_in_milliseconds(

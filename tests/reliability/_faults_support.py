@@ -23,7 +23,7 @@ import psutil
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests._support import registered_workers, wait_registered
+from tests._support import RUN_KEYS, registered_workers, side_rows, wait_registered
 from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from werk_trio import Werk
 from werk_trio.testing import until
@@ -190,14 +190,8 @@ async def wait_all_terminal(app: Werk, ids: Sequence[Any], *, interval: float = 
 
 async def history(app: Werk, schema: str) -> list[dict[str, Any]]:
     """The side table, oldest run first."""
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at", "worker_pid")
-    async with app.connection() as conn:
-        cur = await conn.execute(
-            sql.SQL(
-                "SELECT job_id, attempt, pid, started_at, ended_at, worker_pid FROM {} ORDER BY run_id"
-            ).format(history_table(schema))
-        )
-        return [dict(zip(keys, row, strict=True)) for row in await cur.fetchall()]
+    keys = (*RUN_KEYS, "worker_pid")
+    return await side_rows(app, history_table(schema), keys, order_by="run_id")
 
 
 class Stopwatch:
