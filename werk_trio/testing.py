@@ -149,9 +149,10 @@ async def running(worker: Worker) -> AsyncIterator[trio.Nursery]:
 
     On exit the worker is stopped at once (``stop(now=True)``: running jobs
     are cancelled and requeued without spending an attempt) and the block ends
-    when its ``run`` has returned. What the worker's ``run`` raises (a database
-    that cannot be reached at start, for one) is raised here. Cancellation: a
-    cancel of the block stops the worker the same way.
+    when its ``run`` has returned. What the worker's ``run`` or the block
+    raises comes out in an ExceptionGroup, as from any Trio nursery; ConfigError
+    (plain) if ``worker`` is not a worker. Cancellation: a cancel of the block
+    stops the worker the same way.
     """
     if not isinstance(worker, Worker):
         raise ConfigError(f"running() takes a worker (make_worker(app)), got {type(worker).__name__}")

@@ -153,6 +153,21 @@ async def test_make_worker_refuses_unknown_worker_types(app: Werk, worker_type: 
         make_worker(app, worker_type)
 
 
+async def test_running_stops_the_worker_when_the_block_raises(app: Werk) -> None:
+    with trio.fail_after(30):
+        job = await app.enqueue(hang)
+        assert job is not None
+        with pytest.raises(ExceptionGroup) as info:
+            async with running(make_worker(app)):
+                await wait_for_status(app, job.id, "active")
+                raise KeyError("from the block")
+        assert [repr(e) for e in info.value.exceptions] == ["KeyError('from the block')"]
+        [row] = await app.list_workers()
+        assert row["status"] == "stopped"
+        back = await app.get_job(job.id)
+        assert (back.status, back.attempts) == (JobStatus.QUEUED, 0)
+
+
 async def test_running_refuses_what_is_not_a_worker(app: Werk) -> None:
     with trio.fail_after(10), pytest.raises(ConfigError, match="running\\(\\) takes a worker"):
         async with running(app):  # type: ignore[arg-type]
