@@ -194,7 +194,7 @@ async def test_temporary_schema_is_a_schema_of_its_own_dropped_on_exit(dsn: str,
     with trio.fail_after(30):
         async with temporary_schema(dsn) as temp:
             name = temp.config.schema
-            assert name.startswith("werk_test_") and name != app.config.schema
+            assert name is not None and name.startswith("werk_test_") and name != app.config.schema
             job = await temp.enqueue(add, 1, 2)
             assert job is not None
             assert await app.list_jobs() == []  # not the other schema's jobs
