@@ -12,19 +12,16 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import trio
 
-__all__ = ["REPO", "Child", "child_env", "describe", "spawn", "wait_until", "worker_argv"]
+__all__ = ["REPO", "Child", "child_env", "describe", "spawn", "worker_argv"]
 
 REPO = Path(__file__).resolve().parents[1]
-
-T = TypeVar("T")
-
 
 def child_env(dsn: str, schema: str, **extra: str) -> dict[str, str]:
     """The environment for a child: the test's DSN and schema, unbuffered output."""
@@ -109,15 +106,6 @@ async def spawn(argv: Sequence[str], *, env: dict[str, str], log_path: Path) -> 
                 pass
         with trio.CancelScope(shield=True), trio.move_on_after(10):
             await proc.wait()
-
-
-async def wait_until(predicate: Callable[[], Awaitable[T]], interval: float = 0.02) -> T:
-    """Call ``predicate`` until it returns something truthy; return that."""
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        await trio.sleep(interval)
 
 
 def describe(children: Sequence[Any]) -> str:

@@ -19,8 +19,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,9 @@ import psutil
 import pytest
 import trio
 
-from werk_trio import EnqueueParams, Job, Werk, Worker
+from werk_trio import EnqueueParams, Werk, Worker, testing
 from werk_trio.executors.thread import ThreadExecutor
-from werk_trio.worker import worker_class
+from werk_trio.testing import running, until, wait_for_status
 
 from . import handlers as h
 
@@ -43,26 +42,6 @@ SIGTERM_GRACE = 0.3
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-async def until(predicate: Callable[[], Any], *, interval: float = 0.01) -> Any:
-    """Poll ``predicate`` (sync or async) until it returns something truthy."""
-    while True:
-        result = predicate()
-        if hasattr(result, "__await__"):
-            result = await result
-        if result:
-            return result
-        await trio.sleep(interval)
-
-
-async def job_in(app: Werk, job_id: Any, *statuses: str) -> Job:
-    async def check() -> Job | None:
-        job = await app.get_job(job_id)
-        return job if job.status.value in statuses else None
-
-    job: Job = await until(check, interval=0.02)
-    return job
 
 
 async def read_pid(path: Path) -> int:
@@ -80,31 +59,21 @@ def alive(pid: int) -> bool:
 
 
 def make_worker(app: Werk, worker_type: str, **kwargs: Any) -> Worker:
+    """werk_trio.testing's test worker with the contract's settings (two slots,
+    a slower poll, the abort interval and SIGTERM grace the tests count with)."""
     kwargs.setdefault("concurrency", 2)
     kwargs.setdefault("poll_interval", 0.2)
     kwargs.setdefault("abort_interval", ABORT_INTERVAL)
-    kwargs.setdefault("handle_signals", False)
     if worker_type == "fork":
         kwargs.setdefault("sigterm_grace", SIGTERM_GRACE)
-    return worker_class(worker_type)(app, **kwargs)
-
-
-@asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[trio.Nursery]:
-    """Run ``worker`` for the block (started: registered, listening); stop at once after."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(worker.run)
-        try:
-            yield nursery
-        finally:
-            worker.stop(now=True)
+    return testing.make_worker(app, worker_type, **kwargs)
 
 
 async def runs_normally(app: Werk) -> None:
     """The worker still takes and completes an ordinary job."""
     job = await app.enqueue(h.trio_add, 20, 22)
     assert job
-    done = await job_in(app, job.id, "complete", "failed")
+    done = await wait_for_status(app, job.id, "complete", "failed")
     assert done.status == "complete", done.error
     assert done.result["sum"] == 42
 
@@ -158,7 +127,7 @@ async def test_every_handler_kind_runs_and_returns_its_result(app: Werk, worker_
         job = await app.enqueue(h.ADD[kind], 40, 2, label="étiquette", values=[1, None])
         assert job
         async with running(make_worker(app, worker_type)):
-            done = await job_in(app, job.id, "complete", "failed")
+            done = await wait_for_status(app, job.id, "complete", "failed")
         assert done.status == "complete", done.error
         result = done.result
         assert result["kind"] == kind and result["sum"] == 42
@@ -180,7 +149,8 @@ async def test_context_is_injected_when_asked_for(app: Werk, worker_type: str, k
         assert by_name and by_annotation and plain
         worker = make_worker(app, worker_type, queues=["contract"])
         async with running(worker):
-            jobs = [await job_in(app, j.id, "complete", "failed") for j in (by_name, by_annotation, plain)]
+            jobs = [await wait_for_status(app, j.id, "complete", "failed")
+                    for j in (by_name, by_annotation, plain)]
         for job in jobs:
             assert job.status == "complete", job.error
         seen_by_name, seen_by_annotation = jobs[0].result, jobs[1].result
@@ -217,7 +187,7 @@ async def test_errors_keep_their_type_and_full_traceback(app: Werk, worker_type:
         job = await app.enqueue(h.RAISES[kind], 7)
         assert job
         async with running(make_worker(app, worker_type)):
-            failed = await job_in(app, job.id, "complete", "failed")
+            failed = await wait_for_status(app, job.id, "complete", "failed")
             await runs_normally(app)
         assert failed.status == "failed"
         error = failed.error
@@ -255,7 +225,7 @@ async def test_timeout_really_stops_the_work(app: Werk, tmp_path: Path, worker_t
         async with running(make_worker(app, worker_type)):
             pid = await read_pid(tmp_path / "job.pid")
             started = trio.current_time()
-            failed = await job_in(app, job.id, "failed", "complete")
+            failed = await wait_for_status(app, job.id, "failed", "complete")
             failed_after = trio.current_time() - started
             if worker_type in CHILD_TYPES:
                 # the process that ran the handler is gone: it can never write the marker
@@ -302,7 +272,7 @@ async def test_thread_timeout_abandons_the_thread_on_time_and_keeps_the_limit(
         executor = worker.executor
         assert isinstance(executor, ThreadExecutor)
         async with running(worker):
-            failed = [await job_in(app, j.id, "failed", "complete") for j in stuck if j]
+            failed = [await wait_for_status(app, j.id, "failed", "complete") for j in stuck if j]
             # the jobs ended on time, while their threads are still inside the handler
             assert h.Gauge.active == concurrency
             assert executor.stuck == concurrency
@@ -331,7 +301,7 @@ async def test_thread_timeout_abandons_the_thread_on_time_and_keeps_the_limit(
             h.RELEASE.set()
             for job in waiting:
                 assert job
-                done = await job_in(app, job.id, "complete", "failed")
+                done = await wait_for_status(app, job.id, "complete", "failed")
                 assert done.status == "complete", done.error
             await until(lambda: executor.stuck == 0)
         assert h.Gauge.peak == concurrency
@@ -348,18 +318,18 @@ async def test_thread_call_that_times_out_before_a_thread_is_free_never_starts(
         executor = worker.executor
         assert isinstance(executor, ThreadExecutor)
         async with running(worker):
-            await job_in(app, holder.id, "failed")
+            await wait_for_status(app, holder.id, "failed")
             assert executor.stuck == 1  # the only thread is still inside the handler
             # claimed and handed to the pool, but no thread is free to take it
             late = await app.enqueue(h.counted_thread, "late", _timeout=0.3)
             assert late
-            failed = await job_in(app, late.id, "failed", "complete")
+            failed = await wait_for_status(app, late.id, "failed", "complete")
             assert failed.status == "failed" and "JobTimeout" in (failed.error or "")
             h.RELEASE.set()  # the thread comes back and reads the queue
             await until(lambda: executor.stuck == 0)
             after = await app.enqueue(h.counted_thread, "after")
             assert after
-            assert (await job_in(app, after.id, "complete")).result == "after"
+            assert (await wait_for_status(app, after.id, "complete")).result == "after"
         # the call whose job had ended was dropped, not run late
         assert h.Gauge.started == ["holder", "after"]
 
@@ -382,7 +352,7 @@ async def test_abort_job_stops_a_running_job_within_abort_interval(
             pid = await read_pid(tmp_path / "job.pid")
             started = trio.current_time()
             assert await app.abort_job(job.id) is True
-            aborted = await job_in(app, job.id, "aborted", "failed", "complete")
+            aborted = await wait_for_status(app, job.id, "aborted", "failed", "complete")
             took = trio.current_time() - started
             if worker_type in CHILD_TYPES:
                 await until(lambda: not alive(pid))
@@ -419,7 +389,7 @@ async def test_a_child_that_dies_fails_only_that_attempt(
             assert pid != os.getpid()
             if how == "sigkill":  # as the OOM killer would
                 os.kill(pid, signal.SIGKILL)
-            done = await job_in(app, job.id, "complete", "failed")
+            done = await wait_for_status(app, job.id, "complete", "failed")
             assert not alive(pid)
             await runs_normally(app)
             assert worker.started.is_set() and not worker.stopped.is_set()
@@ -439,7 +409,7 @@ async def test_a_ten_megabyte_result_completes(app: Werk, worker_type: str) -> N
         job = await app.enqueue(h.big_result, size)
         assert job
         async with running(make_worker(app, worker_type)):
-            done = await job_in(app, job.id, "complete", "failed")
+            done = await wait_for_status(app, job.id, "complete", "failed")
             await runs_normally(app)
         assert done.status == "complete", (done.error or "")[-2000:]
         assert isinstance(done.result, str) and len(done.result) == size
@@ -451,7 +421,7 @@ async def test_an_unserializable_result_fails_at_once_without_retry(app: Werk, w
         jobs = [await app.enqueue(h.UNSERIALIZABLE[kind], _retry=3) for kind in KINDS]
         async with running(make_worker(app, worker_type, concurrency=3)):
             t0 = trio.current_time()
-            ended = [await job_in(app, j.id, "failed", "complete") for j in jobs if j]
+            ended = [await wait_for_status(app, j.id, "failed", "complete") for j in jobs if j]
             took = trio.current_time() - t0
             await runs_normally(app)
         assert took < 3, took
@@ -511,7 +481,7 @@ async def test_fork_child_ignoring_sigterm_is_gone_at_timeout_plus_grace(app: We
             started = worker.running[job.id].timeout_at - timeout
             await until(lambda: not alive(pid), interval=0.005)
             gone_after = trio.current_time() - started
-            failed = await job_in(app, job.id, "failed", "complete")
+            failed = await wait_for_status(app, job.id, "failed", "complete")
             await runs_normally(app)
         print(
             f"\nForkWorker: a child ignoring SIGTERM was gone {gone_after:.3f} s after its job started "

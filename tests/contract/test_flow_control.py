@@ -16,9 +16,10 @@ import pytest
 import trio
 
 from werk_trio import JobStatus, Werk
+from werk_trio.testing import running, until, wait_for_status
 
 from . import handlers as h
-from .test_executors import KINDS, WORKER_TYPES, job_in, make_worker, running, until
+from .test_executors import KINDS, WORKER_TYPES, make_worker
 
 every_executor_and_kind = pytest.mark.parametrize(
     ("worker_type", "kind"), [(w, k) for w in WORKER_TYPES for k in KINDS]
@@ -33,7 +34,7 @@ async def test_snooze_reschedules_without_spending_an_attempt(
         job = await app.enqueue(h.SNOOZE[kind], str(tmp_path), 0.4)  # one attempt only
         assert job
         async with running(make_worker(app, worker_type)):
-            done = await job_in(app, job.id, "complete", "failed", "aborted")
+            done = await wait_for_status(app, job.id, "complete", "failed", "aborted")
         assert done.status is JobStatus.COMPLETE, done.error
         # it ran twice (the marker of the first run is there), both as attempt 1:
         # with max_attempts=1 a spent attempt would have left nothing to run
@@ -56,7 +57,7 @@ async def test_cancel_ends_the_job_aborted_without_retry(
         job = await app.enqueue(h.CANCEL[kind], str(tmp_path), "customer left", _retry=3)
         assert job
         async with running(make_worker(app, worker_type)):
-            done = await job_in(app, job.id, "complete", "failed", "aborted")
+            done = await wait_for_status(app, job.id, "complete", "failed", "aborted")
         assert done.status is JobStatus.ABORTED
         assert done.attempts == 1, "Cancel must not retry"
         assert "Cancel" in (done.error or "") and "customer left" in (done.error or "")
@@ -80,7 +81,7 @@ async def test_progress_is_visible_while_running_and_after(
             seen = await app.get_job(job.id)
             assert seen.progress_message == "halfway"
             (tmp_path / "go").write_text("")
-            done = await job_in(app, job.id, "complete", "failed")
+            done = await wait_for_status(app, job.id, "complete", "failed")
         assert done.status is JobStatus.COMPLETE, done.error
         assert done.result == kind
         assert (done.progress, done.progress_message) == (1.0, "done")

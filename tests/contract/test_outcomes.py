@@ -25,9 +25,10 @@ import trio
 
 from werk_trio import JobStatus, Werk
 from werk_trio.actors.runner import MAX_ERROR_CHARS
+from werk_trio.testing import running, wait_for_status
 
 from . import outcome_handlers as oh
-from .test_executors import WORKER_TYPES, job_in, make_worker, running
+from .test_executors import WORKER_TYPES, make_worker
 
 RESULT_LIMIT = 4096
 
@@ -63,12 +64,13 @@ async def test_unstorable_outcomes_fail_alone(small_app: Werk, worker_type: str,
         bystanders = [await app.enqueue(oh.bystander, i) for i in range(6)]
         worker = make_worker(app, worker_type, concurrency=4)
         async with running(worker):
-            done = {name: await job_in(app, job.id, "complete", "failed") for name, job in cases.items()}  # type: ignore[union-attr]
-            ends = [await job_in(app, job.id, "complete", "failed") for job in bystanders]  # type: ignore[union-attr]
+            done = {name: await wait_for_status(app, job.id, "complete", "failed")  # type: ignore[union-attr]
+                    for name, job in cases.items()}
+            ends = [await wait_for_status(app, job.id, "complete", "failed") for job in bystanders]  # type: ignore[union-attr]
             # the worker is still alive and claiming
             late = await app.enqueue(oh.bystander, 100)
             assert late is not None
-            assert (await job_in(app, late.id, "complete", "failed")).result == 200
+            assert (await wait_for_status(app, late.id, "complete", "failed")).result == 200
     for i, end in enumerate(ends):
         assert end.status is JobStatus.COMPLETE, end.error
         assert end.result == 2 * i

@@ -18,9 +18,8 @@ import httpx
 import trio
 
 from werk_trio import AsyncWorker, Werk
+from werk_trio.testing import make_worker, until
 from werk_trio.web import serve
-
-from ._worker_support import make_worker
 
 
 async def _served_on_trio(response: httpx.Response) -> None:
@@ -62,15 +61,6 @@ async def api_server(app: Werk, *, worker: bool = True, queues: tuple[str, ...] 
                 if live is not None:
                     live.stop(now=True)
                 nursery.cancel_scope.cancel()
-
-
-async def until(predicate: Any, *, interval: float = 0.02) -> Any:
-    """Poll an async ``predicate`` until it returns something truthy; return that."""
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        await trio.sleep(interval)
 
 
 async def job_status(http: httpx.AsyncClient, job_id: str, *statuses: str) -> dict[str, Any]:

@@ -18,8 +18,10 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests.proctools import Child, child_env, describe, spawn, wait_until, worker_argv
+from tests._support import side_rows, wait_registered
+from tests.proctools import Child, child_env, spawn, worker_argv
 from werk_trio import Job, JobNotFound, JobStatus, Werk
+from werk_trio.testing import until
 
 #: Short intervals for worker processes (each test adds its own).
 FAST = ("--heartbeat-interval", "0.5", "--poll-interval", "0.1", "--abort-interval", "0.1")
@@ -47,32 +49,15 @@ async def query(app: Werk, text: str, params: dict[str, Any] | None = None, **ta
         return await cur.fetchall()
 
 
-async def runs(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
-    """Side-table rows (all, or one job's), in insertion order."""
-    where = "WHERE job_id = %(job)s" if job_id is not None else ""
-    rows = await query(
-        app,
-        "SELECT job_id, attempt, pid, started_at, ended_at FROM {runs} " + where + " ORDER BY run_id",
-        {"job": job_id},
-    )
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
 async def ran_ids(app: Werk) -> set[uuid.UUID]:
     return {r[0] for r in await query(app, "SELECT DISTINCT job_id FROM {runs}")}
 
 
 async def events(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
     """Callback side-table rows (all, or one job's), in insertion order."""
-    where = "WHERE job_id = %(job)s" if job_id is not None else ""
-    rows = await query(
-        app,
-        "SELECT job_id, kind, detail, pid, at FROM {events} " + where + " ORDER BY event_id",
-        {"job": job_id},
-    )
     keys = ("job_id", "kind", "detail", "pid", "at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    table = procapp.events_table(app.config.schema)
+    return await side_rows(app, table, keys, order_by="event_id", job_id=job_id)
 
 
 async def status_of(app: Werk, job_id: Any) -> JobStatus | None:
@@ -81,15 +66,6 @@ async def status_of(app: Werk, job_id: Any) -> JobStatus | None:
         return (await app.get_job(job_id)).status
     except JobNotFound:
         return None
-
-
-async def wait_status(app: Werk, job_id: Any, *statuses: JobStatus) -> Job:
-    async def check() -> Job | None:
-        job = await app.get_job(job_id)
-        return job if job.status in statuses else None
-
-    job: Job = await wait_until(check)
-    return job
 
 
 async def wait_terminal(app: Werk, job_ids: Sequence[Any]) -> dict[uuid.UUID, Job]:
@@ -101,21 +77,8 @@ async def wait_terminal(app: Werk, job_ids: Sequence[Any]) -> dict[uuid.UUID, Jo
             return jobs
         return None
 
-    jobs: dict[uuid.UUID, Job] = await wait_until(check)
+    jobs: dict[uuid.UUID, Job] = await until(check)
     return jobs
-
-
-async def wait_registered(app: Werk, children: Sequence[Child]) -> None:
-    """Until every child's worker row exists (registered, about to LISTEN and claim)."""
-
-    async def check() -> bool:
-        for child in children:
-            if child.returncode is not None:
-                raise AssertionError(f"worker exited early:\n{describe([child])}")
-        pids = {w["pid"] for w in await app.list_workers()}
-        return all(child.pid in pids for child in children)
-
-    await wait_until(check)
 
 
 async def listeners(app: Werk, channel: str) -> int:
@@ -135,7 +98,7 @@ async def wait_listening(app: Werk, children: Sequence[Child]) -> None:
     async def check() -> bool:
         return await listeners(app, app.sql.jobs_channel) >= len(children)
 
-    await wait_until(check)
+    await until(check)
 
 
 @asynccontextmanager

@@ -19,10 +19,11 @@ import trio
 
 from werk_trio import ConfigError, CronScheduler, Dependency, JobStatus, Werk
 from werk_trio.sql import migrations
+from werk_trio.testing import until
 from werk_trio.web import check_bind, create_app, serve
 from werk_trio.web.app import route_table
 
-from ._api_support import api_server, client, job_status, until
+from ._api_support import api_server, client, job_status
 
 TOKEN = "t0ken-for-the-api-tests-0123456789"
 HERE = __name__  # "tests.integration.test_api": handlers are enqueued by this dotted path

@@ -15,9 +15,10 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from werk_trio import Dependency, Werk
+from werk_trio.testing import until
 from werk_trio.web import DatabaseMetrics
 
-from ._api_support import api_server, job_status, until
+from ._api_support import api_server, job_status
 
 HERE = __name__
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import trio
 
 from tests.integration._cli_support import APP, Ran, invoke, werk
-from tests.proctools import child_env, spawn, wait_until
+from tests.proctools import child_env, spawn
 from werk_trio import Werk
+from werk_trio.testing import until
 
 # A queue/error text that would retitle the terminal, clear it, and fake a row.
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\nqueue default: complete=999"
@@ -273,8 +274,8 @@ async def test_pgwerk_command_lines_run_unchanged(app: Werk, dsn: str, schema: s
             children = {name: await stack.enter_async_context(spawn(
                 [sys.executable, "-m", "werk_trio.cli", *line.split()], env=env, log_path=tmp_path / name))
                 for name, line in workers.items()}  # fmt: skip
-            await wait_until(lambda: _finished(app, 6))
-            await wait_until(lambda: _running(app, 3))  # each has its signal handlers by now
+            await until(lambda: _finished(app, 6))
+            await until(lambda: _running(app, 3))  # each has its signal handlers by now
             for child in children.values():
                 child.send_signal(signal.SIGTERM)
             for name, child in children.items():

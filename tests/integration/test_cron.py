@@ -19,8 +19,7 @@ from psycopg import sql
 
 from werk_trio import ConfigError, CronScheduler, JobStatus, Werk
 from werk_trio.cron import tick_key
-
-from ._worker_support import make_worker, running, until
+from werk_trio.testing import make_worker, running, until
 
 
 async def beat(n: int = 0) -> int:

@@ -18,8 +18,9 @@ from pathlib import Path
 import trio
 
 from tests.integration._cli_support import APP, invoke
-from tests.proctools import REPO, child_env, describe, spawn, wait_until, worker_argv
+from tests.proctools import REPO, child_env, describe, spawn, worker_argv
 from werk_trio import Werk
+from werk_trio.testing import until
 
 
 class Tmux:
@@ -84,7 +85,7 @@ async def test_dashboard_live_in_a_terminal(app: Werk, dsn: str, schema: str, tm
                 spawn(worker_argv("-q", "other", "-c", "2", *wargs, app=APP), env=env,
                       log_path=tmp_path / "w2.log") as w2:  # fmt: skip
             try:
-                await wait_until(lambda: _online(app, 2))
+                await until(lambda: _online(app, 2))
                 tmux.start(command)
                 await tmux.until(lambda s: "jobs by queue and status" in s and "workers online 2" in s,
                                  "the overview with two live workers")  # fmt: skip
@@ -124,14 +125,14 @@ async def test_dashboard_live_in_a_terminal(app: Werk, dsn: str, schema: str, tm
                 tmux.keys("p")
                 await tmux.until(lambda s: "PAUSED" in s, "paused")
                 await app.enqueue("tests.cliapp.add", 1, _queue="default")
-                await wait_until(lambda: _complete(app, "default", 9))
+                await until(lambda: _complete(app, "default", 9))
                 tmux.keys("o")  # a key redraws, but paused: the last read's counts stay
                 screen = await tmux.until(lambda s: "view: overview" in s, "the overview again")
                 assert _row("default", 8)(screen) and "PAUSED" in screen, screen
                 tmux.keys("p")
                 await tmux.until(_row("default", 9), "refreshing again: 9 complete")
                 tmux.keys("q")
-                await wait_until(lambda: _exists(status_file))
+                await until(lambda: _exists(status_file))
                 assert status_file.read_text().strip() == "exit=0", (tmp_path / "stderr").read_text()
                 assert (tmp_path / "stderr").read_text() == ""
             except BaseException:

@@ -13,7 +13,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from werk_trio import PoolTimeout, WerkError
 from werk_trio.db import RECONNECTED, Connection, Listener, Pool, connect
+from werk_trio.testing import until
 
 IDLE = pq.TransactionStatus.IDLE
 
@@ -139,19 +140,13 @@ async def _scalar(conn: Connection[Any], query: str, params: Any = None) -> Any:
     return row[0]
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], *, interval: float = 0.01) -> None:
-    """Poll ``check`` until true (the caller's fail_after bounds it)."""
-    while not await check():
-        await trio.sleep(interval)
-
-
 async def backend_gone(dsn: str, pid: int) -> None:
     async with await connect(dsn, autocommit=True) as probe:
 
         async def gone() -> bool:
             return not await _scalar(probe, "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
 
-        await wait_until(gone)
+        await until(gone, interval=0.01)
 
 
 async def activity(dsn: str, pid: int) -> tuple[str, str] | None:

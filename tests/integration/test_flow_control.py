@@ -27,10 +27,12 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests.proctools import Child, child_env, spawn, wait_until, worker_argv
+from tests._support import runs, wait_registered
+from tests.proctools import Child, child_env, spawn, worker_argv
 from werk_trio import AsyncWorker, ConfigError, EnqueueParams, JobStatus, Retry, Werk
+from werk_trio.testing import until
 
-from .test_processes import make_runs_table, runs, wait_registered
+from .test_processes import make_runs_table
 
 SLOW_POLL = ("--poll-interval", "30", "--heartbeat-interval", "1")
 
@@ -48,7 +50,7 @@ async def workers(
             )
             for i in range(count)
         ]  # fmt: skip
-        await wait_registered(app, *children)
+        await wait_registered(app, children)
         yield children
         for child in children:
             child.send_signal(signal.SIGTERM)
@@ -193,7 +195,7 @@ async def test_limit_of_3_holds_across_four_worker_processes(
                     for _ in range(count // 5)
                 )
             ids = [j.id for j in jobs if j]
-            await wait_until(lambda: all_done(app, ids))
+            await until(lambda: all_done(app, ids))
         rows = await runs(app)
         assert len(rows) == count and all(r["ended_at"] for r in rows)
         intervals = [(r["started_at"], r["ended_at"]) for r in rows]
@@ -226,7 +228,7 @@ async def test_rate_of_50_per_second_across_four_worker_processes(
                 times = await started()
                 return bool(times) and (await db_now(app)) - min(times) >= timedelta(seconds=10.5)
 
-            await wait_until(ten_seconds_in, interval=0.25)
+            await until(ten_seconds_in, interval=0.25)
         times = sorted(await started())
         first = times[0]
         within = [t for t in times if t < first + timedelta(seconds=10)]
@@ -254,7 +256,7 @@ async def test_pause_stops_new_starts_running_jobs_finish_resume_drains(
             async def busy() -> bool:
                 return len([r for r in await runs(app) if r["job_id"] in paused_ids]) >= 6
 
-            await wait_until(busy)
+            await until(busy)
             await app.pause_queue("pq")
             after = await db_now(app)
             # the jobs running at the pause finish
@@ -264,7 +266,7 @@ async def test_pause_stops_new_starts_running_jobs_finish_resume_drains(
                 ended = {r["job_id"] for r in await runs(app) if r["ended_at"] is not None}
                 return running_then <= ended
 
-            await wait_until(finished)
+            await until(finished)
             # probes of a lower priority: a claim that takes one would have taken
             # a job of "pq" first, had it not been paused -- so once both workers
             # ran probes, both have claimed with the pause in force
@@ -272,7 +274,7 @@ async def test_pause_stops_new_starts_running_jobs_finish_resume_drains(
                 EnqueueParams(procapp.record, queue="probe", priority=-1) for _ in range(40)
             )
             probe_ids = [p.id for p in probes if p]
-            await wait_until(lambda: all_done(app, probe_ids))
+            await until(lambda: all_done(app, probe_ids))
             probe_pids = {r["pid"] for r in await runs(app) if r["job_id"] in set(probe_ids)}
             assert probe_pids == {w.pid for w in ws}, "both workers claimed while paused"
             # started_at is the claim's own time (the database clock)
@@ -284,7 +286,7 @@ async def test_pause_stops_new_starts_running_jobs_finish_resume_drains(
             print(f"pause: {len(running_then)} running finished, {len(held)} held back")
 
             await app.resume_queue("pq")
-            await wait_until(lambda: all_done(app, list(paused_ids)))
+            await until(lambda: all_done(app, list(paused_ids)))
         assert all(j.status is JobStatus.COMPLETE for j in (await app.get_jobs(list(paused_ids))).values())
 
 
@@ -305,7 +307,7 @@ async def test_limits_per_meta_key_hold_per_partition_and_only_there(
         )  # fmt: skip
         customer_of = {j.id: j.meta["customer"] for j in jobs if j}
         async with workers(app, dsn, schema, tmp_path, 2, "--queues", "per", "--concurrency", "10"):
-            await wait_until(lambda: all_done(app, list(customer_of)))
+            await until(lambda: all_done(app, list(customer_of)))
         rows = await runs(app)
         by_customer: dict[str, list[Any]] = {c: [] for c in customers}
         for r in rows:
@@ -340,7 +342,7 @@ async def test_delayed_jobs_start_on_time_with_poll_interval_30(
                     EnqueueParams(procapp.noop_job, queue="due", delay=d) for d in delays[i : i + 20]
                 )
                 ids += [j.id for j in batch if j]
-            await wait_until(lambda: all_done(app, ids))
+            await until(lambda: all_done(app, ids))
         late = [(s - due).total_seconds() for _, s, due, _ in await job_times(app, "due") if s is not None]
         assert len(late) == 200
         print(f"delayed jobs, start - due (database clock): p50 {statistics.median(late) * 1000:.1f} ms, "
@@ -364,7 +366,7 @@ async def test_retries_with_back_off_start_on_time(app: Werk, dsn: str, schema: 
                 )
                 assert job
                 ids.append(job.id)
-            await wait_until(lambda: all_done(app, ids))
+            await until(lambda: all_done(app, ids))
         done = await app.get_jobs(ids)
         assert all(j.status is JobStatus.COMPLETE and j.attempts == 2 for j in done.values())
         # attempt 2 was due 0.5 s after attempt 1 failed: scheduled_at, set by that failure

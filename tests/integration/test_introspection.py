@@ -22,8 +22,7 @@ import trio
 from psycopg import sql
 
 from werk_trio import AsyncWorker, ConfigError, EnqueueParams, JobStatus, Werk
-
-from ._worker_support import job_in, make_worker, running, until
+from werk_trio.testing import make_worker, running, until, wait_for_status
 
 PGWERK_WORKER_KEYS = {"id", "name", "queue", "status", "metadata", "heartbeat_at", "started_at", "expires_at"}
 STAT_KEYS = ("scheduled", "queued", "active", "aborting", "waiting", "complete", "failed", "aborted")
@@ -373,13 +372,13 @@ async def test_get_worker_and_list_worker_jobs(app: Werk) -> None:
             for n in range(4):
                 job = await app.enqueue(ok, n, _queue="a")
                 assert job
-                finished.append((await job_in(app, job.id, "complete")).id)
+                finished.append((await wait_for_status(app, job.id, "complete")).id)
             elsewhere = await app.enqueue(ok, 0, _queue="b")
             assert elsewhere
-            await job_in(app, elsewhere.id, "complete")
+            await wait_for_status(app, elsewhere.id, "complete")
             holding = await app.enqueue(held, _queue="a")
             assert holding
-            await job_in(app, holding.id, "active")
+            await wait_for_status(app, holding.id, "active")
 
             listed = await app.list_worker_jobs(worker.id)
             assert [j.id for j in listed] == [holding.id, *reversed(finished)], "running first, newest first"
@@ -387,7 +386,7 @@ async def test_get_worker_and_list_worker_jobs(app: Werk) -> None:
                 finished[3], finished[2]]
             assert [j.id for j in await app.list_worker_jobs(other.id)] == [elsewhere.id]
             release.set()
-            await job_in(app, holding.id, "complete")
+            await wait_for_status(app, holding.id, "complete")
         assert [j.id for j in await app.list_worker_jobs(worker.id, limit=1)] == [holding.id]
         for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
             with pytest.raises(ConfigError):

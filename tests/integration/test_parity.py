@@ -21,8 +21,7 @@ from werk_trio import (
     Werk,
 )
 from werk_trio.jobs import Context
-
-from ._worker_support import job_in, make_worker, running
+from werk_trio.testing import make_worker, running, wait_for_status
 
 # --- handlers (this module is in the test app's task_modules) -------------------------------------
 
@@ -265,7 +264,7 @@ async def test_the_errors_of_the_deliberate_differences(app: Werk, dsn: str) -> 
                 (job.id,),
             )
         async with running(make_worker(app)):
-            failed = await job_in(app, job.id, "failed")
+            failed = await wait_for_status(app, job.id, "failed")
         assert failed.error and "UnknownTask" in failed.error and "app.register" in failed.error
 
 

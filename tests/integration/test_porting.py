@@ -21,7 +21,8 @@ from pathlib import Path
 
 import trio
 
-from tests.proctools import child_env, spawn, wait_until, worker_argv
+from tests.proctools import child_env, spawn, worker_argv
+from werk_trio.testing import until
 
 # --- the recipe -----------------------------------------------------------------------------
 
@@ -450,7 +451,7 @@ async def test_enqueueing_program_runs_ported_against_a_werk_worker_process(
                 counts = [sum(n.startswith(k) for n in notes) for k in kinds]
                 return notes if counts == [3, 3, 1, 1] else []
 
-            notes = await wait_until(noted)
+            notes = await until(noted)
             worker.send_signal(signal.SIGTERM)
             assert await worker.wait() == 0, worker.output()
     for line in (

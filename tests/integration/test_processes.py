@@ -22,8 +22,10 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests.proctools import Child, child_env, describe, spawn, wait_until, worker_argv
+from tests._support import runs, wait_registered
+from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from werk_trio import EnqueueParams, JobStatus, Werk
+from werk_trio.testing import until, wait_for_status
 
 FAST = ("--heartbeat-interval", "0.5", "--poll-interval", "0.5")
 
@@ -37,19 +39,6 @@ async def make_runs_table(dsn: str, schema: str) -> None:
     await trio.to_thread.run_sync(procapp.create_runs_table, dsn, schema)
 
 
-async def runs(app: Werk, job_id: Any = None) -> list[dict[str, Any]]:
-    """The side table's rows (all, or one job's), in insertion order."""
-    where = sql.SQL("WHERE job_id = %(job)s") if job_id is not None else sql.SQL("")
-    query = sql.SQL("SELECT job_id, attempt, pid, started_at, ended_at FROM {} {} ORDER BY run_id").format(
-        procapp.runs_table(app.config.schema), where
-    )
-    async with app.connection() as conn:
-        cur = await conn.execute(query, {"job": job_id})
-        rows = await cur.fetchall()
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at")
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
 async def wait_for_run(app: Werk, job_id: Any, attempt: int) -> dict[str, Any]:
     """The side-table row of ``attempt`` of ``job_id``, once the handler started."""
 
@@ -59,28 +48,7 @@ async def wait_for_run(app: Werk, job_id: Any, attempt: int) -> dict[str, Any]:
                 return row
         return None
 
-    return await wait_until(found)
-
-
-async def wait_for_status(app: Werk, job_id: Any, *statuses: JobStatus) -> Any:
-    async def check() -> Any:
-        job = await app.get_job(job_id)
-        return job if job.status in statuses else None
-
-    return await wait_until(check)
-
-
-async def wait_registered(app: Werk, *children: Child) -> None:
-    """Until every child's worker row exists (run() started: registered, LISTEN issued)."""
-
-    async def check() -> bool:
-        pids = {w["pid"] for w in await app.list_workers()}
-        for child in children:
-            if child.returncode is not None:
-                raise AssertionError(f"worker exited early:\n{describe([child])}")
-        return all(child.pid in pids for child in children)
-
-    await wait_until(check)
+    return await until(found)
 
 
 # --- a. SIGTERM shutdown, exactly ---------------------------------------------------
@@ -161,7 +129,7 @@ async def test_kill_9_job_is_rescued_by_a_live_workers_sweeper(
             first = await wait_for_run(app, job.id, 1)
             assert first["pid"] == victim.pid
             async with spawn(live_argv, env=env, log_path=tmp_path / "live.log") as live:
-                await wait_registered(app, live)
+                await wait_registered(app, [live])
                 killed = time.monotonic()
                 os.kill(victim.pid, signal.SIGKILL)
                 assert await victim.wait() == -signal.SIGKILL
@@ -208,7 +176,7 @@ async def test_late_ack_of_a_frozen_worker_is_refused(
                     assert done.result == {"pid": live.pid, "attempt": 2}
                     frozen.send_signal(signal.SIGCONT)
                     # the frozen run wakes up, finishes (its side-table row ends)...
-                    ended = await wait_until(lambda: _ended(app, job.id, 1))
+                    ended = await until(lambda: _ended(app, job.id, 1))
                     assert ended
                     # ...and its ack reaches the database and is refused
                     await frozen.wait_for_output("late outcome(s) refused")
@@ -367,7 +335,7 @@ async def test_cli_concurrency(app: Werk, dsn: str, schema: str, tmp_path: Path)
             await app.enqueue(procapp.sleep_job, 0.4, _queue="conc")
         argv = worker_argv("--queues", "conc", "--concurrency", "2", "--heartbeat-interval", "0.7")
         async with spawn(argv, env=child_env(dsn, schema), log_path=tmp_path / "w.log") as w:
-            await wait_registered(app, w)
+            await wait_registered(app, [w])
             [row] = await app.list_workers()
             assert row["concurrency"] == 2
             assert row["worker_type"] == "async"
@@ -377,7 +345,7 @@ async def test_cli_concurrency(app: Werk, dsn: str, schema: str, tmp_path: Path)
             async def all_done() -> bool:
                 return (await app.counts()).get("conc") == {"complete": 6}
 
-            await wait_until(all_done)
+            await until(all_done)
             w.send_signal(signal.SIGTERM)
             assert await w.wait() == 0, w.output()
         side = await runs(app)
@@ -397,7 +365,7 @@ async def test_cli_worker_type_thread(app: Werk, dsn: str, schema: str, tmp_path
         jobs = [await app.enqueue(procapp.record_sync, _queue="threads") for _ in range(4)]
         argv = worker_argv("--queues", "threads", "--worker-type", "thread", "--concurrency", "3", *FAST)
         async with spawn(argv, env=child_env(dsn, schema), log_path=tmp_path / "w.log") as w:
-            await wait_registered(app, w)
+            await wait_registered(app, [w])
             [row] = await app.list_workers()
             assert row["worker_type"] == "thread"
             assert row["concurrency"] == 3
@@ -405,7 +373,7 @@ async def test_cli_worker_type_thread(app: Werk, dsn: str, schema: str, tmp_path
             async def all_done() -> bool:
                 return (await app.counts()).get("threads") == {"complete": 4}
 
-            await wait_until(all_done)
+            await until(all_done)
             w.send_signal(signal.SIGTERM)
             assert await w.wait() == 0, w.output()
         assert "executor=thread" in w.output()

@@ -22,11 +22,12 @@ import pytest
 import trio
 
 from tests import procapp
-from tests.proctools import describe, wait_until
+from tests._support import runs
+from tests.proctools import describe
 from werk_trio import ConfigError, Dependency, EnqueueParams, Job, JobStatus, Werk
-from werk_trio.testing import run_until_idle
+from werk_trio.testing import run_until_idle, until, wait_for_status
 
-from ._semantics_support import make_tables, query, runs, wait_status, wait_terminal, workers
+from ._semantics_support import make_tables, query, wait_terminal, workers
 
 ROUNDS = 12
 PAIRS = 25
@@ -120,7 +121,7 @@ async def test_last_parent_to_end_queues_the_dependent_when_two_processes_race(
                             jobs = await app.get_jobs(parent_ids)
                             return "done" if all(j.status.terminal for j in jobs.values()) else None
 
-                        how = await wait_until(both_waiting_or_done)
+                        how = await until(both_waiting_or_done)
                         assert await query(app, STRANDED, {"ids": dep_ids}) == []
                     forced += how == "waiting"
 
@@ -205,7 +206,7 @@ async def test_failed_or_aborted_dependency_fails_the_chain_unless_allowed(
             waiting = await app.get_jobs(ids)
             assert all(j.status is JobStatus.WAITING for j in waiting.values()), "a parent ended too soon"
 
-            await wait_until(lambda: runs(app, running.id))  # the long parent is running
+            await until(lambda: runs(app, running.id))  # the long parent is running
             await app.abort_job(running.id)
             await app.cancel_job(later.id)
 
@@ -371,4 +372,4 @@ async def test_waiting_dependent_is_queued_by_the_completion_that_ends_its_last_
                     break
                 assert status[child.id] == "waiting", status
                 await trio.sleep(0.002)
-            await wait_status(app, child.id, JobStatus.COMPLETE)
+            await wait_for_status(app, child.id, JobStatus.COMPLETE)

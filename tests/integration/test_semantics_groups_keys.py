@@ -24,11 +24,12 @@ import pytest
 import trio
 
 from tests import procapp
-from tests.proctools import wait_until
+from tests._support import runs
 from werk_trio import EnqueueParams, JobStatus, Werk, Worker
 from werk_trio._rows import job_from_row
+from werk_trio.testing import until
 
-from ._semantics_support import make_tables, overlaps, query, runs, wait_terminal, workers
+from ._semantics_support import make_tables, overlaps, query, wait_terminal, workers
 
 GROUPS = 4
 PER_GROUP = 30
@@ -303,7 +304,7 @@ async def test_two_worker_processes_enqueue_the_same_keys_at_once(
                 )
                 return rows[0] == (len(keys), len(keys))
 
-            await wait_until(keyed_done)
+            await until(keyed_done)
             for child in children:
                 assert "Traceback" not in child.output(), child.output()
         won_a, won_b = producers[a.id].result["won"], producers[b.id].result["won"]

@@ -15,16 +15,16 @@ from typing import Any
 import trio
 
 from tests import procapp
-from tests.proctools import describe, wait_until
+from tests._support import runs
+from tests.proctools import describe
 from werk_trio import Callback, Dependency, ExecutionStatus, JobNotFound, JobStatus, Repeat, Retry, Werk
+from werk_trio.testing import until, wait_for_status
 
 from ._semantics_support import (
     events,
     make_tables,
     query,
-    runs,
     status_of,
-    wait_status,
     wait_terminal,
     workers,
 )
@@ -103,11 +103,11 @@ async def test_ttl_expires_a_job_that_could_not_start_in_time(
         ) as children:
             blocker = await app.enqueue(procapp.sleep_job, 1.0, _queue="ttl", _group="g")
             assert blocker
-            await wait_until(lambda: runs(app, blocker.id))
+            await until(lambda: runs(app, blocker.id))
             expiring = await app.enqueue(procapp.record, _queue="ttl", _group="g", _ttl=0.3)
             survivor = await app.enqueue(procapp.record, _queue="ttl", _group="g", _ttl=30)
             assert expiring and survivor and expiring.expires_at is not None
-            expired = await wait_status(app, expiring.id, JobStatus.ABORTED, JobStatus.COMPLETE)
+            expired = await wait_for_status(app, expiring.id, JobStatus.ABORTED, JobStatus.COMPLETE)
             ended = await wait_terminal(app, [blocker.id, survivor.id])
             for child in children:
                 assert "Traceback" not in child.output(), child.output()
@@ -159,7 +159,7 @@ async def test_result_and_failure_ttl_rows_are_deleted_by_the_sweeper(
             async def zero_gone() -> bool:
                 return await status_of(app, zero.id) is None
 
-            await wait_until(zero_gone)
+            await until(zero_gone)
             for child in children:
                 assert "Traceback" not in child.output(), child.output()
         print(
@@ -209,7 +209,7 @@ async def test_failure_mode_delete_removes_the_row_when_it_fails_for_good(
             )
             assert all(j.status is JobStatus.WAITING for j in dependents.values()), "doomed ended too soon"
             # between its attempts the row is there, waiting for the retry
-            between = await wait_status(app, doomed.id, JobStatus.SCHEDULED)
+            between = await wait_for_status(app, doomed.id, JobStatus.SCHEDULED)
             assert between.attempts == 1
             seen: set[JobStatus | None] = set()
             while True:
@@ -311,7 +311,7 @@ async def test_callbacks_run_once_per_terminal_outcome_and_never_change_it(
             jobs = [*successes, *failures, all_three, sync, slow, raising, raising_failure, stopped, orphan]
             jobs.append(grand_orphan)
             assert all(jobs)
-            await wait_until(lambda: runs(app, stopped.id))
+            await until(lambda: runs(app, stopped.id))
             await app.abort_job(stopped.id)
             ended = await wait_terminal(app, [j.id for j in jobs if j])
 
@@ -322,13 +322,13 @@ async def test_callbacks_run_once_per_terminal_outcome_and_never_change_it(
                 have = {e["job_id"] for e in got}
                 return set(expected) <= have and any(e["kind"] == "cb_slow_start" for e in got)
 
-            await wait_until(all_ran)
+            await until(all_ran)
 
             async def logged() -> bool:  # the slow one cut off, the raising ones logged
                 text = "".join(c.output() for c in children)
                 return "cut off after 0.5s" in text and text.count("callback exploded") >= 2
 
-            await wait_until(logged)
+            await until(logged)
             for child in children:  # then stop them: anything still pending would be flushed
                 child.send_signal(signal.SIGTERM)
             codes = [await c.wait() for c in children]

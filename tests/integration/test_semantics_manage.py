@@ -18,10 +18,11 @@ import pytest
 import trio
 
 from tests import procapp
-from tests.proctools import wait_until
+from tests._support import runs
 from werk_trio import ConfigError, EnqueueParams, ExecutionStatus, JobStatus, Werk
+from werk_trio.testing import until, wait_for_status
 
-from ._semantics_support import make_tables, query, runs, wait_status, wait_terminal, workers
+from ._semantics_support import make_tables, query, wait_terminal, workers
 
 
 async def _run_counts(app: Werk) -> dict[Any, int]:
@@ -67,7 +68,7 @@ async def test_cancel_and_bulk_cancel_race_the_workers_and_cancelled_jobs_never_
                     )
                     return rows[0][0] >= 10
 
-                await wait_until(some_bulk_done)
+                await until(some_bulk_done)
                 bulk_count = await app.bulk_cancel_jobs(queue="bulk")
 
             async with trio.open_nursery() as nursery:
@@ -118,14 +119,14 @@ async def test_requeue_and_bulk_requeue_run_finished_jobs_again_while_workers_ru
             # as the first 30 finish, requeue each while the others still drain
             for job in jobs[:30]:
                 assert job is not None
-                done = await wait_status(app, job.id, JobStatus.COMPLETE)
+                done = await wait_for_status(app, job.id, JobStatus.COMPLETE)
                 assert await app.requeue_job(job.id) is True
                 again = await app.get_job(job.id)  # queued again, or already claimed again
                 assert (again.status, again.attempts) == (JobStatus.QUEUED, 0) or (
                     again.started_at is not None and again.started_at > done.completed_at
                 ), again
                 requeued.append(job.id)
-            await wait_until(lambda: runs(app, long.id))
+            await until(lambda: runs(app, long.id))
             assert await app.requeue_job(long.id) is False  # running: left alone
             assert (await app.get_job(long.id)).status is JobStatus.ACTIVE
             await wait_terminal(app, [j.id for j in broken if j is not None])
@@ -168,10 +169,10 @@ async def test_abort_stops_a_running_job_on_an_async_worker_under_load(
             delays = []
             for job in long:
                 assert job is not None
-                await wait_until(lambda job=job: runs(app, job.id))
+                await until(lambda job=job: runs(app, job.id))
                 asked = time.monotonic()
                 assert await app.abort_job(job.id) is True
-                await wait_status(app, job.id, JobStatus.ABORTED)
+                await wait_for_status(app, job.id, JobStatus.ABORTED)
                 delays.append(time.monotonic() - asked)
             ended = await wait_terminal(app, [j.id for j in (*long, *load) if j is not None])
             for child in children:
@@ -215,8 +216,8 @@ async def test_purge_under_load_deletes_only_finished_rows(
             async def drained() -> bool:
                 return await _run_counts(app) != {} and set(await _run_counts(app)) == set(ids)
 
-            await wait_until(drained)
-            await wait_until(lambda: _no_open(app))
+            await until(drained)
+            await until(lambda: _no_open(app))
             purged += await app.purge_jobs()
             for child in children:
                 out = child.output()

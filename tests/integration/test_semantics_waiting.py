@@ -17,10 +17,11 @@ import pytest
 import trio
 
 from tests import procapp
-from tests.proctools import wait_until
+from tests._support import runs
 from werk_trio import JobError, JobNotFound, JobStatus, WaitTimeout, Werk
+from werk_trio.testing import until
 
-from ._semantics_support import listeners, make_tables, query, runs, workers
+from ._semantics_support import listeners, make_tables, query, workers
 
 
 async def test_apply_on_idle_workers_is_woken_by_notify_in_milliseconds(
@@ -75,7 +76,7 @@ async def test_waits_fall_back_to_polling_without_listen_or_when_it_breaks(
             assert job
 
             async def kill_listener() -> None:
-                await wait_until(lambda: runs(app, job.id))
+                await until(lambda: runs(app, job.id))
                 killed = await query(
                     app,
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %(q)s",
@@ -93,7 +94,7 @@ async def test_waits_fall_back_to_polling_without_listen_or_when_it_breaks(
             async def relistening() -> bool:
                 return await listeners(app, app.sql.done_channel) == 1
 
-            await wait_until(relistening)  # the shared listener reconnects
+            await until(relistening)  # the shared listener reconnects
             start = time.monotonic()
             assert await app.apply(procapp.record, _queue="poll", timeout=10)
             after = time.monotonic() - start
@@ -121,7 +122,7 @@ async def test_job_error_carries_the_terminal_job_and_map_can_return_exceptions(
 
             # aborted while it runs: JobError with the aborted job
             async def abort_when_running(job_id: object) -> None:
-                await wait_until(lambda: runs(app, job_id))
+                await until(lambda: runs(app, job_id))
                 await app.abort_job(job_id)
 
             job = await app.enqueue(procapp.sleep_job, 60, _queue="err")

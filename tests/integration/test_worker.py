@@ -19,6 +19,7 @@ import sniffio
 import trio
 
 import werk_trio
+from tests._support import column, worker_ids
 from werk_trio import (
     AsyncWorker,
     ConfigError,
@@ -30,8 +31,7 @@ from werk_trio import (
     ThreadWorker,
     Werk,
 )
-
-from ._worker_support import column, job_in, make_worker, running, until, worker_ids
+from werk_trio.testing import make_worker, running, until, wait_for_status
 
 # --- handlers (module level: the app allows functions under tests/) -----------
 
@@ -528,8 +528,8 @@ async def test_exception_handlers_most_recent_first(app: Werk, worker_log: list[
             ok = await app.enqueue(noop)
             bad = await app.enqueue(explode, "kaboom")
             assert ok and bad
-            await job_in(app, ok.id, "complete")
-            failed = await job_in(app, bad.id, "failed")
+            await wait_for_status(app, ok.id, "complete")
+            failed = await wait_for_status(app, bad.id, "failed")
             assert [name for name, _, _ in calls] == ["broken", "second", "first"]
             for _, jid, exc in calls:
                 assert jid == bad.id
@@ -542,7 +542,7 @@ async def test_exception_handlers_most_recent_first(app: Werk, worker_log: list[
             calls.clear()
             again = await app.enqueue(explode, "again")
             assert again
-            await job_in(app, again.id, "failed")
+            await wait_for_status(app, again.id, "failed")
             assert [name for name, _, _ in calls] == ["second", "first"]
         assert w.pop_exception_handler() is second
         assert w.pop_exception_handler() is first
@@ -576,7 +576,7 @@ async def test_sync_handler_runs_in_a_thread_without_blocking_the_loop(app: Werk
             nursery.start_soon(ticker)
             job = await app.enqueue(sync_blocking, 0.6)
             assert job
-            done = await job_in(app, job.id, "complete")
+            done = await wait_for_status(app, job.id, "complete")
             nursery.cancel_scope.cancel()
         res = done.result
         assert res["main_thread"] is False
@@ -700,7 +700,7 @@ async def test_started_worker_is_registered_and_listening(app: Werk) -> None:
             job = await app.enqueue(noop, _queue="live")
             assert job
             with trio.fail_after(2):
-                await job_in(app, job.id, "complete")
+                await wait_for_status(app, job.id, "complete")
             assert trio.current_time() - t0 < 2
         assert w.stopped.is_set()
         assert w.id not in await worker_ids(app)

@@ -18,9 +18,10 @@ import pytest
 import trio
 from psycopg import sql
 
+from tests._support import gone, worker_ids
 from werk_trio import Context, EnqueueParams, ExecutionStatus, Retry, Werk
+from werk_trio.testing import make_worker, running, until, wait_for_status
 
-from ._worker_support import gone, job_in, make_worker, running, until, worker_ids
 from .test_db import tcp_proxy
 
 # --- handlers ------------------------------------------------------------------
@@ -151,7 +152,7 @@ async def test_retry_intervals_are_measured_on_the_database_clock(app: Werk) -> 
         assert job
         w = make_worker(app, poll_interval=0.05)
         async with running(w):
-            await job_in(app, job.id, "failed")
+            await wait_for_status(app, job.id, "failed")
         execs = await app.get_executions(job.id)
         assert [e.attempt for e in execs] == [1, 2, 3, 4]
         gaps = [_seconds(b.started_at, a.started_at) for a, b in itertools.pairwise(execs)]
@@ -172,8 +173,8 @@ async def test_timeout_cancels_the_handler_and_retries(app: Werk) -> None:
         w = make_worker(app, concurrency=2)
         t0 = trio.current_time()
         async with running(w):
-            job = await job_in(app, retried.id, "complete")
-            last = await job_in(app, final.id, "failed")
+            job = await wait_for_status(app, retried.id, "complete")
+            last = await wait_for_status(app, final.id, "failed")
         assert trio.current_time() - t0 < 3  # not the handlers' 60 s
         assert job.result == "second attempt" and job.attempts == 2
         execs = await app.get_executions(retried.id)
@@ -192,7 +193,7 @@ async def test_timeout_of_a_sync_handler_sets_ctx_cancelled(app: Werk) -> None:
         job = await app.enqueue(sync_until_cancelled, _timeout=0.3)
         assert job
         async with running(make_worker(app)):
-            failed = await job_in(app, job.id, "failed")
+            failed = await wait_for_status(app, job.id, "failed")
             # the thread cannot be killed; it is told, and stops by itself
             await trio.to_thread.run_sync(NOTICED.wait, 5)
         assert NOTICED.is_set()
@@ -206,7 +207,7 @@ async def test_heartbeat_jobs_are_touched_while_they_run(app: Werk) -> None:
         assert beating and silent
         touches: set[Any] = set()
         async with running(make_worker(app, concurrency=2)):
-            job = await job_in(app, beating.id, "active")
+            job = await wait_for_status(app, beating.id, "active")
             started = job.started_at
             while job.status == "active":
                 if job.touched_at is not None:
@@ -214,7 +215,7 @@ async def test_heartbeat_jobs_are_touched_while_they_run(app: Werk) -> None:
                 assert (await app.get_job(silent.id)).touched_at is None
                 await trio.sleep(0.02)
                 job = await app.get_job(beating.id)
-            await job_in(app, silent.id, "complete")
+            await wait_for_status(app, silent.id, "complete")
         assert job.status == "complete"
         assert len(touches) >= 3, touches  # ~7 touches in 0.8 s at 0.1 s
         assert started is not None and all(t > started for t in touches)
@@ -230,10 +231,10 @@ async def test_heartbeat_keeps_a_long_job_from_being_rescued(dsn: str, schema: s
             assert beating and silent
             w = make_worker(app, concurrency=2, sweep_interval=0.1)
             async with running(w):
-                rescued = await job_in(app, silent.id, "failed")  # one attempt: spent by the rescue
+                rescued = await wait_for_status(app, silent.id, "failed")  # one attempt: spent by the rescue
                 assert "max_active_secs" in (rescued.error or "")
                 assert (await app.get_job(beating.id)).status == "active"
-                done = await job_in(app, beating.id, "complete")
+                done = await wait_for_status(app, beating.id, "complete")
                 assert done.attempts == 1
                 await until(lambda: w.stats.get("complete", 0) == 2)  # the silent one finished too
             # (the worker has stopped: every outcome is written) its late ack was refused
@@ -247,17 +248,17 @@ async def test_abort_job_stops_a_running_job_within_abort_interval(app: Werk) ->
         assert job
         w = make_worker(app, abort_interval=0.2)
         async with running(w):
-            await job_in(app, job.id, "active")
+            await wait_for_status(app, job.id, "active")
             await until(lambda: ("start", "abort me") in LOG)
             t0 = trio.current_time()
             assert await app.abort_job(job.id) is True
-            aborted = await job_in(app, job.id, "aborted")
+            aborted = await wait_for_status(app, job.id, "aborted")
             assert trio.current_time() - t0 < 0.2 + 0.4
             assert ("cancelled", "abort me") in LOG
             # no retry, though attempts were left; the worker goes on working
             after = await app.enqueue(noop)
             assert after
-            await job_in(app, after.id, "complete")
+            await wait_for_status(app, after.id, "complete")
             assert (await app.get_job(job.id)).status == "aborted"
         assert aborted.attempts == 1 and aborted.completed_at is not None
         execs = await app.get_executions(job.id)
@@ -324,7 +325,7 @@ async def test_poll_interval_picks_up_due_scheduled_jobs(app: Werk) -> None:
         async with running(make_worker(app, poll_interval=0.1)):
             job = await app.enqueue(noop, _delay=0.5)  # no NOTIFY when it comes due
             assert job
-            done = await job_in(app, job.id, "complete")
+            done = await wait_for_status(app, job.id, "complete")
         assert done.started_at is not None
         late = _seconds(done.started_at, done.scheduled_at)
         assert 0 <= late < 0.1 + 0.4
@@ -357,7 +358,7 @@ async def test_sweep_interval_runs_maintenance(app: Werk) -> None:
             job = await app.enqueue(noop, _queue="unserved", _ttl=0.3)
             assert job
             t0 = trio.current_time()
-            expired = await job_in(app, job.id, "aborted")
+            expired = await wait_for_status(app, job.id, "aborted")
             assert trio.current_time() - t0 < 0.3 + 0.1 + 0.6
         assert "expired" in (expired.error or "")
 
@@ -372,7 +373,7 @@ async def test_stop_lets_short_jobs_finish_and_claims_nothing_new(app: Werk) -> 
             await nursery.start(w.run)
             job = await app.enqueue(sleep_for, 0.3)
             assert job
-            await job_in(app, job.id, "active")
+            await wait_for_status(app, job.id, "active")
             t0 = trio.current_time()
             w.stop()
             late = await app.enqueue(noop)
@@ -464,7 +465,7 @@ async def test_cancelling_requeues_a_heartbeat_job_too(app: Werk) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(w.run)
             await until(lambda: ("start", "beating") in LOG)
-            await job_in(app, job.id, "active")
+            await wait_for_status(app, job.id, "active")
             nursery.cancel_scope.cancel()
         back = await app.get_job(job.id)
         assert (back.status, back.attempts, back.worker_id) == ("queued", 0, None)
@@ -542,7 +543,7 @@ async def test_late_ack_from_a_worker_that_lost_its_job_changes_nothing(app: Wer
             assert str(a.id) in (execs[0].error or "")  # the rescue names the lost worker
 
             GATES[2].set()
-            done = await job_in(app, job.id, "complete")
+            done = await wait_for_status(app, job.id, "complete")
             assert (done.result, done.worker_id, done.attempts) == ("attempt 2", b.id, 2)
             b.stop(now=True)
 
@@ -595,7 +596,7 @@ async def test_jobs_of_a_claim_whose_reply_was_lost_are_given_back(dsn: str, sch
                     assert lost.status == "active"
                     assert lost.worker_id == w.id and lost.attempts == 1
                     assert job.id not in w.held
-                    done = await job_in(app, job.id, "complete")
+                    done = await wait_for_status(app, job.id, "complete")
                 assert w.heartbeater.released == 1
                 assert (done.attempts, done.result) == (1, "ran once")  # the lost attempt unspent
                 # given back only after the grace, not by the first beat that saw it

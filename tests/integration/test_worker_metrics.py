@@ -13,8 +13,7 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from werk_trio import AsyncWorker, ConfigError, JobStatus, Werk
-
-from ._worker_support import job_in, make_worker
+from werk_trio.testing import make_worker, wait_for_status
 
 
 async def add(a: int, b: int) -> int:
@@ -55,7 +54,7 @@ async def test_worker_counters_match_what_ran(app: Werk) -> None:
                 await app.wait_for(job.id, timeout=60)
             slow = await app.enqueue(sleepy, 60, _queue="m")
             assert slow is not None
-            await job_in(app, slow.id, "active")
+            await wait_for_status(app, slow.id, "active")
             await app.abort_job(slow.id)
             assert (await app.wait_for(slow.id, timeout=30)).status is JobStatus.ABORTED
             async with httpx.AsyncClient(timeout=20) as http:

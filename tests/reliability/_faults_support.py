@@ -23,8 +23,10 @@ import psutil
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from tests.proctools import Child, child_env, describe, spawn, wait_until, worker_argv
+from tests._support import RUN_KEYS, registered_workers, side_rows, wait_registered
+from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from werk_trio import Werk
+from werk_trio.testing import until
 
 from .relapp import history_table
 
@@ -135,21 +137,12 @@ class Fleet:
         return alive
 
     async def registered(self) -> dict[int, Any]:
-        """pid -> worker id of the fleet's registered workers (stopped ones are
-        still listed for an hour: not registered)."""
-        return {w["pid"]: w["id"] for w in await self.app.list_workers() if w["status"] != "stopped"}
+        """pid -> worker id of the fleet's registered workers."""
+        return await registered_workers(self.app)
 
     async def wait_registered(self, children: Sequence[Child] | None = None) -> None:
         wanted = list(children if children is not None else self.live())
-
-        async def check() -> bool:
-            for child in wanted:
-                if child.returncode is not None:
-                    raise AssertionError(f"worker exited early:\n{describe([child])}")
-            pids = await self.registered()
-            return all(c.pid in pids for c in wanted)
-
-        await wait_until(check, interval=0.05)
+        await wait_registered(self.app, wanted, interval=0.05)
 
     async def stop(self, *, within: float = 10.0) -> list[int]:
         """SIGTERM every live worker (none is running a job); their exit codes.
@@ -192,19 +185,13 @@ async def wait_all_terminal(app: Werk, ids: Sequence[Any], *, interval: float = 
         done = sum(counts.get(s, 0) for s in ("complete", "failed", "aborted"))
         return counts if done == len(ids) else None
 
-    return await wait_until(check, interval=interval)
+    return await until(check, interval=interval)
 
 
 async def history(app: Werk, schema: str) -> list[dict[str, Any]]:
     """The side table, oldest run first."""
-    keys = ("job_id", "attempt", "pid", "started_at", "ended_at", "worker_pid")
-    async with app.connection() as conn:
-        cur = await conn.execute(
-            sql.SQL(
-                "SELECT job_id, attempt, pid, started_at, ended_at, worker_pid FROM {} ORDER BY run_id"
-            ).format(history_table(schema))
-        )
-        return [dict(zip(keys, row, strict=True)) for row in await cur.fetchall()]
+    keys = (*RUN_KEYS, "worker_pid")
+    return await side_rows(app, history_table(schema), keys, order_by="run_id")
 
 
 class Stopwatch:

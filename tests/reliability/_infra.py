@@ -19,14 +19,11 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import trio
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from tests.proctools import Child
 
 __all__ = [
     "FULL",
@@ -35,7 +32,6 @@ __all__ = [
     "as_probe",
     "size",
     "terminate_werk_backends_async",
-    "wait_registered",
 ]
 
 FULL = os.environ.get("WERK_RELIABILITY_SIZE", "").strip().lower() == "full"
@@ -67,18 +63,6 @@ async def terminate_werk_backends_async(app: Any) -> int:
         cur = await conn.execute(TERMINATE_WERK)
         row = await cur.fetchone()
     return int(row[0]) if row else 0
-
-
-async def wait_registered(app: Any, children: Sequence[Child]) -> None:
-    """Until every child's worker row exists; fail if one exits first."""
-    while True:
-        pids = {w["pid"] for w in await app.list_workers()}
-        for child in children:
-            if child.returncode is not None:
-                raise AssertionError(f"worker exited early ({child.returncode}):\n{child.output()}")
-        if all(child.pid in pids for child in children):
-            return
-        await trio.sleep(0.05)
 
 
 class PrivatePostgres:

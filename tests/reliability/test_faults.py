@@ -28,8 +28,9 @@ import pytest
 import trio
 from psycopg import sql
 
-from tests.proctools import describe, wait_until
+from tests.proctools import describe
 from werk_trio import EnqueueParams, JobStatus, Werk
+from werk_trio.testing import until
 
 from . import relapp
 from ._faults_support import (
@@ -97,7 +98,7 @@ async def test_sigkill_storm_loses_nothing(
 
         async def recovered(worker_id: Any, killed_at: float) -> None:
             # rescued: nothing is active any more for the dead worker's id
-            await wait_until(lambda: _none_active(app, worker_id), interval=0.05)
+            await until(lambda: _none_active(app, worker_id), interval=0.05)
             recoveries.append(round(time.monotonic() - killed_at, 3))
 
         async with Fleet(app, dsn, schema, tmp_path, argv, slots=STORM_WORKERS) as fleet:
@@ -112,7 +113,7 @@ async def test_sigkill_storm_loses_nothing(
                     await trio.sleep(STORM_LEAD)
                     # a random worker among those running jobs (a worker still
                     # starting up, e.g. warming its process pool, has none yet)
-                    busy = await wait_until(lambda: _busy_workers(app, fleet), interval=0.05)
+                    busy = await until(lambda: _busy_workers(app, fleet), interval=0.05)
                     slot = rng.choice(sorted(busy))
                     victim = fleet.slots[slot]
                     assert victim is not None
@@ -127,7 +128,7 @@ async def test_sigkill_storm_loses_nothing(
                 counts = await wait_all_terminal(app, ids)
             drained = clock()
             # what the killed workers had started (pool children, fork servers) ends with them
-            await wait_until(lambda: _no_orphans(fleet), interval=0.1)
+            await until(lambda: _no_orphans(fleet), interval=0.1)
             await fleet.wait_registered()  # a worker still starting up has no SIGTERM handler yet
             codes = await fleet.stop()
             assert codes == [0] * len(codes), fleet.outputs()
@@ -257,7 +258,7 @@ async def test_poison_pill_kills_three_workers_then_fails(
                     return False
                 return bool(await _all_terminal(app, bystanders))
 
-            await wait_until(supervise, interval=0.05)
+            await until(supervise, interval=0.05)
             settled = clock()
             await fleet.wait_registered()
             codes = await fleet.stop()
@@ -321,7 +322,7 @@ async def _terminate(app: Werk, pid: int) -> None:
             row = await cur.fetchone()
         return row is not None and row[0] == 0
 
-    await wait_until(gone, interval=0.02)
+    await until(gone, interval=0.02)
 
 
 async def _run_of(app: Werk, schema: str, job_id: Any, attempt: int, *, ended: bool) -> dict[str, Any] | None:
@@ -336,8 +337,8 @@ async def _hold_ack(app: Werk, schema: str, fleet: Fleet, job_id: Any, conn: Any
     returned (its end recorded) and its ack is in flight, blocked on that lock.
     Returns (locker pid, the ack's backend pid)."""
     locker = conn.info.backend_pid
-    await wait_until(lambda: _run_of(app, schema, job_id, 1, ended=True), interval=0.02)
-    [ack] = await wait_until(lambda: _blocked_backends(app, fleet.app_name(0), locker), interval=0.02)
+    await until(lambda: _run_of(app, schema, job_id, 1, ended=True), interval=0.02)
+    [ack] = await until(lambda: _blocked_backends(app, fleet.app_name(0), locker), interval=0.02)
     return locker, ack
 
 
@@ -361,7 +362,7 @@ async def test_ack_lost_with_its_worker_reruns_once(
         assert job is not None
         argv = argv_for(worker_type, "--concurrency", "2", *FAST)
         async with Fleet(app, dsn, schema, tmp_path, argv, slots=1, app_names=True) as fleet:
-            await wait_until(lambda: _run_of(app, schema, job.id, 1, ended=False), interval=0.02)
+            await until(lambda: _run_of(app, schema, job.id, 1, ended=False), interval=0.02)
             async with app.connection() as conn, conn.transaction():
                 await _lock_row(conn, app, job.id)
                 _, ack = await _hold_ack(app, schema, fleet, job.id, conn)
@@ -372,7 +373,7 @@ async def test_ack_lost_with_its_worker_reruns_once(
             mid = await app.get_job(job.id)
             assert mid.status is JobStatus.ACTIVE and mid.attempts == 1, mid
             await fleet.start(0)  # the supervisor restarts it
-            done = await wait_until(lambda: _terminal(app, job.id), interval=0.05)
+            done = await until(lambda: _terminal(app, job.id), interval=0.05)
             recovered = round(time.monotonic() - killed_at, 3)
             await fleet.wait_registered()
             assert await fleet.stop() == [0], fleet.outputs()
@@ -413,7 +414,7 @@ async def test_ack_cut_by_backend_termination_is_retried_without_rerun(
         assert job is not None
         argv = argv_for("async", "--concurrency", "2", *FAST)
         async with Fleet(app, dsn, schema, tmp_path, argv, slots=1, app_names=True) as fleet:
-            await wait_until(lambda: _run_of(app, schema, job.id, 1, ended=False), interval=0.02)
+            await until(lambda: _run_of(app, schema, job.id, 1, ended=False), interval=0.02)
             cut: list[int] = []
             async with app.connection() as conn, conn.transaction():
                 await _lock_row(conn, app, job.id)
@@ -425,11 +426,11 @@ async def test_ack_cut_by_backend_termination_is_retried_without_rerun(
                     if len(cut) == ACK_CUTS:
                         break
                     # the completer retries on a new connection and blocks again
-                    [ack] = await wait_until(
+                    [ack] = await until(
                         lambda: _blocked_backends(app, fleet.app_name(0), locker), interval=0.02
                     )
                     assert ack not in cut
-            done = await wait_until(lambda: _terminal(app, job.id), interval=0.02)
+            done = await until(lambda: _terminal(app, job.id), interval=0.02)
             recovered = round(time.monotonic() - cut_at, 3)
             worker = fleet.slots[0]
             assert worker is not None and worker.returncode is None, fleet.outputs()
@@ -547,7 +548,7 @@ async def test_eight_workers_run_every_job_exactly_once(
                 peak = max(peak, await _backends(app, schema))
                 return await _counts_if_done(app, ids)
 
-            counts = await wait_until(drained, interval=0.5)
+            counts = await until(drained, interval=0.5)
             took = clock()
             for fleet in fleets:
                 assert fleet.slots[0] is not None and fleet.slots[0].returncode is None, fleet.outputs()
@@ -687,7 +688,7 @@ async def test_jobs_of_a_dead_worker_whose_row_was_deleted_are_rescued(
         slow = argv_for("async", "--concurrency", "3", "--heartbeat-interval", "30", "--sweep-interval", "60")
         async with Fleet(app, dsn, schema, tmp_path / "a", slow, slots=1) as first:
             for jid in ids:
-                await wait_until(lambda jid=jid: _run_of(app, schema, jid, 1, ended=False), interval=0.05)
+                await until(lambda jid=jid: _run_of(app, schema, jid, 1, ended=False), interval=0.05)
             victim = first.slots[0]
             assert victim is not None
             [(worker_id, _)] = (await _busy_workers(app, first) or {}).values()
@@ -750,7 +751,7 @@ async def test_a_restarted_process_registers_as_a_new_worker(
                 await fleet.start(0)
             assert len(set(ids)) == 3, ids
             # the SIGKILLed worker's row goes with the next sweep after 3 missed heartbeats
-            await wait_until(lambda: _gone(app, ids[0]), interval=0.1)
+            await until(lambda: _gone(app, ids[0]), interval=0.1)
             assert list((await fleet.registered()).values()) == [ids[2]]
             assert await fleet.stop() == [0]
 

@@ -31,6 +31,7 @@ import pytest
 import trio
 from psycopg import sql
 
+from tests._support import wait_registered
 from tests.proctools import Child, child_env, describe, spawn, worker_argv
 from tests.reliability import infra_bodies
 from tests.reliability._infra import (
@@ -39,7 +40,6 @@ from tests.reliability._infra import (
     as_probe,
     size,
     terminate_werk_backends_async,
-    wait_registered,
 )
 from tests.reliability.checker import check
 from tests.reliability.relapp import create_history, history_table

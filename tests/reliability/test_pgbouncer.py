@@ -36,9 +36,9 @@ import trio
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from tests._support import wait_registered
 from tests.proctools import child_env, describe, spawn, worker_argv
 from tests.reliability import infra_bodies
-from tests.reliability._infra import wait_registered
 from tests.reliability.checker import check
 from tests.reliability.relapp import create_history
 from werk_trio import (

@@ -21,9 +21,9 @@ import pytest
 import trio
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from tests.integration._worker_support import make_worker
 from tests.web import dashboard_tasks
 from werk_trio import Werk
+from werk_trio.testing import make_worker
 from werk_trio.web import serve
 
 CHROMIUM = os.environ.get("WERK_CHROMIUM", "/usr/bin/chromium")
