@@ -15,8 +15,10 @@ size and its indexes' size (``pg_table_size``, ``pg_indexes_size``), and its
 dead rows (``n_dead_tup``). At the end, the trend: each quantity's first and
 last third (medians) and its least-squares slope per hour. A healthy run
 shows latency flat and the sizes levelling off once the result TTL has
-passed; the storage parameters of migration 0005 (docs/guides/operations.md,
-"Table size") are what keep them there.
+passed; autovacuum with the storage parameters of migration 0005
+(docs/guides/performance.md, "Table size under a steady load") is what keeps
+them there. A server with autovacuum off is flagged at the start: there
+nothing removes the dead row versions and the sizes grow by design.
 
 Run: ``python benchmarks/bench_soak.py [--dsn ...] [--duration 3600] [--sample 60]``.
 """
@@ -28,6 +30,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import trio
 from psycopg import sql
 
@@ -161,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
     print(_harness.load_note("at start"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()
+    if not autovacuum or autovacuum[0] != "on":
+        print("autovacuum is OFF on this server: dead row versions are never removed and the table"
+              " and index sizes grow without bound; soak against a server with autovacuum on")
     with _harness.fresh_schema(dsn) as schema:
         rows = trio.run(soak, dsn, schema, args)
     print_trend(rows)
