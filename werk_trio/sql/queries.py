@@ -749,9 +749,17 @@ WITH o AS (
                 CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
             ELSE 'failed'
         END AS new_status
+    -- The fence as "(...) IS TRUE" (the same rows: NULL fails either way),
+    -- here and in the UPDATE: conditions no index can serve, so the rows are
+    -- found by primary key, one probe per outcome. A plain "worker_id = ...
+    -- AND status IN ('active', 'aborting')" let the planner read the
+    -- worker's entries of jobs_running_idx instead -- its cheapest path when
+    -- the statistics show no running job (a big backlog just analyzed) --
+    -- and that reads every entry the worker's finished jobs left there until
+    -- vacuum removes them (a drain 14x slower with a 200,000-job backlog).
     FROM {jobs} j JOIN o ON o.id = j.id
-    WHERE j.worker_id = %(worker_id)s AND j.attempts = o.attempt
-      AND j.status IN ('active', 'aborting')
+    WHERE (j.worker_id = %(worker_id)s) IS TRUE AND j.attempts = o.attempt
+      AND (j.status IN ('active', 'aborting')) IS TRUE
 ), upd AS (
     UPDATE {jobs} j SET
         status = c.new_status,
@@ -777,8 +785,8 @@ WITH o AS (
     FROM cur c
     -- the fence again, here, so the UPDATE re-checks it on the row's latest
     -- version (a sweeper or another worker may have taken the job meanwhile)
-    WHERE j.id = c.id AND j.worker_id = %(worker_id)s AND j.attempts = c.attempts
-      AND j.status IN ('active', 'aborting')
+    WHERE j.id = c.id AND (j.worker_id = %(worker_id)s) IS TRUE AND j.attempts = c.attempts
+      AND (j.status IN ('active', 'aborting')) IS TRUE
     RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
         j.started_at, c.error, c.new_status, c.next, c.delay,
         EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
