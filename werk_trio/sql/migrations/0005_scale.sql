@@ -10,7 +10,8 @@
 -- row finished before the counts' as_of at the time it went (the counts held
 -- it, whatever the pass does meanwhile: as_of only grows), else the row's own
 -- completed_at (the pass decides then whether its counts held it). Written by
--- the triggers below, emptied by each pass.
+-- the triggers below (nothing before the first pass: no counts to correct),
+-- emptied by each pass.
 CREATE TABLE {finished_removed} (
     queue         text NOT NULL,
     status        text NOT NULL,
@@ -31,6 +32,7 @@ BEGIN
         count(*)
     FROM gone g, (SELECT COALESCE(max(as_of), '-infinity') AS as_of FROM {finished_counts}) m
     WHERE g.status IN ('complete', 'failed', 'aborted') AND g.completed_at IS NOT NULL
+      AND m.as_of > '-infinity'  -- no counts yet: the first pass counts what is there
     GROUP BY 1, 2, 3;
     RETURN NULL;
 END
@@ -48,7 +50,8 @@ BEGIN
     INSERT INTO {finished_removed} (queue, status, completed_at, n)
     SELECT OLD.queue, OLD.status,
         CASE WHEN OLD.completed_at < m.as_of THEN '-infinity'::timestamptz ELSE OLD.completed_at END, 1
-    FROM (SELECT COALESCE(max(as_of), '-infinity') AS as_of FROM {finished_counts}) m;
+    FROM (SELECT COALESCE(max(as_of), '-infinity') AS as_of FROM {finished_counts}) m
+    WHERE m.as_of > '-infinity';
     RETURN NULL;
 END
 $$;
