@@ -18,12 +18,16 @@ Measured in one run against one server:
 * with ``--groups-deps``: the same drain with 10 % of the jobs in concurrency
   groups and 10 % depending on another job, as a ratio to the plain drain.
 * peers, when installed (``pip install -e '.[bench]'``) and not
-  ``--no-peers``: pgqueuer (QueueManager in drain mode) and procrastinate
-  (``run_worker_async(wait=False)``) drain the same N no-op jobs at
-  concurrency 10 and 50, and their idle wake-up latency is measured the same
-  way, each on the database clock from the timestamps the peer records
-  itself. Each peer runs in its own ``asyncio.run``, on its own tables in the
-  same schema; a peer that fails is reported and does not hide werk's numbers.
+  ``--no-peers``: pgqueuer (``PgQueuer.run`` in drain mode,
+  ``max_concurrent_tasks=C, batch_size=C // 2``, on a dedicated asyncpg
+  connection) and procrastinate (``run_worker_async(concurrency=C,
+  wait=False)``), each as a worker process of its own (``_peer_worker.py``),
+  drain the same N no-op jobs at concurrency 10 and 50, timed from the moment
+  the process is told to start to the last completion the peer stamps
+  itself, on the database clock; their idle wake-up latency is measured the
+  same way as werk's, from the timestamps the peer records. Each peer's
+  producer side runs in its own ``asyncio.run`` on its own tables in the same
+  schema; a peer that fails is reported and does not hide werk's numbers.
 
 Run: ``python benchmarks/bench_drain.py [--dsn ...] [--jobs 10000] [--runs 3] [--no-peers]``.
 """
@@ -40,7 +44,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -139,9 +142,9 @@ def raw_wakeup(dsn: str, schema: str, count: int, gap: float) -> list[float]:
     thread.start()
     time.sleep(0.3)
     with psycopg.connect(dsn, autocommit=True) as producer:
-        insert = sql.SQL("WITH i AS (INSERT INTO {} DEFAULT VALUES RETURNING 1) SELECT pg_notify(%s, '')").format(
-            table
-        )
+        insert = sql.SQL(
+            "WITH i AS (INSERT INTO {} DEFAULT VALUES RETURNING 1) SELECT pg_notify(%s, '')"
+        ).format(table)
         for _ in range(count):
             producer.execute(insert, (channel,))
             time.sleep(gap)
@@ -149,9 +152,9 @@ def raw_wakeup(dsn: str, schema: str, count: int, gap: float) -> list[float]:
         stop.set()
         thread.join()
         rows = producer.execute(
-            sql.SQL("SELECT extract(epoch FROM started_at - enqueued_at) FROM {} WHERE started_at IS NOT NULL").format(
-                table
-            )
+            sql.SQL(
+                "SELECT extract(epoch FROM started_at - enqueued_at) FROM {} WHERE started_at IS NOT NULL"
+            ).format(table)
         ).fetchall()
     return [float(r[0]) for r in rows]
 
@@ -281,47 +284,70 @@ async def measure(
         latencies["werk AsyncWorker (poll_interval 30 s)"] = await werk_wakeup(werk, WAKE_JOBS, WAKE_GAP)
 
 
-# --- peers (each in its own asyncio run, on its own tables in the same schema) --------
+# --- peers (each its own worker process, on its own tables in the same schema) ------
 #
 # Every peer gets the same work as werk: N no-op jobs (an async function that
 # returns at once) bulk-enqueued into its own empty tables, then drained by one
-# worker in this process; the time is the worker's run, from start to return,
-# as werk's is. Each drain is checked against the peer's own record that all N
-# ran. The wake-up measurement is werk's: an idle worker that only a NOTIFY can
-# wake (its polling fallback set to 30 s), WAKE_JOBS jobs enqueued WAKE_GAP apart
-# from a second connection, enqueue -> start from timestamps the peer writes
-# itself with now(), i.e. on the database clock.
+# worker process of its own (_peer_worker.py), at its documented fastest
+# settings. The process connects and builds its worker first, says "ready",
+# and starts the worker on "go": the drain is timed on the database clock,
+# from clock_timestamp() right after "go" is sent to the last completion the
+# peer itself stamps with now() (pgqueuer's 'successful' log rows,
+# procrastinate's 'succeeded' events), so neither the interpreter's start-up
+# nor the exit is in it. Each drain is checked against the peer's own record
+# that all N ran. The wake-up measurement is werk's: an idle worker process
+# that only a NOTIFY can wake (its polling fallback set to 30 s), WAKE_JOBS
+# jobs enqueued WAKE_GAP apart from this process, enqueue -> start from
+# timestamps the peer writes itself with now(), i.e. on the database clock.
 
 PGQ_ENTRYPOINT = "bench_drain.noop"
+PEER_WORKER = Path(__file__).resolve().parent / "_peer_worker.py"
+PEER_TIMEOUT = 600.0  # seconds: a peer process that takes longer is reported as failed
 
 
-async def _pgqueuer_queries(dsn: str, schema: str) -> tuple[str, Any, Any]:
-    """(driver name, connection, pgqueuer ``Queries``) on a new connection in
-    ``schema``: asyncpg when installed (pgqueuer's fastest driver, and the one
-    its docs name for a QueueManager), else psycopg's async connection."""
+class PeerProcess:
+    """One peer worker process (_peer_worker.py), driven over its stdin."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def ready(cls, system: str, dsn: str, schema: str, concurrency: int, mode: str) -> PeerProcess:
+        """Start it and wait until it has connected and built its worker."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(PEER_WORKER), system, dsn, schema, str(concurrency), mode,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        peer = cls(proc)
+        await peer.expect("ready")
+        return peer
+
+    async def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{line}\n".encode())
+        await self.proc.stdin.drain()
+
+    async def expect(self, word: str) -> None:
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), PEER_TIMEOUT)
+        if line.decode().strip() != word:
+            await self.proc.wait()
+            raise RuntimeError(f"peer worker said {line!r} (exit {self.proc.returncode}), not {word!r}")
+
+    async def finish(self) -> None:
+        """Wait for its exit; a non-zero exit is a failure of the peer."""
+        code = await asyncio.wait_for(self.proc.wait(), PEER_TIMEOUT)
+        if code != 0:
+            raise RuntimeError(f"peer worker exited with {code}")
+
+
+async def _pgqueuer_queries(dsn: str, schema: str) -> tuple[Any, Any]:
+    """(connection, pgqueuer ``Queries``) on a new asyncpg connection in
+    ``schema``: the producer side, in this process."""
+    import asyncpg  # type: ignore[import-not-found]
     from pgqueuer.queries import Queries
 
-    try:
-        import asyncpg  # type: ignore[import-not-found]
-    except ImportError:
-        asyncpg = None
-    if asyncpg is not None:
-        conn: Any = await asyncpg.connect(dsn, server_settings={"search_path": schema})
-        return "asyncpg", conn, Queries.from_asyncpg_connection(conn)
-    conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, options=f"-c search_path={schema}")
-    return "psycopg async", conn, Queries.from_psycopg_connection(conn)
-
-
-def _pgqueuer_manager(queries: Any) -> Any:
-    from pgqueuer.qm import QueueManager
-
-    manager = QueueManager(queries)
-
-    @manager.entrypoint(PGQ_ENTRYPOINT)
-    async def _noop(job: Any) -> None:
-        """The no-op job."""
-
-    return manager
+    conn: Any = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    return conn, Queries.from_asyncpg_connection(conn)
 
 
 async def _pgqueuer_reset(queries: Any) -> None:
@@ -330,150 +356,113 @@ async def _pgqueuer_reset(queries: Any) -> None:
     await queries.clear_statistics_log()
 
 
-def _pgqueuer_run_settings(concurrency: int) -> dict[str, int]:
-    # pgqueuer has no single "concurrency" setting. What bounds the jobs one
-    # QueueManager has in flight is max_concurrent_tasks (enforced in its
-    # dequeue SQL), so concurrency C is max_concurrent_tasks=C. For short jobs
-    # its performance guide says to raise batch_size (jobs claimed per dequeue
-    # round trip), and it refuses a batch_size above max_concurrent_tasks / 2
-    # (RuntimeError: "at least twice the batch size"), so batch_size = C // 2
-    # is the largest batch it accepts at that ceiling; its completion log
-    # buffer flushes every batch_size jobs (or 0.1 s). Measured here on 2,000
-    # jobs: at C=50, batch 25 drained ~1.7x faster than its default batch of
-    # 10, and faster than no ceiling at all with batch 10 (the setting of its
-    # own tools/benchmark.py), so this is not a handicap. One direct asyncpg
-    # connection, not a pool, as the guide says for a QueueManager; default
-    # (durable, logged) tables like werk's; default heartbeat and
-    # log-aggregation intervals.
-    return {"max_concurrent_tasks": concurrency, "batch_size": max(1, concurrency // 2)}
-
-
 async def pgqueuer_drain(dsn: str, schema: str, jobs: int, concurrency: int) -> float:
-    from pgqueuer.types import QueueExecutionMode
-
-    _, conn, queries = await _pgqueuer_queries(dsn, schema)
+    conn, queries = await _pgqueuer_queries(dsn, schema)
     try:
         await _pgqueuer_reset(queries)
         for chunk in range(0, jobs, 20_000):
             n = min(20_000, jobs - chunk)
             await queries.enqueue([PGQ_ENTRYPOINT] * n, [None] * n, [0] * n)
-        manager = _pgqueuer_manager(queries)
-        start = time.perf_counter()
-        await manager.run(mode=QueueExecutionMode.drain, **_pgqueuer_run_settings(concurrency))
-        elapsed = time.perf_counter() - start
+        peer = await PeerProcess.ready("pgqueuer", dsn, schema, concurrency, "drain")
+        await peer.send("go")
+        go_at = await conn.fetchval("SELECT clock_timestamp()")
+        await peer.expect("done")
+        await peer.finish()
         names = queries.qbe.settings.qualified
-        rows = await queries.driver.fetch(
+        row = await conn.fetchrow(
             f"SELECT (SELECT count(*) FROM {names.queue_table}) AS left_over,"
-            f" (SELECT count(*) FROM {names.queue_table_log} WHERE status = 'successful') AS done"
-        )
-        left_over, done = rows[0]["left_over"], rows[0]["done"]
+            f" count(*) AS done, extract(epoch FROM max(created) - $1)::float8 AS span"
+            f" FROM {names.queue_table_log} WHERE status = 'successful'", go_at)
+        left_over, done = row["left_over"], row["done"]
         assert (left_over, done) == (0, jobs), f"pgqueuer drained {done} of {jobs}; {left_over} left queued"
-        return elapsed
+        return float(row["span"])
     finally:
         await conn.close()
 
 
 async def pgqueuer_wakeup(dsn: str, schema: str, count: int, gap: float) -> list[float]:
-    _, worker_conn, worker_queries = await _pgqueuer_queries(dsn, schema)
-    _, conn, queries = await _pgqueuer_queries(dsn, schema)
+    conn, queries = await _pgqueuer_queries(dsn, schema)
     try:
         await _pgqueuer_reset(queries)
-        manager = _pgqueuer_manager(worker_queries)
-        # dequeue_timeout is its polling fallback: 30 s, so only NOTIFY wakes it
-        settings = _pgqueuer_run_settings(10)
-        run = asyncio.create_task(manager.run(dequeue_timeout=timedelta(seconds=30), **settings))
+        peer = await PeerProcess.ready("pgqueuer", dsn, schema, 10, "wait")
+        await peer.send("go")
         await asyncio.sleep(1.0)  # no readiness signal: give it time to LISTEN
         for _ in range(count):
             await queries.enqueue(PGQ_ENTRYPOINT, None, 0)
             await asyncio.sleep(gap)
         await asyncio.sleep(0.3)
-        manager.shutdown.set()
-        await run
+        await peer.send("stop")
+        await peer.finish()
         # its log gets a 'queued' row at enqueue and a 'picked' row at the
         # claim, each stamped now() by the server
         log = queries.qbe.settings.qualified.queue_table_log
-        rows = await queries.driver.fetch(
+        rows = await conn.fetch(
             f"SELECT extract(epoch FROM p.created - q.created)::float8 AS latency FROM {log} q"
             f" JOIN {log} p ON p.job_id = q.job_id AND p.status = 'picked' WHERE q.status = 'queued'"
         )
         return [float(r["latency"]) for r in rows]
     finally:
         await conn.close()
-        await worker_conn.close()
 
 
 async def measure_pgqueuer(
     dsn: str, schema: str, runs: int, jobs: int, results: _harness.Results, latencies: dict[str, list[float]]
 ) -> None:
-    logging.getLogger("pgqueuer").setLevel(logging.WARNING)
-    driver_name, conn, queries = await _pgqueuer_queries(dsn, schema)
+    __import__("asyncpg")  # its worker runs on asyncpg: without it the peer is skipped
+    conn, queries = await _pgqueuer_queries(dsn, schema)
     try:
         await queries.install()
     finally:
         await conn.close()
-    names = {c: f"pgqueuer QueueManager, concurrency {c} ({driver_name}, asyncio)" for c in (10, 50)}
+    names = {c: f"pgqueuer process, max_concurrent_tasks {c}, batch_size {c // 2} (asyncpg)"
+             for c in (10, 50)}
     for name in names.values():
         results.declare(SECTION, name, "jobs/s")
     for _ in range(runs):
         for c, name in names.items():
             results.add(SECTION, name, jobs, await pgqueuer_drain(dsn, schema, jobs, c))
-    wake = f"pgqueuer QueueManager (dequeue_timeout 30 s; {driver_name}, asyncio)"
+    wake = "pgqueuer process (dequeue_timeout 30 s; asyncpg)"
     latencies[wake] = await pgqueuer_wakeup(dsn, schema, WAKE_JOBS, WAKE_GAP)
 
 
-def _procrastinate_app(dsn: str, schema: str) -> Any:
-    import procrastinate
-
-    # Its default pool (psycopg_pool's 4 connections; the LISTEN connection is
-    # a separate one): a pool of 10, werk's maximum, was no faster here at
-    # concurrency 10 or 50 (each job is one fetch and one finish round trip,
-    # and the worker fetches one job at a time).
-    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
-    papp = procrastinate.App(connector=connector)
-
-    @papp.task(name="noop")
-    async def _noop() -> None:
-        """The no-op job."""
-
-    return papp
+async def _go_time(connector: Any) -> Any:
+    row = await connector.execute_query_one_async("SELECT clock_timestamp() AS t")
+    return row["t"]
 
 
-async def procrastinate_drain(papp: Any, jobs: int, concurrency: int) -> float:
+async def procrastinate_drain(papp: Any, dsn: str, schema: str, jobs: int, concurrency: int) -> float:
     connector = papp.connector
     await connector.execute_query_async("TRUNCATE procrastinate_jobs CASCADE")
     task = papp.tasks["noop"]
     for chunk in range(0, jobs, 20_000):
         await task.batch_defer_async(*({} for _ in range(min(20_000, jobs - chunk))))
-    start = time.perf_counter()
-    # wait=False: the worker returns once it finds the queue empty and its
-    # running jobs are done; the rest are procrastinate's defaults
-    await papp.run_worker_async(concurrency=concurrency, wait=False, install_signal_handlers=False)
-    elapsed = time.perf_counter() - start
+    peer = await PeerProcess.ready("procrastinate", dsn, schema, concurrency, "drain")
+    await peer.send("go")
+    go_at = await _go_time(connector)
+    await peer.expect("done")
+    await peer.finish()
     row = await connector.execute_query_one_async(
-        "SELECT count(*) FILTER (WHERE status = 'succeeded') AS done, count(*) AS total"
-        " FROM procrastinate_jobs"
-    )
+        "SELECT (SELECT count(*) FILTER (WHERE status = 'succeeded') FROM procrastinate_jobs) AS done,"
+        " (SELECT count(*) FROM procrastinate_jobs) AS total,"
+        " (SELECT extract(epoch FROM max(at) - %(go)s)::float8 FROM procrastinate_events"
+        "  WHERE type = 'succeeded') AS span", go=go_at)
     assert (row["done"], row["total"]) == (jobs, jobs), f"procrastinate drained {row['done']} of {jobs}"
-    return elapsed
+    return float(row["span"])
 
 
-async def procrastinate_wakeup(papp: Any, count: int, gap: float) -> list[float]:
+async def procrastinate_wakeup(papp: Any, dsn: str, schema: str, count: int, gap: float) -> list[float]:
     connector = papp.connector
     await connector.execute_query_async("TRUNCATE procrastinate_jobs CASCADE")
     task = papp.tasks["noop"]
-    # fetch_job_polling_interval is its polling fallback: 30 s, so only NOTIFY wakes it
-    run = asyncio.create_task(papp.run_worker_async(
-        concurrency=10, wait=True, fetch_job_polling_interval=30, install_signal_handlers=False))
+    peer = await PeerProcess.ready("procrastinate", dsn, schema, 10, "wait")
+    await peer.send("go")
     await asyncio.sleep(1.0)  # no readiness signal: give it time to LISTEN
     for _ in range(count):
         await task.defer_async()
         await asyncio.sleep(gap)
     await asyncio.sleep(0.3)
-    run.cancel()  # its documented way to stop a run_worker_async: a graceful stop
-    try:
-        await run
-    except asyncio.CancelledError:
-        pass
+    await peer.send("stop")
+    await peer.finish()
     # its events table gets a 'deferred' and a 'started' row per job, each
     # stamped now() by the server (by its triggers)
     rows = await connector.execute_query_all_async(
@@ -486,20 +475,28 @@ async def procrastinate_wakeup(papp: Any, count: int, gap: float) -> list[float]
 async def measure_procrastinate(
     dsn: str, schema: str, runs: int, jobs: int, results: _harness.Results, latencies: dict[str, list[float]]
 ) -> None:
-    # its per-job INFO lines (start, success) are not part of the work, nor is
-    # its warning about an app defined in __main__
+    import procrastinate
+
+    # the producer side, in this process: its psycopg connector, the schema
+    # and the jobs (the worker process has its own)
     logging.getLogger("procrastinate").setLevel(logging.ERROR)
-    papp = _procrastinate_app(dsn, schema)
-    names = {c: f"procrastinate worker, concurrency {c} (psycopg pool, asyncio)" for c in (10, 50)}
+    connector = procrastinate.PsycopgConnector(conninfo=dsn, kwargs={"options": f"-c search_path={schema}"})
+    papp = procrastinate.App(connector=connector)
+
+    @papp.task(name="noop")
+    async def _noop() -> None:
+        """The no-op job."""
+
+    names = {c: f"procrastinate process, concurrency {c} (psycopg pool)" for c in (10, 50)}
     for name in names.values():
         results.declare(SECTION, name, "jobs/s")
     async with papp.open_async():
         await papp.schema_manager.apply_schema_async()
         for _ in range(runs):
             for c, name in names.items():
-                results.add(SECTION, name, jobs, await procrastinate_drain(papp, jobs, c))
-        wake = "procrastinate worker (polling interval 30 s; psycopg, asyncio)"
-        latencies[wake] = await procrastinate_wakeup(papp, WAKE_JOBS, WAKE_GAP)
+                results.add(SECTION, name, jobs, await procrastinate_drain(papp, dsn, schema, jobs, c))
+        wake = "procrastinate process (polling interval 30 s; psycopg)"
+        latencies[wake] = await procrastinate_wakeup(papp, dsn, schema, WAKE_JOBS, WAKE_GAP)
 
 
 PEERS = {"pgqueuer": measure_pgqueuer, "procrastinate": measure_procrastinate}

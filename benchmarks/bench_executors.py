@@ -11,6 +11,16 @@ same runs, start-up included. The speedup runs the same batch of pure-Python
 CPU-bound jobs on a ProcessWorker with concurrency 1 and with concurrency 2
 and prints the ratio (first job start to last job end, database clock).
 
+Two more sections put the process and fork workers beside the mechanism they
+wrap, with the same no-op and the same concurrency 4: a raw
+``trio_parallel`` ``run_sync`` call per job on an open worker context (the
+children already started, as the database-clock span leaves the pool's
+start-up out), and a raw ``os.fork()`` per job from a small Python process
+(fork, the child runs the no-op and ``os._exit(0)``, the parent reaps it; four
+at a time), which is what the fork server does per job. werk's per-job
+overhead over each is its time per job divided by the raw one (issue 18's
+target: <= 1.5x).
+
 Run: ``python benchmarks/bench_executors.py [--dsn ...] [--jobs 2000] [--runs 3]``.
 """
 
@@ -30,6 +40,8 @@ import _harness
 from werk_trio import EnqueueParams, Werk
 from werk_trio.worker import worker_class
 
+PROCESS = "ProcessWorker against a raw trio-parallel call per job (no-op, 4 at a time)"
+FORK = "ForkWorker against a raw fork per job (no-op, 4 at a time)"
 SECTION = ("drain of no-op jobs, concurrency 4 (process/fork) or 50 (async/thread); database"
            " clock, first start -> last completion")
 WALL = "the same drains, wall clock of worker.run() including its start-up (pool spawns, fork server)"
@@ -78,6 +90,59 @@ async def drain(app: Werk, schema: str, kind: str, jobs: int) -> tuple[float, fl
     return await _harness.completed_span(app, schema, jobs), elapsed
 
 
+async def raw_trio_parallel(jobs: int, concurrency: int = 4) -> float:
+    """Seconds for ``jobs`` no-op ``run_sync`` calls, ``concurrency`` at a time,
+    on a trio-parallel worker context whose children are already running."""
+    import trio_parallel
+
+    async with trio_parallel.open_worker_context(idle_timeout=float("inf")) as ctx:
+        async with trio.open_nursery() as nursery:  # start the children: not part of the time
+            for _ in range(concurrency):
+                nursery.start_soon(ctx.run_sync, noop)
+        left = jobs
+
+        async def runner() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await ctx.run_sync(noop)
+
+        start = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(concurrency):
+                nursery.start_soon(runner)
+        return time.perf_counter() - start
+
+
+# A small Python process that forks once per job, ``concurrency`` children at
+# a time, and prints the seconds it took: the raw cost of what the fork
+# server does per job (fork, the child's work and exit, the reaping).
+_RAW_FORK = """
+import os, sys, time
+jobs, concurrency = int(sys.argv[1]), int(sys.argv[2])
+def noop():
+    pass
+start = time.perf_counter()
+running = started = 0
+while started < jobs or running:
+    while running < concurrency and started < jobs:
+        if os.fork() == 0:
+            noop()
+            os._exit(0)
+        running += 1
+        started += 1
+    os.wait()
+    running -= 1
+print(time.perf_counter() - start)
+"""
+
+
+async def raw_fork(jobs: int, concurrency: int = 4) -> float:
+    done = await trio.run_process([sys.executable, "-c", _RAW_FORK, str(jobs), str(concurrency)],
+                                  capture_stdout=True)
+    return float(done.stdout.decode())
+
+
 async def cpu_batch(app: Werk, concurrency: int, rounds: int, jobs: int) -> float:
     await app.truncate()
     batch = await app.enqueue_many([EnqueueParams(BURN, (rounds,)) for _ in range(jobs)])
@@ -96,12 +161,23 @@ async def measure(dsn: str, schema: str, runs: int, jobs: int, results: _harness
     for kind in kinds:
         results.declare(SECTION, f"{kind}", "jobs/s", baseline=kind == "async")
         results.declare(WALL, f"{kind}", "jobs/s", baseline=kind == "async")
+    results.declare(PROCESS, "raw trio_parallel run_sync per job", "jobs/s", baseline=True)
+    results.declare(PROCESS, "werk ProcessWorker, concurrency 4", "jobs/s")
+    results.declare(FORK, "raw os.fork() per job", "jobs/s", baseline=True)
+    results.declare(FORK, "werk ForkWorker, concurrency 4", "jobs/s")
     async with app:
         for _ in range(runs):
             for kind in kinds:
                 span, wall = await drain(app, schema, kind, jobs)
                 results.add(SECTION, kind, jobs, span)
                 results.add(WALL, kind, jobs, wall)
+                if kind == "process":
+                    results.add(PROCESS, "werk ProcessWorker, concurrency 4", jobs, span)
+                    raw = await raw_trio_parallel(jobs)
+                    results.add(PROCESS, "raw trio_parallel run_sync per job", jobs, raw)
+                if kind == "fork":
+                    results.add(FORK, "werk ForkWorker, concurrency 4", jobs, span)
+                    results.add(FORK, "raw os.fork() per job", jobs, await raw_fork(jobs))
         t0 = time.perf_counter()
         burn(200_000)
         rounds = max(100_000, int(200_000 * 0.25 / max(time.perf_counter() - t0, 1e-3)))
@@ -109,7 +185,8 @@ async def measure(dsn: str, schema: str, runs: int, jobs: int, results: _harness
         two = [await cpu_batch(app, 2, rounds, 8) for _ in range(runs)]
     best_one, best_two = min(one), min(two)
     print(f"\n## ProcessWorker, CPU-bound batch of 8 jobs x {rounds:,} rounds (best of {runs})")
-    print(f"concurrency 1: {best_one:.3f} s   concurrency 2: {best_two:.3f} s   speedup {best_one / best_two:.2f}x")
+    print(f"concurrency 1: {best_one:.3f} s   concurrency 2: {best_two:.3f} s"
+          f"   speedup {best_one / best_two:.2f}x")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     with _harness.fresh_schema(dsn) as schema:
         trio.run(measure, dsn, schema, args.runs, args.jobs, results)
     results.print()
+    print("\n## werk's per-job cost over the raw mechanism (time per job / raw time per job; target <= 1.5x)")
+    for section, werk_row, raw_row in (
+        (PROCESS, "werk ProcessWorker, concurrency 4", "raw trio_parallel run_sync per job"),
+        (FORK, "werk ForkWorker, concurrency 4", "raw os.fork() per job"),
+    ):
+        cost = results.median(section, raw_row) / results.median(section, werk_row)
+        print(f"{werk_row:<36} {cost:5.2f}x the cost of a {raw_row}")
     print("\n" + _harness.load_note("at end"))
     return 0
 

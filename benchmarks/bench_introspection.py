@@ -120,12 +120,13 @@ def fill(dsn: str, schema: str, jobs: int, days: float) -> None:
 Timings = list[tuple[str, list[float], list[float]]]
 
 
-async def measure(dsn: str, schema: str, runs: int) -> Timings:
-    """(name, call ms per run, server ms per run): the call through the app,
-    and the statement's planning + execution time on the server (EXPLAIN
-    ANALYZE of the very statement and parameters the call sent), which
-    leaves out the network and the decoding into Python objects."""
-    app = Werk(dsn, schema=schema, auto_migrate=False)
+async def time_calls(app: Werk, calls: list[tuple[str, Callable[[], Awaitable[Any]]]], runs: int) -> Timings:
+    """(name, call ms per run, server ms per run) of each call: through the
+    app, and the planning + execution time on the server of the one statement
+    the call sent (EXPLAIN ANALYZE of that statement with its parameters),
+    which leaves out the network and the decoding into Python objects. One
+    warm-up call each (plans cached, pages in memory); the runs interleaved,
+    so drift hits every row alike. ``app`` must be open."""
     sent: list[tuple[str, Any]] = []
     fetch = app._fetch
 
@@ -134,6 +135,43 @@ async def measure(dsn: str, schema: str, runs: int) -> Timings:
         return await fetch(query, params)
 
     app._fetch = recording  # type: ignore[method-assign]
+    out: Timings = [(name, [], []) for name, _ in calls]
+    try:
+        for _, call in calls:
+            await call()
+        for _ in range(runs):
+            for (_, call), (_, times, server) in zip(calls, out, strict=True):
+                sent.clear()
+                start = time.perf_counter()
+                await call()
+                times.append((time.perf_counter() - start) * 1000)
+                [(query, params)] = sent
+                async with app.connection() as conn:
+                    cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
+                    row = await cur.fetchone()
+                assert row is not None
+                plan = row[0][0]
+                server.append(plan["Planning Time"] + plan["Execution Time"])
+    finally:
+        app._fetch = fetch  # type: ignore[method-assign]
+    return out
+
+
+def print_timings(results: Timings, runs: int, title: str = "call") -> None:
+    width = max(len(title), *(len(name) for name, _, _ in results))
+    print(f"\n{title:<{width}}  median ms   max ms  server ms   (runs={runs}, target < 50 ms)")
+    for name, times, server in results:
+        flag = "" if statistics.median(times) < 50 else "  <- over target"
+        on_server = f"{statistics.median(server):9.1f}" if server else "        -"
+        print(f"{name:<{width}}  {statistics.median(times):9.1f}  {max(times):7.1f}  {on_server}{flag}")
+
+
+async def measure(dsn: str, schema: str, runs: int) -> Timings:
+    """(name, call ms per run, server ms per run): the call through the app,
+    and the statement's planning + execution time on the server (EXPLAIN
+    ANALYZE of the very statement and parameters the call sent), which
+    leaves out the network and the decoding into Python objects."""
+    app = Werk(dsn, schema=schema, auto_migrate=False)
     live, gone = WORKERS[0], STOPPED[0]
     calls: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
         ("get_queue_stats()", app.get_queue_stats),
@@ -152,8 +190,14 @@ async def measure(dsn: str, schema: str, runs: int) -> Timings:
         ("list_worker_jobs(running worker, 50)", lambda: app.list_worker_jobs(live)),
         ("list_worker_jobs(stopped worker, 50, offset=1000)",
          lambda: app.list_worker_jobs(gone, 50, 1000)),
+        ("list_jobs(limit=50)  [first page]", lambda: app.list_jobs(limit=50)),
+        ("list_jobs(limit=50, offset=1000)", lambda: app.list_jobs(limit=50, offset=1000)),
+        ("list_jobs(queue='emails', limit=50)", lambda: app.list_jobs(queue="emails", limit=50)),
+        ("list_jobs(status='failed', limit=50)", lambda: app.list_jobs(status="failed", limit=50)),
+        ("metrics gauge: oldest claimable job per queue",
+         lambda: app._fetch(app.sql.OLDEST_CLAIMABLE)),
+        ("counts()  [exact, every row]", app.counts),
     ]  # fmt: skip
-    out: Timings = [(name, [], []) for name, _ in calls]
     # the sweeper's statistics pass, as a running worker does it every minute
     # (here forced on each sweep): not an introspection call, but its cost
     sweeper = Werk(dsn, schema=schema, auto_migrate=False, stats_sample_interval=0.001)
@@ -168,21 +212,7 @@ async def measure(dsn: str, schema: str, runs: int) -> Timings:
             start = time.perf_counter()
             await sweeper.sweep()
             passes.append((time.perf_counter() - start) * 1000)
-        for _, call in calls:  # warm-up: plans cached, pages in memory
-            await call()
-        for _ in range(runs):  # interleaved, so drift hits every row alike
-            for (_, call), (_, times, server) in zip(calls, out, strict=True):
-                sent.clear()
-                start = time.perf_counter()
-                await call()
-                times.append((time.perf_counter() - start) * 1000)
-                [(query, params)] = sent
-                async with app.connection() as conn:
-                    cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
-                    row = await cur.fetchone()
-                assert row is not None
-                plan = row[0][0]
-                server.append(plan["Planning Time"] + plan["Execution Time"])
+        out = await time_calls(app, calls, runs)
     out.append(("sweep() with the statistics pass (sweeper, each minute)", passes, []))
     return out
 
@@ -200,6 +230,7 @@ def main() -> None:
     print(load_note("at start"))
     if args.reuse:
         print(f"measuring the kept schema {args.reuse}")
+        trio.run(_migrate, dsn, args.reuse)  # a schema kept by an older werk_trio
         results = trio.run(measure, dsn, args.reuse, args.runs)
     else:
         with fresh_schema(dsn) as schema:
@@ -212,12 +243,7 @@ def main() -> None:
             if args.keep:
                 _keep(dsn, schema)
     print(load_note("at end"))
-    width = max(len(name) for name, _, _ in results)
-    print(f"\n{'call':<{width}}  median ms   max ms  server ms   (runs={args.runs}, target < 50 ms)")
-    for name, times, server in results:
-        flag = "" if statistics.median(times) < 50 else "  <- over target"
-        on_server = f"{statistics.median(server):9.1f}" if server else "        -"
-        print(f"{name:<{width}}  {statistics.median(times):9.1f}  {max(times):7.1f}  {on_server}{flag}")
+    print_timings(results, args.runs)
 
 
 def _keep(dsn: str, schema: str) -> None:

@@ -66,7 +66,7 @@ async def age(app: Werk, minutes: float) -> None:
     shifts = [
         ("jobs", ("enqueued_at", "scheduled_at", "started_at", "completed_at")),
         ("stats_marks", ("at",)), ("throughput", ("bucket",)), ("finished_counts", ("as_of",)),
-        ("queue_samples", ("sampled_at",)),
+        ("queue_samples", ("sampled_at",)), ("finished_removed", ("completed_at",)),
     ]  # fmt: skip
     async with app.connection() as conn:
         for table, columns in shifts:
@@ -138,6 +138,71 @@ async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) ->
         async with running(worker):
             assert (await app.get_queue_stats())[2] == 1
         assert (await app.get_queue_stats())[2] == 0
+
+
+async def exact_finished(app: Werk) -> dict[str, dict[str, int]]:
+    """The finished rows counted from the table itself, for comparison."""
+    query = sql.SQL(
+        "SELECT queue, status, count(*) FROM {} WHERE status IN ('complete', 'failed', 'aborted')"
+        " GROUP BY 1, 2").format(app.sql.idents["jobs"])
+    out: dict[str, dict[str, int]] = {}
+    async with app.connection() as conn:
+        for queue, status, n in await (await conn.execute(query)).fetchall():
+            out.setdefault(queue, {})[status] = n
+    return out
+
+
+async def test_finished_counts_follow_removals_between_passes(stats_app: Werk) -> None:
+    """The pass after the first one adds the rows finished since and subtracts
+    the counted ones deleted or requeued since (the removal log of migration
+    0005), instead of counting every finished row again; a removed row the
+    counts never held is not subtracted."""
+    app = stats_app
+    removed = app.sql.idents["finished_removed"]
+
+    async def logged() -> int:
+        async with app.connection() as conn:
+            cur = await conn.execute(sql.SQL("SELECT count(*) FROM {}").format(removed))
+            return int((await cur.fetchone())[0])  # type: ignore[index]
+
+    def finished_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        keep = ("complete", "failed", "aborted")
+        got = {q: {k: n for k, n in c.items() if k in keep} for q, c in by_queue(rows).items()}
+        return {q: c for q, c in got.items() if c}
+
+    with trio.fail_after(60):
+        a = await app.enqueue_many([EnqueueParams(ok, (n,), queue="a") for n in range(6)])
+        await app.enqueue_many([EnqueueParams(boom, queue="b") for _ in range(2)])
+        await drain(app, "a", "b")
+        # before any pass there is nothing to subtract from: nothing is logged
+        await app.delete_job(a[5].id)
+        assert await logged() == 0
+        await age(app, 10)
+        await app.sweep()  # the first pass: counts every finished row
+        assert finished_of((await app.get_queue_stats())[0]) == {"a": {"complete": 5}, "b": {"failed": 2}}
+        assert await logged() == 0
+
+        # counted rows leave: a requeue, a delete, a purge
+        assert await app.requeue_job(a[0].id)
+        await app.delete_job(a[1].id)
+        assert await app.purge_jobs(["failed"]) == 2
+        assert await logged() == 3  # one row each: the requeue, the delete, the purge's (queue, status)
+        # a row finished after the counts' as_of, deleted before the next pass
+        late = await app.enqueue(ok, 7, _queue="a")
+        assert late
+        await drain(app, "a")  # runs the requeued one and the late one
+        await app.delete_job(late.id)
+
+        await app.sweep()
+        rows, total, _ = await app.get_queue_stats()
+        assert finished_of(rows) == await exact_finished(app) == {"a": {"complete": 4}}
+        assert total == 4
+        assert await logged() == 0
+        # and once everything is older than the margin, still exact
+        await age(app, 10)
+        await app.sweep()
+        rows, total, _ = await app.get_queue_stats()
+        assert finished_of(rows) == await exact_finished(app) and total == 4
 
 
 async def test_queue_stats_of_an_empty_app(app: Werk) -> None:
@@ -298,7 +363,7 @@ async def test_server_info_names_the_server_and_this_apps_tables(app: Werk) -> N
         assert names == {f"_werk_{t}" for t in (
             "jobs", "executions", "workers", "job_deps", "migrations", "queue_samples", "throughput",
             "finished_counts", "stats_marks", "cron_schedules", "cron_lease", "queues",
-            "rate_log")}  # fmt: skip
+            "rate_log", "finished_removed")}  # fmt: skip
         assert all(t["size_bytes"] > 0 for t in tables)
         assert [t["size_bytes"] for t in tables] == sorted((t["size_bytes"] for t in tables), reverse=True)
 
@@ -391,3 +456,40 @@ async def test_get_worker_and_list_worker_jobs(app: Werk) -> None:
         for bad in ({"limit": 0}, {"limit": 1001}, {"offset": -1}):
             with pytest.raises(ConfigError):
                 await app.list_worker_jobs(worker.id, **bad)
+
+
+async def test_oldest_claimable_skip_scan_agrees_with_counting_every_due_row(app: Werk) -> None:
+    """The metrics gauge's statement reads one head per (queue, priority) of
+    the dequeue index; it must give what an aggregate over every due row
+    gives: a priority whose head is not due yet hides nothing due behind it,
+    a queue with nothing due has no row."""
+    jobs = app.sql.idents["jobs"]
+    specs = []
+    for queue in ["a", "b", "c", "d"]:
+        for priority in (-5, 0, 3, 9):
+            for n in range(3):
+                # d: everything due later; elsewhere job n of a priority is
+                # due 10 * (k - priority + n + 10) minutes ago (k: 1 for a,
+                # 2 for b...; the lower the priority, the older), except
+                # priority 9's, all due later.
+                later = queue == "d" or priority == 9
+                specs.append(EnqueueParams(ok, (n,), queue=queue, priority=priority,
+                                           delay=3600.0 if later else None))
+    plain = sql.SQL(
+        "SELECT queue, extract(epoch FROM now() - min(scheduled_at))::float8 FROM {}"
+        " WHERE status IN ('queued', 'scheduled') AND scheduled_at <= now() GROUP BY queue ORDER BY queue"
+    ).format(jobs)
+    shift = sql.SQL(
+        "UPDATE {} SET scheduled_at = scheduled_at - make_interval(mins => 10 * (ascii(queue) - 96"
+        " - priority + (payload::jsonb -> 'args' ->> 0)::int + 10)) WHERE status = 'queued'"
+    ).format(jobs)
+    with trio.fail_after(30):
+        await app.enqueue_many(specs)
+        async with app.connection() as conn:
+            await conn.execute(shift)
+            expected = await (await conn.execute(plain)).fetchall()
+        got = await app._fetch(app.sql.OLDEST_CLAIMABLE)
+        assert [q for q, _ in got] == ["a", "b", "c"]
+        assert [(q, round(age)) for q, age in got] == [(q, round(age)) for q, age in expected]
+        # a's oldest is priority -5's last job: behind every other priority's head
+        assert round(got[0][1]) == 60 * 10 * (1 + 5 + 2 + 10)

@@ -26,9 +26,11 @@ TABLES = (
     "finished_counts", "stats_marks", "cron_schedules", "cron_lease",
     # flow control (0004): the queue controls and the rate windows
     "queues", "rate_log",
+    # the finished rows removed since the last recount (0005)
+    "finished_removed",
 )
 #: Functions of the schema, named (and schema-qualified) like the tables.
-FUNCTIONS = ("meta_part",)
+FUNCTIONS = ("meta_part", "finished_gone", "finished_requeued")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
