@@ -202,6 +202,23 @@ async def completed_span(app: Any, schema: str, expected: int) -> float:
     return float(row[1])
 
 
+def add_peer_options(parser: argparse.ArgumentParser, peers: dict[str, Any]) -> None:
+    """``--no-peers`` and ``--peers a,b`` (a subset of ``peers``, in that order)."""
+    names = ", ".join(peers)
+    parser.add_argument("--no-peers", action="store_true", help=f"skip every peer ({names})")
+    parser.add_argument("--peers", default=",".join(peers),
+                        help=f"comma-separated peers to run (default: all of {names})")
+
+
+def chosen_peers(peers: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """The peers ``--peers`` names; exits 2 naming an unknown one."""
+    wanted = [name.strip() for name in args.peers.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in peers]
+    if unknown:
+        raise SystemExit(f"--peers: unknown peer(s) {', '.join(unknown)}; choose from {', '.join(peers)}")
+    return {name: peers[name] for name in wanted}
+
+
 def run_peers(peers: dict[str, Any], skip_all: bool, results: Results, *args: Any) -> None:
     """Run each peer's ``measure(*args)`` in its own asyncio loop; a peer that
     is not installed, skipped (``skip_all``: ``--no-peers``) or that fails is

@@ -517,10 +517,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = _harness.arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--groups-deps", action="store_true", help="also drain with 10%% groups and deps")
-    parser.add_argument("--no-peers", action="store_true", help="skip pgqueuer / procrastinate")
+    _harness.add_peer_options(parser, PEERS)
     parser.add_argument("--worker-metrics", action="store_true",
                         help="also drain at c=50 with the worker's Prometheus counters on")
     args = parser.parse_args(argv)
+    peers = _harness.chosen_peers(PEERS, args)
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
     print(f"median of {args.runs} runs; {args.jobs:,} jobs per drain")
@@ -531,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         trio.run(functools.partial(measure, worker_metrics=args.worker_metrics),
                  dsn, schema, args.runs, args.jobs, args.groups_deps, results, latencies)
         peer_args = (dsn, schema, args.runs, args.jobs, results, latencies)
-        _harness.run_peers(PEERS, args.no_peers, results, *peer_args)
+        _harness.run_peers(peers, args.no_peers, results, *peer_args)
     print_latencies(latencies)
     results.print()
     print("\n" + _harness.load_note("at end"))

@@ -342,8 +342,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = _harness.arg_parser(__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=1000, help="jobs per single-row run (default 1000)")
     parser.add_argument("--bulk", type=int, default=20_000, help="jobs per bulk statement (default 20000)")
-    parser.add_argument("--no-peers", action="store_true", help="skip pgqueuer / procrastinate")
+    _harness.add_peer_options(parser, PEERS)
     args = parser.parse_args(argv)
+    peers = _harness.chosen_peers(PEERS, args)
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
     print(f"median of {args.runs} runs; single-row runs of {args.single:,} jobs; bulk of {args.bulk:,}")
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     with _harness.fresh_schema(dsn) as schema:
         trio.run(measure_werk_and_raw, dsn, schema, args.runs, args.single, args.bulk, results)
         peer_args = (dsn, schema, args.runs, args.single, args.bulk, results)
-        _harness.run_peers(PEERS, args.no_peers, results, *peer_args)
+        _harness.run_peers(peers, args.no_peers, results, *peer_args)
     results.print()
     print("\n" + _harness.load_note("at end"))
     return 0
