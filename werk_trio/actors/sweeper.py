@@ -22,7 +22,7 @@ rows by queue and status (RECOUNT_FINISHED: the one full read of the
 finished rows, an index-only scan, once per interval) and the pruning of
 samples and roll-ups past ``stats_retention`` (PRUNE_STATS).
 On a connection error it logs, marks the worker's database trouble
-(:meth:`Worker.db_trouble`) and tries again next interval.
+(:meth:`DbHealth.trouble`) and tries again next interval.
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
+from .._util import first_line
 from .completer import CONNECTION_ERRORS, notify_done, resolve_dependents
-from .poller import _line
+from .wiring import DbHealth, Pulse, WorkerSettings
 
 if TYPE_CHECKING:
     from ..app import Werk
-    from ..worker import Worker
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -135,24 +135,30 @@ async def _statistics_pass(app: Werk, out: dict[str, int]) -> None:
 
 
 class Sweeper:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, app: Werk, settings: WorkerSettings, health: DbHealth) -> None:
+        self.app = app
+        self.settings = settings
+        self.health = health
+        #: Fires after every sweep that reached the database (tests await it).
+        self.on_sweep = Pulse()
         self.sweeps = 0
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        name, interval = self.settings.name, self.settings.sweep_interval
         task_status.started()
         while True:
             try:
-                await sweep_once(self.worker.app, healthy_for=self.worker.db_healthy_for())
+                await sweep_once(self.app, healthy_for=self.health.healthy_for())
                 self.sweeps += 1
+                self.on_sweep.fire()
             except CONNECTION_ERRORS as ex:
-                self.worker.db_trouble()
+                self.health.trouble()
                 logger.warning("worker %s: sweep failed (%s); next try in %ss",
-                               self.worker.name, _line(ex), self.worker.sweep_interval)
+                               name, first_line(ex), interval)
             except psycopg.Error as ex:
                 # not the connection: a row or statement the database refused.
                 # Never the worker's end; not database trouble either (the
                 # sweeper's judgement of dead workers stays as it is)
                 logger.error("worker %s: sweep failed (%s: %s); next try in %ss",
-                             self.worker.name, type(ex).__name__, _line(ex), self.worker.sweep_interval)
-            await trio.sleep(self.worker.sweep_interval)
+                             name, type(ex).__name__, first_line(ex), interval)
+            await trio.sleep(interval)
