@@ -744,3 +744,35 @@ async def test_async_worker_starts_threads_only_for_plain_functions(app: Werk) -
             await app.enqueue_many([EnqueueParams(sync_blocking, (0.05,)) for _ in range(12)])
             await until(lambda: worker.stats.get("complete") == 32)
             assert 1 <= pool.threads_started <= 3
+
+
+async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outcomes(app: Werk) -> None:
+    """Backpressure: while the completer's write cannot commit (a lock on the
+    table its statement reads), runners hand their outcomes to a channel
+    bounded to the worker's capacity, then wait with their slots held, and
+    the poller claims nothing more. Once the write goes through, every job
+    completes."""
+    with trio.fail_after(60):
+        jobs = await app.enqueue_many([EnqueueParams(noop, queue="stall") for _ in range(60)])
+        w = make_worker(app, queues=["stall"], concurrency=2, sweep_interval=3600)
+        assert w.capacity == 2
+
+        def stalled() -> bool:
+            outcomes = w.completer._outcomes.statistics()
+            return outcomes.current_buffer_used == 2 and outcomes.tasks_waiting_send == 2
+
+        async with trio.open_nursery() as nursery:
+            async with app.connection() as blocker, blocker.transaction():
+                await blocker.execute(app.sql.render("LOCK TABLE {job_deps} IN ACCESS EXCLUSIVE MODE"))
+                await nursery.start(w.run)
+                await until(stalled)
+                assert w.slots.value == 0, "the waiting runners keep their slots: no claim can start"
+                # one batch in flight + a full channel + one outcome per waiting runner
+                assert w.poller.claimed <= 2 + 2 + 2, w.poller.claimed
+                counts = await app.counts()
+                assert counts["stall"]["queued"] >= 60 - 6, counts
+            # the lock is gone: the stalled write commits and draining resumes
+            for job in jobs:
+                assert job
+                await job_in(app, job.id, "complete")
+            w.stop(now=True)
