@@ -409,7 +409,7 @@ class Worker:
                     # and their outcomes are written; a stop gives it 10 s, then
                     # the shielded flush below writes what is left
                     await outflow.start(self.completer.run)
-                    async with self._executors(services):
+                    async with self._executors():
                         await self._pipeline(task_status)
                     outflow.cancel_scope.deadline = trio.current_time() + 10
                 services.cancel_scope.cancel()
@@ -420,13 +420,13 @@ class Worker:
             logger.info("worker %s stopped (%s)", self.name, self.ledger.summary())
 
     @asynccontextmanager
-    async def _executors(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def _executors(self) -> AsyncIterator[None]:
         """The job executor and (when it is another one) the callbacks' inline executor, running."""
-        async with self.executor.running(nursery):
+        async with self.executor.running():
             if self.executor_inline is self.executor:
                 yield
             else:
-                async with self.executor_inline.running(nursery):
+                async with self.executor_inline.running():
                     yield
 
     async def _pipeline(self, task_status: trio.TaskStatus[None]) -> None:

@@ -38,9 +38,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import psycopg
 import trio
 
-from .._rows import job_from_row, storable
+from .._rows import storable
+from .._transitions import jobs_ended
 from .._util import BACKOFF, first_line
-from ..errors import PoolTimeout, SerializationError
+from ..errors import PoolTimeout
 from ..sql import array_literal
 from .callbacks import callback_of
 from .wiring import Db, Pulse, Wake, WorkerSettings
@@ -292,11 +293,11 @@ class Completer:
             rows = await main.fetchall()
             failed_dependents = [r[0] for r in await dep.fetchall() if r[1] == "failed"]
             dependency_failures: list[Any] = []
-            if failed_dependents:  # rare: cascade to their own dependents
+            if failed_dependents:  # rare: they ended too (DependencyFailed)
                 async with conn.transaction():
-                    await notify_done(conn, sql, failed_dependents)
-                    failed = failed_dependents + await resolve_dependents(conn, sql, failed_dependents)
-                    dependency_failures = await _end_dependency_failures(conn, db, failed)
+                    dependency_failures = await jobs_ended(
+                        conn, sql, failed_dependents, decode=(db.serializer, db.decode_allowed)
+                    )
         self.ledger.settled(batch, len(rows))  # written, or refused: no longer ours
         refused = len(batch) - len(rows)
         if refused:
@@ -315,52 +316,3 @@ class Completer:
         self.on_write.fire()
         self.wake.nudge()
         return due
-
-
-async def _end_dependency_failures(conn: Any, db: Db, ids: list[Any]) -> list[Any]:
-    """Jobs just failed with DependencyFailed, in the transaction that failed
-    them: delete those with ``failure_mode="delete"`` and return (as Jobs) those
-    with an ``_on_failure`` callback, which the worker then runs once (a row
-    that does not decode has none)."""
-    cur = await conn.execute(db.sql.GET_JOBS, {"ids": ids})
-    jobs = []
-    for row in await cur.fetchall():
-        try:
-            jobs.append(job_from_row(row, db.serializer, db.decode_allowed))
-        except SerializationError as ex:
-            logger.warning("job %s failed (a dependency failed); its row does not decode: %s", row[0], ex)
-    await conn.execute(db.sql.DELETE_FAILED, {"ids": ids})
-    return [job for job in jobs if job.on_failure is not None]
-
-
-async def resolve_dependents(conn: Any, sql: Any, parents: list[Any]) -> list[Any]:
-    """Queue (or fail) the waiting dependents of ``parents``, cascading failures;
-    return the ids of the jobs it failed (DependencyFailed), at every level.
-
-    Runs inside the caller's transaction: the dependents are locked first, then
-    resolved by a new statement, which sees every committed parent status. The
-    caller deletes the failed ``failure_mode="delete"`` ones (DELETE_FAILED)
-    once this returns: their own dependents must see them failed first."""
-    failed: list[Any] = []
-    ids = parents
-    while ids:
-        cur = await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
-        dependents = [r[0] for r in await cur.fetchall()]
-        if not dependents:
-            break
-        cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents, "channel": sql.jobs_channel})
-        ids = [r[0] for r in await cur.fetchall() if r[1] == "failed"]
-        if ids:
-            failed += ids
-            await notify_done(conn, sql, ids)
-    return failed
-
-
-async def notify_done(conn: Any, sql: Any, ids: list[Any]) -> None:
-    """One NOTIFY for a batch of finished jobs: comma-joined ids, or ``*`` when
-    they would not fit in a payload."""
-    text = ",".join(str(i) for i in ids)
-    if len(text) > 7000:
-        text = "*"
-    await conn.execute(sql.NOTIFY_DONE, {"channel": sql.done_channel, "payload": text})
-

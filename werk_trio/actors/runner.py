@@ -17,7 +17,6 @@ A failing handler, hook or exception handler never stops a runner.
 from __future__ import annotations
 
 import logging
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,16 +24,15 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import trio
 
-from .._ids import uuid7
 from .._logging import current_job
-from .._rows import bare_job, job_from_row, storable, storable_encoded
+from .._rows import bare_job, job_from_row, storable_encoded
 from .._util import call as _call
 from .._util import first_line
-from ..errors import JobTimeout, PoolTimeout, SerializationError, UnknownTask, WerkError, WorkerShutdown
-from ..executors import JobCall, RemoteError, SerializedResult, handler_kind, wants_context
-from ..flow import Cancel, Snooze
+from ..errors import PoolTimeout, SerializationError, UnknownTask
+from ..executors import JobCall, SerializedResult, handler_kind, wants_context
 from ..jobs import Context, Job
 from ..serializers import encode
+from .classify import MAX_ERROR_CHARS, classify, failed, format_error, interrupted
 from .completer import Outcome
 from .ledger import Ledger, RunningJob
 from .poller import Row
@@ -48,7 +46,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["Hooks", "Runner", "RunningJob", "format_error"]
+__all__ = ["MAX_ERROR_CHARS", "Hooks", "Runner", "RunningJob", "format_error"]
 
 Hook = Callable[..., Any]
 
@@ -60,39 +58,6 @@ class Hooks:
     before_process: list[Hook]
     after_process: list[Hook]
     exception_handlers: list[Hook]
-
-
-def format_error(exc: BaseException) -> str:
-    """The full traceback text of ``exc`` (what ``job.error`` holds); for an
-    error from a child process, the child's own traceback."""
-    if isinstance(exc, RemoteError):
-        text = exc.traceback_text
-    else:
-        try:
-            text = "".join(traceback.format_exception(exc)).rstrip()
-        except Exception as ex:  # an exception whose __str__ raises
-            kind = type(exc)
-            text = (f"{kind.__module__}.{kind.__qualname__}: "
-                    f"<str() of the exception raised {type(ex).__name__}>")
-    return error_text(text)
-
-
-def error_text(text: str) -> str:
-    """An error text Postgres can store and a batch can carry: NULs and lone
-    surrogates replaced visibly (``\\x00``, ``\\udcff``); over
-    MAX_ERROR_CHARS, the middle cut out (the start names the exception, the
-    end is the innermost frame)."""
-    text = storable(text)
-    if len(text) > MAX_ERROR_CHARS:
-        half = MAX_ERROR_CHARS // 2
-        cut = len(text) - 2 * half
-        note = f"[... {cut} characters cut: error texts are kept to {MAX_ERROR_CHARS} ...]"
-        text = f"{text[:half]}\n{note}\n{text[-half:]}"
-    return text
-
-
-#: Longest error text stored (characters); longer ones lose their middle.
-MAX_ERROR_CHARS = 64 * 1024
 
 
 class Runner:
@@ -232,7 +197,7 @@ class Runner:
                     else:
                         result = await executor.run(call)
                 if scope.cancelled_caught:
-                    outcome, exc = self._stopped(running)
+                    outcome, exc = classify(job, stop=running, now=trio.current_time())
                 else:
                     try:
                         if isinstance(result, SerializedResult):  # encoded in a child process
@@ -241,38 +206,26 @@ class Runner:
                             text = encode(self.db.serializer, result, f"result of {job.function}")
                         text = self._storable_result(job, text)
                     except SerializationError as ser:
-                        exc = ser
-                        outcome = Outcome(job, "fail_final", error=format_error(ser))
+                        outcome, exc = classify(job, error=ser, final=True)
                     else:
-                        outcome = Outcome(job, "complete", result=text, delay=_repeat_delay(job))
-                        if job.repeat_remaining > 0:  # the next run is a row of its own
-                            outcome.next_id = uuid7()
+                        outcome, exc = classify(job, result=text)
             except trio.Cancelled:
                 # the whole worker is being cancelled: put the job back unspent
-                self._hand_over_now(Outcome(job, "requeue", error="interrupted by worker shutdown"))
+                self._hand_over_now(interrupted(job))
                 raise
             except Exception as error:
-                exc = _unwrap(error)
-                control = exc.original if isinstance(exc, RemoteError) else exc
-                if isinstance(control, Snooze):  # back to the queue, attempt unspent
-                    outcome = Outcome(job, "snooze", error=str(control), delay=control.seconds)
-                elif isinstance(control, Cancel):  # ends aborted, no retry
-                    outcome = Outcome(job, "abort", error=format_error(exc))
-                elif isinstance(exc, RemoteError) and exc.final:
-                    outcome = Outcome(job, "fail_final", error=format_error(exc))
-                else:
-                    outcome = self._failed(job, exc)
+                outcome, exc = classify(job, error=_unwrap(error))
             except BaseException as error:
                 inner = _unwrap(error)
                 if _only_cancelled(error):
                     # a worker cancel seen through the heartbeat nursery (wrapped in
                     # a group), or Ctrl-C: put the job back unspent, as above
-                    self._hand_over_now(Outcome(job, "requeue", error="interrupted by worker shutdown"))
+                    self._hand_over_now(interrupted(job))
                 else:
                     # SystemExit (or another BaseException) out of the handler: the
                     # worker goes down with it, but the attempt is recorded as failed,
                     # so a job that stops its worker every time still runs out of attempts
-                    self._hand_over_now(self._failed(job, inner))
+                    self._hand_over_now(failed(job, inner))
                 raise
         finally:
             ledger.stop_running(job.id)
@@ -293,26 +246,6 @@ class Runner:
                     "Werk(max_result_bytes=...)"
                 )
         return text
-
-    def _stopped(self, running: RunningJob) -> tuple[Outcome, BaseException]:
-        job = running.job
-        if running.aborted:
-            reason = "aborted by request (abort_job)"
-            return Outcome(job, "abort", error=reason), WerkError(reason)
-        now = trio.current_time()
-        if running.shutdown_at <= now and running.shutdown_at <= running.timeout_at:
-            exc = WorkerShutdown(f"worker shut down while {job.function} ran; requeued")
-            return Outcome(job, "requeue", error=str(exc)), exc
-        timeout = JobTimeout(f"{job.function} ran longer than its timeout of {job.timeout_secs:g}s")
-        return self._failed(job, timeout), timeout
-
-    def _failed(self, job: Job, exc: BaseException) -> Outcome:
-        error = format_error(exc)
-        if job.attempts < job.max_attempts:
-            intervals = job.retry_intervals or [0.0]
-            delay = intervals[min(job.attempts - 1, len(intervals) - 1)]
-            return Outcome(job, "fail", error=error, delay=delay)
-        return Outcome(job, "fail", error=error)
 
     async def _finish(
         self, job: Job, ctx: Context, outcome: Outcome | None, exc: BaseException | None
@@ -352,15 +285,6 @@ class Runner:
             except (psycopg.Error, PoolTimeout) as ex:  # never the job's or the worker's end
                 logger.warning("worker %s: could not touch job %s (%s: %s); will retry",
                                settings.name, job.id, type(ex).__name__, first_line(ex))
-
-
-def _repeat_delay(job: Job) -> float | None:
-    if job.repeat_remaining <= 0:
-        return None
-    if job.repeat_interval_secs is not None:
-        return job.repeat_interval_secs
-    intervals = job.repeat_intervals or [0.0]
-    return intervals[max(0, min(len(intervals) - job.repeat_remaining, len(intervals) - 1))]
 
 
 def _only_cancelled(exc: BaseException) -> bool:

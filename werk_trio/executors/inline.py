@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
-
 from . import HandlerKind, JobCall
 
 __all__ = ["InlineExecutor"]
@@ -40,10 +38,10 @@ class InlineExecutor:
         self._aio_loop: Any = None
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         import trio_asyncio
 
-        async with self.threads.running(nursery), trio_asyncio.open_loop() as loop:
+        async with self.threads.running(), trio_asyncio.open_loop() as loop:
             self._aio_loop = loop
             try:
                 yield

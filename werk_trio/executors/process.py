@@ -44,7 +44,7 @@ class ProcessExecutor:
         self.crashes = 0
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         import trio_parallel
 
         clean = False

@@ -98,7 +98,7 @@ class ThreadExecutor:
         self._queued = 0  # calls no thread has taken yet
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         self._token = trio.lowlevel.current_trio_token()
         # a queue per run: a thread still stuck in a handler from an earlier run
         # takes its stop signal from that run's queue, not from this one
