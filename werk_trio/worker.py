@@ -74,8 +74,6 @@ class Worker:
     """A worker of one executor. Parameters and defaults as on the workers page;
     ``None`` means the app's WerkConfig value (the documented default)."""
 
-    worker_type = "async"
-
     def __init__(
         self,
         app: Werk,
@@ -160,6 +158,11 @@ class Worker:
         self.abort_watcher = AbortWatcher(db, settings, ledger)
 
     # --- settings, as attributes ------------------------------------------------
+
+    @property
+    def worker_type(self) -> str:
+        """What the workers table shows: the executor's name (async, thread, process, fork)."""
+        return self.executor.name
 
     @property
     def id(self) -> uuid.UUID:
@@ -474,7 +477,6 @@ class AsyncWorker(Worker):
 class ThreadWorker(Worker):
     """Each handler in a thread of a pool of up to ``concurrency`` threads (``executors/thread.py``)."""
 
-    worker_type = "thread"
 
     def _default_executor(self) -> Executor:
         from .executors.thread import ThreadExecutor
@@ -487,7 +489,6 @@ class ProcessWorker(Worker):
     For CPU-bound work: true parallelism. A timeout or abort kills that child and
     the pool replaces it."""
 
-    worker_type = "process"
 
     def _default_prefetch(self, concurrency: int) -> int:
         # a child round trip costs more than a claim: keep one job ready per child
@@ -503,7 +504,6 @@ class ForkWorker(Worker):
     """A freshly forked process per job (maximum isolation). On timeout, abort or
     shutdown the child gets SIGTERM, then SIGKILL after ``sigterm_grace`` seconds."""
 
-    worker_type = "fork"
 
     def _default_prefetch(self, concurrency: int) -> int:
         # a fork per job costs more than a claim: keep one job ready per slot
@@ -529,14 +529,19 @@ class ForkWorker(Worker):
 BaseWorker = Worker
 
 
+#: Every worker type (the CLI's ``--worker-type`` choices, ``worker_class``,
+#: ``app.run``, ``run_until_idle``): its preset class.
+WORKER_CLASSES: dict[str, type[Worker]] = {
+    "async": AsyncWorker, "thread": ThreadWorker, "process": ProcessWorker, "fork": ForkWorker,
+}  # fmt: skip
+WORKER_TYPES = tuple(WORKER_CLASSES)
+
+
 def worker_class(worker_type: str) -> type[Worker]:
     """The worker class for ``async``, ``thread``, ``process`` or ``fork``."""
-    classes: dict[str, type[Worker]] = {
-        "async": AsyncWorker, "thread": ThreadWorker, "process": ProcessWorker, "fork": ForkWorker,
-    }  # fmt: skip
     try:
-        return classes[worker_type]
+        return WORKER_CLASSES[worker_type]
     except KeyError:
         raise ConfigError(
-            f"unknown worker type {worker_type!r}; choose one of {', '.join(classes)}"
+            f"unknown worker type {worker_type!r}; choose one of {', '.join(WORKER_TYPES)}"
         ) from None

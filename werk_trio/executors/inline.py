@@ -7,8 +7,7 @@
   blocks; a cancel abandons the thread on time and sets ``ctx.cancelled``
   for the handler to notice.
 * asyncio coroutine functions marked for the bridge run through trio-asyncio
-  in a loop the executor opens for the worker's lifetime (only when such a
-  handler first appears, or at start when ``asyncio_bridge=True``).
+  in a loop the executor opens with ``running()``, for the worker's lifetime.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ..errors import WerkError
 from . import HandlerKind, JobCall
 
 __all__ = ["InlineExecutor"]
@@ -55,6 +55,9 @@ class InlineExecutor:
             import trio_asyncio
 
             if self._aio_loop is None:
-                raise RuntimeError("the asyncio bridge is not running")
+                raise WerkError(
+                    "the asyncio bridge is not running: "
+                    "run jobs inside `async with executor.running():` (Worker.run does)"
+                )
             return await trio_asyncio.aio_as_trio(call.func)(*call.positional(), **call.kwargs)
         return await self.threads.run(call)

@@ -35,6 +35,7 @@ import outcome
 import trio
 
 from .._logging import current_job
+from ..errors import WerkError
 from . import HandlerKind, JobCall
 
 logger = logging.getLogger("werk_trio.worker")
@@ -173,7 +174,10 @@ class ThreadExecutor:
 
     async def run(self, call: JobCall) -> Any:
         if self._token is None:
-            raise RuntimeError("the thread pool is not running")
+            raise WerkError(
+                "the thread pool is not running: "
+                "run jobs inside `async with executor.running():` (Worker.run does)"
+            )
         await trio.lowlevel.checkpoint_if_cancelled()
         item = _Call(call, trio.lowlevel.current_task())
         if call.ctx is not None:
