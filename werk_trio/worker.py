@@ -261,7 +261,7 @@ class Worker:
         #: The address the metrics are served on, once the worker runs.
         self.metrics_url: str | None = None
 
-    async def _serve_metrics(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_metrics(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config
         from hypercorn.trio import serve
 

@@ -277,7 +277,7 @@ class Completer:
             # One pipeline, one Sync: its statements run as one implicit
             # transaction (an error rolls all of them back), in one round trip.
             # An explicit transaction() here would cost two more round trips
-            # of psycopg's nested-pipeline syncs (~130 us of CPU per batch).
+            # of psycopg's nested-pipeline syncs (measured: benchmarks/README.md).
             async with conn.pipeline():
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
@@ -305,12 +305,14 @@ class Completer:
             logger.info("worker %s: completer: %d late outcome(s) refused: the job is no longer ours",
                         self.settings.name, refused)
         due: list[tuple[Outcome, str]] = []
-        if any(row[6] for row in rows):
-            by_id = {r[0]: r for r in rows}
+        # COMPLETE_BATCH's rows: id, status, queue, failure_mode, kind, has_callbacks, ...
+        with_callbacks = {job_id: status for job_id, status, _, _, _, has_callbacks, *_ in rows
+                          if has_callbacks}
+        if with_callbacks:
             for outcome in batch:
-                row = by_id.get(outcome.job.id)
-                if row is not None and row[6] and callback_of(outcome.job, row[1]) is not None:
-                    due.append((outcome, row[1]))
+                status = with_callbacks.get(outcome.job.id)
+                if status is not None and callback_of(outcome.job, status) is not None:
+                    due.append((outcome, status))
         for job in dependency_failures:
             due.append((Outcome(job, "fail_final", error=job.error), "failed"))
         self.on_write.fire()

@@ -15,9 +15,8 @@ the same guarantees): each of its calls copies the context, hands the call to
 a cached thread and reports back with one ``run_sync_soon`` -- one wake-up of
 the Trio loop, a byte through its wake-up socket, per job. Here a thread that
 finishes while others' results wait to be delivered adds its own to them, and
-one callback in the Trio thread delivers the lot. Measured on the drain of
-no-op jobs (2 cores, concurrency 50): to_thread 4,000 jobs/s at ~200 us of
-CPU per job; this pool: see docs/architecture.md.
+one callback in the Trio thread delivers the lot (the measurements:
+benchmarks/README.md, "Measurements behind the runtime's choices").
 """
 
 from __future__ import annotations
