@@ -6,7 +6,6 @@ every statement is a named one from :mod:`werk_trio.sql`.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import uuid
@@ -22,6 +21,7 @@ from ._logging import setup_logging
 from ._maintenance import sweep_once
 from ._rows import RowBuilder, bare_job, check_text, execution_from_row, job_from_row, split_options
 from ._transitions import jobs_ended
+from ._util import call as _call
 from ._waiting import DoneWatcher
 from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, resolve_dsn, with_params
 from .db import Connection, Pool
@@ -1099,13 +1099,5 @@ def _uuid(name: str, value: Any) -> uuid.UUID:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-async def _call(func: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async callable."""
-    result = func(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 

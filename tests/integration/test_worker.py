@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sniffio
 import trio
+import trio.testing
 
 import werk_trio
 from werk_trio import (
@@ -776,3 +777,34 @@ async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outc
                 assert job
                 await job_in(app, job.id, "complete")
             w.stop(now=True)
+
+
+async def test_actors_fire_their_test_pulses(app: Werk) -> None:
+    """Tests can await the cause instead of polling the table: the poller's
+    claim, the completer's write, the heartbeater's beat and the sweeper's
+    sweep each fire a re-arming pulse (and fire again at the next step)."""
+    with trio.fail_after(30):
+        w = make_worker(app, queues=["pulses"], heartbeat_interval=0.1, sweep_interval=0.1)
+        async with running(w):
+            for _ in range(2):  # re-armed: the second wait needs a second step
+                await w.heartbeater.on_beat.wait()
+                await w.sweeper.on_sweep.wait()
+            beats, sweeps = w.heartbeater.beats, w.sweeper.sweeps
+            assert beats >= 2 and sweeps >= 2
+            async with trio.open_nursery() as nursery:
+                claimed = trio.Event()
+                written = trio.Event()
+
+                async def on(pulse: Any, event: trio.Event) -> None:
+                    await pulse.wait()
+                    event.set()
+
+                nursery.start_soon(on, w.poller.on_claim, claimed)
+                nursery.start_soon(on, w.completer.on_write, written)
+                await trio.testing.wait_all_tasks_blocked()
+                job = await app.enqueue(noop, _queue="pulses")
+                assert job
+                await claimed.wait()
+                await written.wait()
+            assert (await app.get_job(job.id)).status == "complete"
+            assert w.completer.written >= 1

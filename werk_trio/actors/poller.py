@@ -187,7 +187,8 @@ class Poller:
         return rows
 
     async def run(
-        self, jobs: trio.MemorySendChannel[Row], *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self, jobs: trio.MemorySendChannel[Row], *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         settings, ledger, wake = self.settings, self.ledger, self.wake
         slots = self.slots
