@@ -162,8 +162,9 @@ class Runner:
                        worker_name=settings.name)
 
     async def _run_job(self, job: Job, func: Any) -> None:
-        ledger, executor = self.ledger, self.executor
-        ctx = self._context(job)
+        ledger, executor, settings = self.ledger, self.executor, self.settings
+        ctx = Context(job=job, app=self.app, worker=self._owner, worker_id=settings.id,
+                      worker_name=settings.name)
         progress = self.progress
         if progress.token is None:
             progress.token = trio.lowlevel.current_trio_token()
