@@ -11,6 +11,7 @@ from .cron import CronScheduler as CronScheduler
 from .db import Connection as Connection
 from .errors import ConfigError as ConfigError
 from .errors import DependencyFailed as DependencyFailed
+from .errors import InvalidJobState as InvalidJobState
 from .errors import JobError as JobError
 from .errors import JobNotFound as JobNotFound
 from .errors import JobTimeout as JobTimeout
@@ -21,6 +22,9 @@ from .errors import UnknownTask as UnknownTask
 from .errors import WaitTimeout as WaitTimeout
 from .errors import WerkError as WerkError
 from .errors import WorkerShutdown as WorkerShutdown
+from .executors import ChildDied as ChildDied
+from .executors import Executor as Executor
+from .executors import RemoteError as RemoteError
 from .executors import asyncio_handler as asyncio_handler
 from .flow import Cancel as Cancel
 from .flow import QueueInfo as QueueInfo
@@ -50,13 +54,14 @@ from .worker import Worker as Worker
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncWorker", "BaseWorker", "Callback", "Cancel", "ConfigError", "Connection", "Context", "CronJob",
-    "CronScheduler", "Dependency", "DependencyFailed", "DequeueStrategy", "EnqueueParams",
-    "ExecutionStatus", "FailureMode", "ForkWorker", "JSONSerializer", "Job", "JobError", "JobExecution",
-    "JobNotFound", "JobStatus", "JobTimeout", "PayloadTooLarge", "PickleSerializer", "PoolTimeout",
-    "ProcessWorker", "QueueInfo", "Repeat", "Retry", "SerializationError", "Serializer", "Snooze",
-    "ThreadWorker", "UnknownTask", "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker",
-    "WorkerShutdown", "asyncio_handler", "configure_logging",
+    "AsyncWorker", "BaseWorker", "Callback", "Cancel", "ChildDied", "ConfigError", "Connection",
+    "Context", "CronJob", "CronScheduler", "Dependency", "DependencyFailed", "DequeueStrategy",
+    "EnqueueParams", "ExecutionStatus", "Executor", "FailureMode", "ForkWorker", "InvalidJobState",
+    "JSONSerializer", "Job", "JobError", "JobExecution", "JobNotFound", "JobStatus", "JobTimeout",
+    "PayloadTooLarge", "PickleSerializer", "PoolTimeout", "ProcessWorker", "QueueInfo", "RemoteError",
+    "Repeat", "Retry", "SerializationError", "Serializer", "Snooze", "ThreadWorker", "UnknownTask",
+    "WaitTimeout", "Werk", "WerkConfig", "WerkError", "Worker", "WorkerShutdown", "asyncio_handler",
+    "configure_logging",
 ]  # fmt: skip
 
 # The REST API and metrics need the `web` extra (fastapi, prometheus-client):

@@ -29,8 +29,10 @@ import trio
 from .errors import WerkError
 
 if TYPE_CHECKING:
+    import uuid
+
+    from .actors.wiring import Db
     from .jobs import Job
-    from .worker import Worker
 
 __all__ = ["ChildProgress", "WorkerProgress"]
 
@@ -43,15 +45,16 @@ def _params(job: Job, worker_id: Any, fraction: float, message: str | None) -> d
 
 
 class WorkerProgress:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, db: Db, worker_id: uuid.UUID) -> None:
+        self.db = db
+        self.worker_id = worker_id
         self.token: trio.lowlevel.TrioToken | None = None  # the worker's loop, set by the runner
 
     async def _write(self, job: Job, fraction: float, message: str | None) -> None:
-        worker = self.worker
+        db = self.db
         try:
-            async with worker.app.pool.connection() as conn:
-                await conn.execute(worker.app.sql.SET_PROGRESS, _params(job, worker.id, fraction, message))
+            async with db.pool.connection() as conn:
+                await conn.execute(db.sql.SET_PROGRESS, _params(job, self.worker_id, fraction, message))
         except psycopg.OperationalError as ex:
             logger.warning("could not store the progress of job %s (%s)", job.id, ex)
 
@@ -80,8 +83,7 @@ class WorkerProgress:
         trio.from_thread.run(self._write, job, fraction, message, trio_token=self.token)
 
     def for_child(self) -> ChildProgress:
-        app = self.worker.app
-        return ChildProgress(app.dsn, app.sql.SET_PROGRESS, self.worker.id)
+        return ChildProgress(self.db.dsn, self.db.sql.SET_PROGRESS, self.worker_id)
 
 
 _child_conn: dict[str, psycopg.Connection[Any]] = {}

@@ -123,13 +123,6 @@ def _text(name: str, value: Any, *, allow_none: bool = True) -> str | None:
     return check_text(name, value)
 
 
-def _callback(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    cb = value if isinstance(value, Callback) else Callback(value)
-    return json.dumps({"func": function_path(cb.func), "timeout": cb.timeout})
-
-
 def dependencies(value: Any) -> list[Dependency]:
     if value is None:
         return []

@@ -6,7 +6,6 @@ every statement is a named one from :mod:`werk_trio.sql`.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import uuid
@@ -19,12 +18,23 @@ import trio
 
 from . import sql as sqlmod
 from ._logging import setup_logging
+from ._maintenance import sweep_once
 from ._rows import RowBuilder, bare_job, check_text, execution_from_row, job_from_row, split_options
+from ._transitions import jobs_ended
+from ._util import call as _call
 from ._waiting import DoneWatcher
 from .config import WerkConfig, describe_dsn, mask_secrets, remember_secrets, resolve_dsn, with_params
 from .db import Connection, Pool
 from .embedded import embedded_dsn
-from .errors import ConfigError, JobError, JobNotFound, SerializationError, WaitTimeout, WerkError
+from .errors import (
+    ConfigError,
+    InvalidJobState,
+    JobError,
+    JobNotFound,
+    SerializationError,
+    WaitTimeout,
+    WerkError,
+)
 from .flow import FlowControl
 from .jobs import (
     TERMINAL_STATUSES,
@@ -777,8 +787,6 @@ class Werk(FlowControl):
         each step did. The pass is one transaction under an advisory lock
         (nothing happens while another sweep holds it): a cancel rolls it
         back whole, and the next sweep does the work."""
-        from .actors.sweeper import sweep_once
-
         rescued: list[uuid.UUID] = []
         await sweep_once(self, rescued=rescued)
         return rescued
@@ -786,8 +794,6 @@ class Werk(FlowControl):
     async def sweep_counts(self) -> dict[str, int]:
         """:meth:`sweep`, returning the count of each step (dead_workers, rescued,
         expired, deleted, resolved). Cancellation: as :meth:`sweep`."""
-        from .actors.sweeper import sweep_once
-
         return await sweep_once(self)
 
     # --- managing -------------------------------------------------------------
@@ -797,12 +803,7 @@ class Werk(FlowControl):
         started, deleted), inside the transaction that ended them: wake the
         waiters on the finished-jobs channel and resolve waiting dependents
         (queued, or failed with DependencyFailed), as a worker's completion does."""
-        from .actors.completer import notify_done, resolve_dependents
-
-        await notify_done(conn, self.sql, ids)
-        failed = await resolve_dependents(conn, self.sql, ids)
-        if failed:  # dependents failed with failure_mode="delete" go now
-            await conn.execute(self.sql.DELETE_FAILED, {"ids": failed})
+        await jobs_ended(conn, self.sql, ids, may_be_failed=False)
 
     async def _change(self, query: str, job_id: Any) -> bool:
         """Run a one-job state change; True if it applied, False when the job is
@@ -891,7 +892,10 @@ class Werk(FlowControl):
         chosen = _statuses(statuses) or list(TERMINAL_STATUSES)
         bad = [s for s in chosen if s in ("active", "aborting")]
         if bad:
-            raise ConfigError("cannot purge running jobs (active/aborting): abort them first")
+            raise InvalidJobState(
+                f"cannot purge running jobs ({', '.join(bad)}): abort them first (abort_job), "
+                "then purge them once they ended"
+            )
         if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
             raise ConfigError(f"older_than_days must be a number of days, got {older_than_days!r}")
         older_than = _seconds("older_than_days (in seconds)", float(older_than_days) * 86400, allow_zero=True)
@@ -1095,13 +1099,5 @@ def _uuid(name: str, value: Any) -> uuid.UUID:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-async def _call(func: Callable[..., Any], *args: Any) -> Any:
-    """Call a sync or async callable."""
-    result = func(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 

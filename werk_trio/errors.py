@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ConfigError",
     "DependencyFailed",
+    "InvalidJobState",
     "JobError",
     "JobNotFound",
     "JobTimeout",
@@ -34,6 +35,11 @@ class WerkError(Exception):
 
 class ConfigError(WerkError, ValueError):
     """A bad name, option, DSN or setting. Raised before anything is written."""
+
+
+class InvalidJobState(ConfigError):
+    """A management call met a job in a state it does not apply to (e.g.
+    purging running jobs); the message names the state and what to do instead."""
 
 
 class JobNotFound(WerkError, LookupError):

@@ -21,51 +21,45 @@ import logging
 import os
 import socket
 import threading
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import trio
 
 from ._logging import install_record_factory
 from ._progress import WorkerProgress
-from ._rows import MAX_NAME_CHARS, check_text
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
-from .actors.completer import Completer
+from .actors.completer import Completer, Outcome
 from .actors.heartbeater import Heartbeater
+from .actors.ledger import Ledger, RunningJob
 from .actors.listener import QueueListener
 from .actors.poller import Poller, Row
-from .actors.runner import Runner, RunningJob
+from .actors.runner import Hooks, Runner
 from .actors.signals import SignalHandler
 from .actors.sweeper import Sweeper
+from .actors.wiring import Db, DbHealth, Wake, WorkerSettings, interval
 from .app import Werk
-from .config import check_name
 from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
-from .jobs import DequeueStrategy, _count, _seconds
+from .jobs import DequeueStrategy
 
 if TYPE_CHECKING:
+    import uuid
+
     from .metrics import WorkerMetrics
 
 __all__ = [
-    "AsyncWorker", "BaseWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker", "worker_class",
+    "AsyncWorker", "BaseWorker", "ForkWorker", "ProcessWorker", "ThreadWorker", "Worker",
+    "WorkerSettings", "worker_class",
 ]  # fmt: skip
 
 logger = logging.getLogger("werk_trio.worker")
 
 Hook = Callable[..., Any]
 
-#: Most runner slots (and prefetch, claim batch) one worker may have.
-MAX_CONCURRENCY = 100_000
-
-
-def _interval(name: str, given: float | None, default: float, *, allow_zero: bool = False) -> float:
-    """``given`` (or the config's ``default``) as finite seconds; ConfigError otherwise.
-    Finite, as in WerkConfig: an infinite heartbeat_interval in the workers table
-    would make DEAD_WORKERS overflow (interval out of range) in every sweep."""
-    return _seconds(name, default if given is None else given, allow_zero=allow_zero)
 
 
 def _hooks(name: str, hooks: Sequence[Hook] | None) -> list[Hook]:
@@ -79,8 +73,6 @@ def _hooks(name: str, hooks: Sequence[Hook] | None) -> list[Hook]:
 class Worker:
     """A worker of one executor. Parameters and defaults as on the workers page;
     ``None`` means the app's WerkConfig value (the documented default)."""
-
-    worker_type = "async"
 
     def __init__(
         self,
@@ -108,94 +100,149 @@ class Worker:
     ) -> None:
         if not isinstance(app, Werk):
             raise ConfigError(f"app must be a Werk instance, got {type(app).__name__}")
-        if isinstance(queues, str):
-            queues = [queues]
-        queues = list(queues)
-        if not queues:
-            raise ConfigError("queues must name at least one queue")
-        for q in queues:
-            if not isinstance(q, str) or not q or len(q) > MAX_NAME_CHARS:
-                raise ConfigError(
-                    f"queue names must be non-empty strings of at most {MAX_NAME_CHARS} characters, got {q!r}"
-                )
-            check_text("queue name", q)
-        _count("concurrency", concurrency, maximum=MAX_CONCURRENCY)
-        if not isinstance(dequeue_strategy, DequeueStrategy):
-            try:
-                dequeue_strategy = DequeueStrategy(dequeue_strategy)
-            except ValueError:
-                valid = ", ".join(f"DequeueStrategy.{s.name}" for s in DequeueStrategy)
-                raise ConfigError(
-                    f"dequeue_strategy must be one of {valid}, got {dequeue_strategy!r}"
-                ) from None
-        cfg = app.config
-        self.app = app
-        self.queues = list(dict.fromkeys(queues))
-        self.concurrency = concurrency
-        self.heartbeat_interval = _interval("heartbeat_interval", heartbeat_interval, cfg.heartbeat_interval)
-        self.poll_interval = _interval("poll_interval", poll_interval, cfg.poll_interval)
-        self.sweep_interval = _interval("sweep_interval", sweep_interval, cfg.sweep_interval)
-        self.abort_interval = _interval("abort_interval", abort_interval, cfg.abort_interval)
-        self.shutdown_timeout = _interval(
-            "shutdown_timeout", shutdown_timeout, cfg.shutdown_timeout, allow_zero=True
-        )
-        self.dequeue_strategy = dequeue_strategy
-        self.burst = bool(burst)
-        self.before_process = _hooks("before_process", before_process)
-        self.after_process = _hooks("after_process", after_process)
-        self.exception_handlers: list[Hook] = []
-        self.handle_signals = handle_signals
-        if prefetch is None:
+        if prefetch is None and isinstance(concurrency, int):
             prefetch = self._default_prefetch(concurrency)
-        _count("prefetch", prefetch, minimum=0, maximum=MAX_CONCURRENCY)
-        #: Jobs claimed ahead of free runners, waiting in the hand-off channel,
-        #: so a runner that finishes starts the next job without waiting for a
-        #: claim round trip. Jobs held = running + prefetched <= capacity.
-        self.prefetch = prefetch
-        self.capacity = concurrency + prefetch
-        if claim_batch is None:
-            claim_batch = self.capacity
-        _count("claim_batch", claim_batch, maximum=MAX_CONCURRENCY)
-        self.claim_batch = claim_batch
-        self.id = uuid.uuid4()
-        host = socket.gethostname()
-        if name is not None:
-            if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
-                raise ConfigError(f"worker name must be a non-empty string, got {name!r}")
-            check_name("worker name", name.replace("-", "_").replace(".", "_")[:40] or "x")
-        self.name = name or f"{host}-{os.getpid()}-{self.id.hex[:6]}"
+        #: Everything this worker was configured with (frozen, checked once).
+        #: ``prefetch``: jobs claimed ahead of free runners, waiting in the
+        #: hand-off channel, so a runner that finishes starts the next job
+        #: without waiting for a claim round trip; ``capacity`` = running +
+        #: prefetched, the most jobs held.
+        self.settings = WorkerSettings.resolve(
+            app.config, queues=queues, concurrency=concurrency, prefetch=prefetch,
+            claim_batch=claim_batch, heartbeat_interval=heartbeat_interval,
+            poll_interval=poll_interval, sweep_interval=sweep_interval,
+            abort_interval=abort_interval, shutdown_timeout=shutdown_timeout,
+            dequeue_strategy=dequeue_strategy, burst=burst, name=name,
+        )  # fmt: skip
+        self.app = app
+        self.hooks = Hooks(
+            _hooks("before_process", before_process), _hooks("after_process", after_process), []
+        )
+        self.handle_signals = handle_signals
         self.executor: Executor = executor if executor is not None else self._default_executor()
-        self.executor_inline = InlineExecutor()
-
-        # runtime state (reset by run())
-        self.running: dict[uuid.UUID, RunningJob] = {}
-        #: Every job this worker knows it holds: claimed (prefetched or running)
-        #: or finished with its outcome not yet committed. Anything active for
-        #: this worker beyond these came from a claim whose reply was lost.
-        self.held: set[uuid.UUID] = set()
-        self.stats: dict[str, int] = {}
+        #: Callbacks run in the worker's loop; the AsyncWorker's own executor serves.
+        self.executor_inline = (
+            self.executor if isinstance(self.executor, InlineExecutor) else InlineExecutor()
+        )
         self.shutdown_deadline: float | None = None
-        #: Trio time of this worker's last database trouble (a failed heartbeat
-        #: or sweep), or of its start: see db_healthy_for().
-        self.db_ok_since = 0.0
-        self.slots = trio.Semaphore(self.capacity)
         self.burst_done = trio.Event()
         self.started = trio.Event()
         self.stopped = trio.Event()
-        self._wake_send, self._wake_recv = trio.open_memory_channel[None](1)
         self._claim_scope: trio.CancelScope | None = None
         self._runner_scope: trio.CancelScope | None = None
         self._stopping = False
         self._running_flag = False
-        self.completer = Completer(self)
-        self.progress = WorkerProgress(self)  # ctx.set_progress (flow control)
-        self.callbacks = Callbacks(self)
-        self.poller = Poller(self)
-        self.listener = QueueListener(self)
-        self.heartbeater = Heartbeater(self)
-        self.sweeper = Sweeper(self)
-        self.abort_watcher = AbortWatcher(self)
         self._init_metrics(metrics_port, metrics_host, metrics)
+        self._wire()
+
+    def _wire(self) -> None:
+        """Build the actors, each with what it uses (the wiring diagram of
+        docs/architecture.md; ``run`` starts them)."""
+        settings, metrics = self.settings, self.metrics
+        self.db = db = Db(self.app)
+        self.ledger = ledger = Ledger()
+        self.wake = wake = Wake()
+        self.health = health = DbHealth()
+        self.slots = trio.Semaphore(settings.capacity)
+        # runners -> completer: bounded, so a stalled database stops claiming
+        self._outcomes_send, outcomes_recv = trio.open_memory_channel[Outcome](settings.capacity)
+        # completer -> callbacks
+        callbacks_send, callbacks_recv = trio.open_memory_channel[tuple[Outcome, str]](settings.capacity)
+        self.progress = WorkerProgress(db, settings.id)  # ctx.set_progress (flow control)
+        self.completer = Completer(db, settings, outcomes_recv, callbacks_send, ledger, wake, metrics)
+        self.callbacks = Callbacks(self.app, settings, callbacks_recv, self.executor_inline, self)
+        self.poller = Poller(db, settings, wake, self.slots, ledger, self.burst_done, metrics)
+        self.listener = QueueListener(db, settings, wake, self.poller)
+        self.heartbeater = Heartbeater(db, settings, ledger, health, self.register)
+        self.sweeper = Sweeper(self.app, settings, health)
+        self.abort_watcher = AbortWatcher(db, settings, ledger)
+
+    # --- settings, as attributes ------------------------------------------------
+
+    @property
+    def worker_type(self) -> str:
+        """What the workers table shows: the executor's name (async, thread, process, fork)."""
+        return self.executor.name
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.settings.id
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def queues(self) -> list[str]:
+        return list(self.settings.queues)
+
+    @property
+    def concurrency(self) -> int:
+        return self.settings.concurrency
+
+    @property
+    def prefetch(self) -> int:
+        return self.settings.prefetch
+
+    @property
+    def capacity(self) -> int:
+        return self.settings.capacity
+
+    @property
+    def claim_batch(self) -> int:
+        return self.settings.claim_batch
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.settings.heartbeat_interval
+
+    @property
+    def poll_interval(self) -> float:
+        return self.settings.poll_interval
+
+    @property
+    def sweep_interval(self) -> float:
+        return self.settings.sweep_interval
+
+    @property
+    def abort_interval(self) -> float:
+        return self.settings.abort_interval
+
+    @property
+    def shutdown_timeout(self) -> float:
+        return self.settings.shutdown_timeout
+
+    @property
+    def dequeue_strategy(self) -> DequeueStrategy:
+        return self.settings.dequeue_strategy
+
+    @property
+    def burst(self) -> bool:
+        return self.settings.burst
+
+    @property
+    def before_process(self) -> list[Hook]:
+        return self.hooks.before_process
+
+    @property
+    def after_process(self) -> list[Hook]:
+        return self.hooks.after_process
+
+    @property
+    def exception_handlers(self) -> list[Hook]:
+        return self.hooks.exception_handlers
+
+    # --- the ledger, read-only ---------------------------------------------------
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Outcomes so far by kind (complete, fail, fail_final, abort, requeue, snooze); read-only."""
+        return self.ledger.stats
+
+    @property
+    def running(self) -> Mapping[uuid.UUID, RunningJob]:
+        """The jobs running now, by id; read-only."""
+        return self.ledger.running
 
     def _init_metrics(self, port: int | None, host: str, metrics: WorkerMetrics | None) -> None:
         """``metrics_port``: serve this worker's counters (werk_trio.metrics) on
@@ -214,7 +261,7 @@ class Worker:
         #: The address the metrics are served on, once the worker runs.
         self.metrics_url: str | None = None
 
-    async def _serve_metrics(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_metrics(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         from hypercorn.config import Config
         from hypercorn.trio import serve
 
@@ -264,37 +311,9 @@ class Worker:
             raise IndexError("pop_exception_handler: no exception handler to pop")
         return self.exception_handlers.pop()
 
-    # --- wake-ups ---------------------------------------------------------------
-
     def nudge(self) -> None:
         """Wake the poller (coalesced: many nudges cost one claim)."""
-        try:
-            self._wake_send.send_nowait(None)
-        except trio.WouldBlock:
-            pass
-
-    def drain_nudges(self) -> None:
-        try:
-            self._wake_recv.receive_nowait()
-        except trio.WouldBlock:
-            pass
-
-    async def wait_nudge(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a wake-up (a NOTIFY, a freed slot);
-        the runtime's poller calls it. Raises nothing. Cancellation: safe."""
-        with trio.move_on_after(timeout):
-            await self._wake_recv.receive()
-
-    # --- database health (for the sweeper) ---------------------------------------
-
-    def db_trouble(self) -> None:
-        """Note that the database could not be reached just now."""
-        self.db_ok_since = trio.current_time()
-
-    def db_healthy_for(self) -> float:
-        """Seconds since this worker started or last failed to reach the database.
-        Its sweeper judges other workers' silence only within that stretch."""
-        return trio.current_time() - self.db_ok_since
+        self.wake.nudge()
 
     # --- registration -------------------------------------------------------------
 
@@ -341,24 +360,22 @@ class Worker:
         """Stop claiming; running jobs get ``shutdown_timeout`` (or none with ``now``)."""
         if not self._stopping:
             self._stopping = True
-            deadline = trio.current_time() + (0 if now else self.shutdown_timeout)
+            deadline = trio.current_time() + (0 if now else self.settings.shutdown_timeout)
             self.shutdown_deadline = deadline
-            for running in list(self.running.values()):
-                running.shutdown(deadline)
+            self.ledger.shut_down(deadline)
             if self._claim_scope is not None:
                 self._claim_scope.cancel()
             if self._runner_scope is not None:
                 self._runner_scope.deadline = deadline + 1.0  # hooks' last chance
         elif now:
             self.shutdown_deadline = trio.current_time()
-            for running in list(self.running.values()):
-                running.shutdown(self.shutdown_deadline)
+            self.ledger.shut_down(self.shutdown_deadline)
             if self._runner_scope is not None:
                 self._runner_scope.cancel()
 
     # --- the actor nursery ------------------------------------------------------------
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run until stopped (or, with ``burst``, until nothing is left to do).
 
         Cancellation: cancelling the caller stops at once -- running jobs are
@@ -371,52 +388,67 @@ class Worker:
         install_record_factory()  # log records made while a job runs carry it
         if not self.app.connected:
             await self.app.connect()
-        use_listen = self.app.config.use_listen_notify
         try:
             async with trio.open_nursery() as services:
                 # signals first: a SIGTERM once the worker row exists is a clean
                 # stop (deregistered, exit 0), not the default death leaving the row
                 if self.handle_signals and threading.current_thread() is threading.main_thread():
-                    await services.start(SignalHandler(self).run)
-                self.held.clear()  # a new registration holds nothing yet
+                    await services.start(SignalHandler(self.settings, self.stop).run)
+                self.ledger.reset()  # a new registration holds nothing yet
                 await self.register()
-                self.db_ok_since = trio.current_time()
+                self.health.reset()
                 logger.info(
                     "worker %s started: queues=%s concurrency=%d executor=%s",
-                    self.name, ",".join(self.queues), self.concurrency, self.executor.name,
+                    self.name, ",".join(self.settings.queues), self.concurrency, self.executor.name,
                 )
                 await services.start(self.heartbeater.run)
                 await services.start(self.sweeper.run)
                 await services.start(self.abort_watcher.run)
-                await services.start(self.callbacks.run)
-                await services.start(self.completer.run)
+                await services.start(self.callbacks.run)  # until the completer closes its channel
                 if self.metrics_port is not None:
                     self.metrics_url = await services.start(self._serve_metrics)
-                async with self.executor.running(services), self.executor_inline.running(services):
-                    await self._pipeline(use_listen, task_status)
-                # Let the completer's own loop write what the runners left before
-                # cancelling it: flush_all() beside a write in flight would write
-                # the same outcomes a second time (refused by the fence, but noise).
-                # The shielded flush_all() below writes whatever is still left.
-                with trio.move_on_after(10):
-                    while not self.completer.idle:
-                        await self.completer.flushed.wait()
+                async with trio.open_nursery() as outflow:
+                    # the completer returns by itself once every runner is gone
+                    # and their outcomes are written; a stop gives it 10 s, then
+                    # the shielded flush below writes what is left
+                    await outflow.start(self.completer.run)
+                    async with self._executors():
+                        await self._pipeline(task_status)
+                    outflow.cancel_scope.deadline = trio.current_time() + 10
                 services.cancel_scope.cancel()
         finally:
             await self.completer.flush_all()
             await self._deregister()
             self.stopped.set()
-            logger.info("worker %s stopped (%s)", self.name, _summary(self.stats))
+            logger.info("worker %s stopped (%s)", self.name, self.ledger.summary())
 
-    async def _pipeline(self, use_listen: bool, task_status: Any) -> None:
+    @asynccontextmanager
+    async def _executors(self) -> AsyncIterator[None]:
+        """The job executor and (when it is another one) the callbacks' inline executor, running."""
+        async with self.executor.running():
+            if self.executor_inline is self.executor:
+                yield
+            else:
+                async with self.executor_inline.running():
+                    yield
+
+    async def _pipeline(self, task_status: trio.TaskStatus[None]) -> None:
+        """Poller -> runners (bounded to ``capacity``); runners -> completer
+        (each runner holds a clone of the outcomes channel; the original
+        closes here once they all have theirs)."""
         send, recv = trio.open_memory_channel[Row](self.capacity)
+        runner = functools.partial(
+            Runner, self.app, self.db, self.settings, self.executor, self.ledger, self.slots,
+            self.wake,
+        )
         async with trio.open_nursery() as runners:
             self._runner_scope = runners.cancel_scope
             if self.shutdown_deadline is not None:
                 runners.cancel_scope.deadline = self.shutdown_deadline + 1.0
-            async with recv:
+            async with recv, self._outcomes_send as outcomes:
                 for _ in range(self.concurrency):
-                    await runners.start(Runner(self).run, recv.clone())
+                    job_runner = runner(outcomes.clone(), self.hooks, self.progress, self.metrics, self)
+                    await runners.start(job_runner.run, recv.clone())
             # `send` closes however claiming ends: a stop that came before this
             # point cancels claiming before the poller (which closes it) starts,
             # and the runners would wait for jobs until their deadline
@@ -424,19 +456,15 @@ class Worker:
                 self._claim_scope = claiming.cancel_scope
                 if self._stopping:
                     claiming.cancel_scope.cancel()
-                if use_listen:
+                if self.app.config.use_listen_notify:
                     await claiming.start(self.listener.run)
                 await claiming.start(self.poller.run, send)
                 self.started.set()
                 task_status.started()
-                if self.burst:
+                if self.settings.burst:
                     await self.burst_done.wait()
                     claiming.cancel_scope.cancel()
             # claiming stopped: the poller closed `send`; runners finish and exit
-
-
-def _summary(stats: dict[str, int]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(stats.items())) or "no jobs"
 
 
 class AsyncWorker(Worker):
@@ -449,7 +477,6 @@ class AsyncWorker(Worker):
 class ThreadWorker(Worker):
     """Each handler in a thread of a pool of up to ``concurrency`` threads (``executors/thread.py``)."""
 
-    worker_type = "thread"
 
     def _default_executor(self) -> Executor:
         from .executors.thread import ThreadExecutor
@@ -462,7 +489,6 @@ class ProcessWorker(Worker):
     For CPU-bound work: true parallelism. A timeout or abort kills that child and
     the pool replaces it."""
 
-    worker_type = "process"
 
     def _default_prefetch(self, concurrency: int) -> int:
         # a child round trip costs more than a claim: keep one job ready per child
@@ -478,14 +504,13 @@ class ForkWorker(Worker):
     """A freshly forked process per job (maximum isolation). On timeout, abort or
     shutdown the child gets SIGTERM, then SIGKILL after ``sigterm_grace`` seconds."""
 
-    worker_type = "fork"
 
     def _default_prefetch(self, concurrency: int) -> int:
         # a fork per job costs more than a claim: keep one job ready per slot
         return concurrency
 
     def __init__(self, app: Werk, *args: Any, sigterm_grace: float | None = None, **kwargs: Any) -> None:
-        self.sigterm_grace = _interval(
+        self.sigterm_grace = interval(
             "sigterm_grace", sigterm_grace, app.config.sigterm_grace, allow_zero=True
         )
         super().__init__(app, *args, **kwargs)
@@ -504,14 +529,19 @@ class ForkWorker(Worker):
 BaseWorker = Worker
 
 
+#: Every worker type (the CLI's ``--worker-type`` choices, ``worker_class``,
+#: ``app.run``, ``run_until_idle``): its preset class.
+WORKER_CLASSES: dict[str, type[Worker]] = {
+    "async": AsyncWorker, "thread": ThreadWorker, "process": ProcessWorker, "fork": ForkWorker,
+}  # fmt: skip
+WORKER_TYPES = tuple(WORKER_CLASSES)
+
+
 def worker_class(worker_type: str) -> type[Worker]:
     """The worker class for ``async``, ``thread``, ``process`` or ``fork``."""
-    classes: dict[str, type[Worker]] = {
-        "async": AsyncWorker, "thread": ThreadWorker, "process": ProcessWorker, "fork": ForkWorker,
-    }  # fmt: skip
     try:
-        return classes[worker_type]
+        return WORKER_CLASSES[worker_type]
     except KeyError:
         raise ConfigError(
-            f"unknown worker type {worker_type!r}; choose one of {', '.join(classes)}"
+            f"unknown worker type {worker_type!r}; choose one of {', '.join(WORKER_TYPES)}"
         ) from None

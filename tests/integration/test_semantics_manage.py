@@ -19,7 +19,7 @@ import trio
 
 from tests import procapp
 from tests._support import runs
-from werk_trio import ConfigError, EnqueueParams, ExecutionStatus, JobStatus, Werk
+from werk_trio import ConfigError, EnqueueParams, ExecutionStatus, InvalidJobState, JobStatus, Werk
 from werk_trio.testing import until, wait_for_status
 
 from ._semantics_support import make_tables, query, wait_terminal, workers
@@ -199,8 +199,9 @@ async def test_purge_under_load_deletes_only_finished_rows(
         await make_tables(dsn, schema)
         args = ("--queues", "pg", "--concurrency", "6", "--sweep-interval", "600")
         async with workers(app, dsn, schema, tmp_path, *args) as children:
-            with pytest.raises(ConfigError, match="cannot purge running jobs"):
+            with pytest.raises(InvalidJobState, match=r"cannot purge running jobs \(active\)") as refused:
                 await app.purge_jobs(["complete", "active"])
+            assert isinstance(refused.value, ConfigError)
             ids: list[Any] = []
             purged = 0
             for _ in range(6):

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sniffio
 import trio
+import trio.testing
 
 import werk_trio
 from tests._support import column, worker_ids
@@ -780,3 +781,66 @@ async def test_async_worker_starts_threads_only_for_plain_functions(app: Werk) -
             await app.enqueue_many([EnqueueParams(sync_blocking, (0.05,)) for _ in range(12)])
             await until(lambda: worker.stats.get("complete") == 32)
             assert 1 <= pool.threads_started <= 3
+
+
+async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outcomes(app: Werk) -> None:
+    """Backpressure: while the completer's write cannot commit (a lock on the
+    table its statement reads), runners hand their outcomes to a channel
+    bounded to the worker's capacity, then wait with their slots held, and
+    the poller claims nothing more. Once the write goes through, every job
+    completes."""
+    with trio.fail_after(60):
+        jobs = await app.enqueue_many([EnqueueParams(noop, queue="stall") for _ in range(60)])
+        w = make_worker(app, queues=["stall"], concurrency=2, sweep_interval=3600)
+        assert w.capacity == 2
+
+        def stalled() -> bool:
+            outcomes = w.completer._outcomes.statistics()
+            return outcomes.current_buffer_used == 2 and outcomes.tasks_waiting_send == 2
+
+        async with trio.open_nursery() as nursery:
+            async with app.connection() as blocker, blocker.transaction():
+                await blocker.execute(app.sql.render("LOCK TABLE {job_deps} IN ACCESS EXCLUSIVE MODE"))
+                await nursery.start(w.run)
+                await until(stalled)
+                assert w.slots.value == 0, "the waiting runners keep their slots: no claim can start"
+                # one batch in flight + a full channel + one outcome per waiting runner
+                assert w.poller.claimed <= 2 + 2 + 2, w.poller.claimed
+                counts = await app.counts()
+                assert counts["stall"]["queued"] >= 60 - 6, counts
+            # the lock is gone: the stalled write commits and draining resumes
+            for job in jobs:
+                assert job
+                await wait_for_status(app, job.id, "complete")
+            w.stop(now=True)
+
+
+async def test_actors_fire_their_test_pulses(app: Werk) -> None:
+    """Tests can await the cause instead of polling the table: the poller's
+    claim, the completer's write, the heartbeater's beat and the sweeper's
+    sweep each fire a re-arming pulse (and fire again at the next step)."""
+    with trio.fail_after(30):
+        w = make_worker(app, queues=["pulses"], heartbeat_interval=0.1, sweep_interval=0.1)
+        async with running(w):
+            for _ in range(2):  # re-armed: the second wait needs a second step
+                await w.heartbeater.on_beat.wait()
+                await w.sweeper.on_sweep.wait()
+            beats, sweeps = w.heartbeater.beats, w.sweeper.sweeps
+            assert beats >= 2 and sweeps >= 2
+            async with trio.open_nursery() as nursery:
+                claimed = trio.Event()
+                written = trio.Event()
+
+                async def on(pulse: Any, event: trio.Event) -> None:
+                    await pulse.wait()
+                    event.set()
+
+                nursery.start_soon(on, w.poller.on_claim, claimed)
+                nursery.start_soon(on, w.completer.on_write, written)
+                await trio.testing.wait_all_tasks_blocked()
+                job = await app.enqueue(noop, _queue="pulses")
+                assert job
+                await claimed.wait()
+                await written.wait()
+            assert (await app.get_job(job.id)).status == "complete"
+            assert w.completer.written >= 1

@@ -595,7 +595,7 @@ async def test_jobs_of_a_claim_whose_reply_was_lost_are_given_back(dsn: str, sch
                     lost = await app.get_job(job.id)  # ... but the claim had committed
                     assert lost.status == "active"
                     assert lost.worker_id == w.id and lost.attempts == 1
-                    assert job.id not in w.held
+                    assert not w.ledger.is_held(job.id)
                     done = await wait_for_status(app, job.id, "complete")
                 assert w.heartbeater.released == 1
                 assert (done.attempts, done.result) == (1, "ran once")  # the lost attempt unspent

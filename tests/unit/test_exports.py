@@ -22,9 +22,11 @@ EXPECTED = {
     # the exception tree (SPEC §3)
     "WerkError", "JobNotFound", "JobTimeout", "JobError", "DependencyFailed", "WorkerShutdown",
     "UnknownTask", "SerializationError", "PayloadTooLarge", "ConfigError", "PoolTimeout",
-    "WaitTimeout",
+    "WaitTimeout", "InvalidJobState",
     # workers (SPEC §4-5)
     "Worker", "BaseWorker", "AsyncWorker", "ThreadWorker", "ProcessWorker", "ForkWorker", "asyncio_handler",
+    # the executor contract and the errors of child processes (issue 11)
+    "Executor", "RemoteError", "ChildDied",
     # logging as pgwerk users expect (issue 12)
     "configure_logging",
     # cron (SPEC §6)
@@ -87,8 +89,10 @@ def test_exception_tree() -> None:
         werk_trio.JobNotFound, werk_trio.JobTimeout, werk_trio.JobError, werk_trio.DependencyFailed,
         werk_trio.WorkerShutdown, werk_trio.UnknownTask, werk_trio.SerializationError,
         werk_trio.PayloadTooLarge, werk_trio.ConfigError, werk_trio.PoolTimeout, werk_trio.WaitTimeout,
+        werk_trio.InvalidJobState, werk_trio.RemoteError, werk_trio.ChildDied,
     ]  # fmt: skip
     for cls in errors:
         assert issubclass(cls, werk_trio.WerkError), cls
     assert issubclass(werk_trio.WerkError, Exception)
+    assert issubclass(werk_trio.InvalidJobState, werk_trio.ConfigError)
     assert not issubclass(werk_trio.WerkError, BaseExceptionGroup)

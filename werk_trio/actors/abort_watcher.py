@@ -9,16 +9,14 @@ again next interval.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
 
+from .._util import first_line
 from ..errors import PoolTimeout
-from .poller import _line
-
-if TYPE_CHECKING:
-    from ..worker import Worker
+from .ledger import Ledger
+from .wiring import Db, WorkerSettings
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -26,26 +24,29 @@ __all__ = ["AbortWatcher"]
 
 
 class AbortWatcher:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, db: Db, settings: WorkerSettings, ledger: Ledger) -> None:
+        self.db = db
+        self.settings = settings
+        self.ledger = ledger
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        worker = self.worker
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        db, settings, ledger = self.db, self.settings, self.ledger
         task_status.started()
         while True:
-            await trio.sleep(worker.abort_interval)
-            if not worker.running:
+            await trio.sleep(settings.abort_interval)
+            if not ledger.running:
                 continue
             try:
-                async with worker.app.pool.connection() as conn:
-                    cur = await conn.execute(worker.app.sql.ABORTING_JOBS, {"worker_id": worker.id})
+                async with db.pool.connection() as conn:
+                    cur = await conn.execute(db.sql.ABORTING_JOBS, {"worker_id": settings.id})
                     ids = [row[0] for row in await cur.fetchall()]
             except (psycopg.Error, PoolTimeout) as ex:  # never the worker's end
                 logger.warning("worker %s: abort check failed (%s: %s); retrying",
-                               worker.name, type(ex).__name__, _line(ex))
+                               settings.name, type(ex).__name__, first_line(ex))
                 continue
             for job_id in ids:
-                running = worker.running.get(job_id)
+                running = ledger.running_job(job_id)
                 if running is not None and not running.aborted:
-                    logger.info("aborting job %s (%s) on request", job_id, running.job.function)
+                    logger.info("worker %s: aborting job %s (%s) on request",
+                                settings.name, job_id, running.job.function)
                     running.abort()

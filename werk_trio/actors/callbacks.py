@@ -17,57 +17,74 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ..errors import WerkError
 from ..executors import JobCall, handler_kind, wants_context
-from ..jobs import Context, JobStatus
+from ..jobs import Callback, Context, Job, JobStatus
 from ..serializers import decode
 
 if TYPE_CHECKING:
-    from ..worker import Worker
+    from ..app import Werk
+    from ..executors.inline import InlineExecutor
     from .completer import Outcome
+    from .wiring import WorkerSettings
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["Callbacks"]
+__all__ = ["Callbacks", "callback_of"]
+
+
+def callback_of(job: Job, status: str) -> Callback | None:
+    """The callback of ``job`` for the terminal ``status`` it reached (None: none)."""
+    if status == "complete":
+        return job.on_success
+    if status == "failed":
+        return job.on_failure
+    if status == "aborted":
+        return job.on_stopped
+    return None
 
 
 class Callbacks:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-        self._send, self._recv = trio.open_memory_channel[tuple[Any, str]](math.inf)
+    """Runs the callbacks the completer sends, each in a task of its own. Its
+    loop ends when the completer closes the channel; the worker then cancels
+    what still runs."""
+
+    def __init__(
+        self, app: Werk, settings: WorkerSettings, due: trio.MemoryReceiveChannel[tuple[Outcome, str]],
+        executor: InlineExecutor, owner: Any,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self._due = due
+        self.executor = executor
+        self._owner = owner  # ctx.worker
         self.ran = 0
 
-    def schedule(self, outcome: Outcome, status: str) -> None:
-        job = outcome.job
-        cb = {"complete": job.on_success, "failed": job.on_failure, "aborted": job.on_stopped}.get(status)
-        if cb is not None:
-            self._send.send_nowait((outcome, status))
-
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with trio.open_nursery() as nursery:
-            async for outcome, status in self._recv:
+        async with self._due, trio.open_nursery() as nursery:
+            async for outcome, status in self._due:
                 nursery.start_soon(self._run_one, outcome, status)
 
     async def _run_one(self, outcome: Outcome, status: str) -> None:
-        worker = self.worker
+        app, settings = self.app, self.settings
         job = outcome.job
-        cb = {"complete": job.on_success, "failed": job.on_failure, "aborted": job.on_stopped}[status]
+        cb = callback_of(job, status)
+        assert cb is not None
         try:
-            func = worker.app.tasks.resolve(cb.func) if isinstance(cb.func, str) else cb.func
+            func = app.tasks.resolve(cb.func) if isinstance(cb.func, str) else cb.func
             # the callback sees the job as it ended, not as it was claimed (active, no result)
             done = status == "complete"
             ended = dataclasses.replace(
                 job,
                 status=JobStatus(status),
-                result=decode(worker.app.serializer, outcome.result, "result") if done else None,
+                result=decode(app.serializer, outcome.result, "result") if done else None,
                 error=None if done else outcome.error,
             )
             ctx = Context(
-                job=ended, app=worker.app, worker=worker, worker_id=worker.id, worker_name=worker.name
+                job=ended, app=app, worker=self._owner, worker_id=settings.id, worker_name=settings.name
             )
             if outcome.error and status != "complete":
-                from ..errors import WerkError
-
                 ctx.exception = WerkError(outcome.error.strip().splitlines()[-1])
             if wants_context(func):
                 call = JobCall(func, (), {}, ctx, handler_kind(func))
@@ -75,10 +92,11 @@ class Callbacks:
                 call = JobCall(func, (ended,), {}, None, handler_kind(func))
             limit = math.inf if cb.timeout is None else cb.timeout
             with trio.move_on_after(limit) as scope:
-                await worker.executor_inline.run(call)
+                await self.executor.run(call)
             if scope.cancelled_caught:
-                logger.warning("callback %s of job %s cut off after %ss", cb.func, job.id, cb.timeout)
+                logger.warning("worker %s: callback %s of job %s cut off after %ss",
+                               settings.name, cb.func, job.id, cb.timeout)
             else:
                 self.ran += 1
         except Exception:
-            logger.exception("callback %s of job %s raised", cb.func, job.id)
+            logger.exception("worker %s: callback %s of job %s raised", settings.name, cb.func, job.id)

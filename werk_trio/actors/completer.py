@@ -1,47 +1,58 @@
 """Completer: writes job outcomes in batches.
 
-Loop: wait for the first outcome, take every outcome already waiting (up to
-``batch_size``; with ``flush_interval`` > 0 it also waits that long for more),
-then write them all in one transaction. Batches form by themselves: while one
-write is in flight the next outcomes pile up (group commit), so an idle
-worker acks at once and a busy one acks hundreds per commit:
-COMPLETE_BATCH (complete / retry with back-off / fail / abort / requeue, the
-execution rows, fenced by worker id and attempt, and the NOTIFYs that wake
-workers and ``wait_for``), LOCK_DEPENDENTS + RESOLVE_DEPENDENTS_OF
-(dependency promotion, same transaction) and DELETE_FAILED
-(``failure_mode="delete"``) -- sent as one pipeline, so a batch costs one
-round trip and one commit. Dependents failed by the batch (DependencyFailed)
-cascade to their own dependents in a second transaction, which also deletes
-the failed ones with ``failure_mode="delete"``. After the commits it
-schedules the callbacks: the jobs' own and the dependency failures' ``_on_failure``.
+Loop: wait for the first outcome on the runners' channel, take every outcome
+already waiting (up to BATCH_SIZE per write), then write them all in one
+transaction. Batches form by themselves: while one write is in flight the
+next outcomes pile up in the channel (group commit), so an idle worker acks
+at once and a busy one acks hundreds per commit: COMPLETE_BATCH (complete /
+retry with back-off / fail / abort / requeue, the execution rows, fenced by
+worker id and attempt, and the NOTIFYs that wake workers and ``wait_for``),
+LOCK_DEPENDENTS + RESOLVE_DEPENDENTS_OF (dependency promotion, same
+transaction) and DELETE_FAILED (``failure_mode="delete"``) -- sent as one
+pipeline, so a batch costs one round trip and one commit. Dependents failed
+by the batch (DependencyFailed) cascade to their own dependents in a second
+transaction, which also deletes the failed ones with
+``failure_mode="delete"``. After the commits it sends the callbacks due (the
+jobs' own and the dependency failures' ``_on_failure``) to the callbacks
+actor's channel, and settles the batch in the ledger.
+
+The runners' channel is bounded (about ``capacity``) and the completer holds
+at most ``max(capacity, BATCH_SIZE)`` outcomes of its own: when the database
+stalls, runners wait to hand over, keep their slots, and claiming stops.
+It returns by itself once every runner's clone of the channel is closed and
+everything is written; returning closes its callbacks channel, which ends
+the callbacks actor's loop.
 
 On a database error the batch is kept and retried with capped back-off:
-outcomes are never dropped. :meth:`Completer.flush_all` (shielded, called when
-the worker stops) writes whatever is left.
+outcomes are never dropped. :meth:`Completer.flush_all` (shielded, for the
+cancel path) writes whatever is left, the ledger's stranded outcomes too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import psycopg
 import trio
 
-from .._rows import job_from_row, storable
-from ..errors import PoolTimeout, SerializationError
+from .._rows import storable
+from .._transitions import jobs_ended
+from .._util import BACKOFF, first_line
+from ..errors import PoolTimeout
 from ..sql import array_literal
-from .poller import _line
+from .callbacks import callback_of
+from .wiring import Db, Pulse, Wake, WorkerSettings
 
 if TYPE_CHECKING:
-    from ..worker import Worker
+    from ..metrics import WorkerMetrics
+    from .ledger import Ledger
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["CONNECTION_ERRORS", "Completer", "Outcome"]
+__all__ = ["CONNECTION_ERRORS", "Completer", "Outcome", "OutcomeKind"]
 
 #: Errors that mean "the database cannot be reached just now": the actors
 #: retry them with back-off. Any other database error is about the data or
@@ -52,14 +63,20 @@ CONNECTION_ERRORS = (psycopg.OperationalError, PoolTimeout)
 MAX_BATCH_CHARS = 64 * 1024 * 1024
 #: Longest database message kept in the error of an outcome it refused.
 MAX_REFUSAL_CHARS = 8192
+#: Most outcomes in one write.
+BATCH_SIZE = 200
+
+#: How an attempt ended, as COMPLETE_BATCH takes it.
+OutcomeKind = Literal["complete", "fail", "fail_final", "abort", "requeue", "snooze"]
 
 
 @dataclass(slots=True)
 class Outcome:
-    """One attempt's end. ``kind``: complete | fail | fail_final | abort | requeue."""
+    """One attempt's end (see :data:`OutcomeKind`; ``snooze``: back to the
+    queue after ``delay``, attempt unspent)."""
 
     job: Any
-    kind: str
+    kind: OutcomeKind
     result: str | None = None
     error: str | None = None
     delay: float | None = None
@@ -80,58 +97,73 @@ class Outcome:
 
 
 class Completer:
-    def __init__(self, worker: Worker, *, batch_size: int = 200, flush_interval: float = 0.0) -> None:
-        self.worker = worker
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
-        self._send, self._recv = trio.open_memory_channel[Outcome](math.inf)
+    """Batches outcomes from the runners' channel into writes. Returns by
+    itself once every runner's clone of the channel is closed and everything
+    received is written (or given up on after a stop's time ran out)."""
+
+    def __init__(
+        self, db: Db, settings: WorkerSettings, outcomes: trio.MemoryReceiveChannel[Outcome],
+        callbacks: trio.MemorySendChannel[tuple[Outcome, str]], ledger: Ledger, wake: Wake,
+        metrics: WorkerMetrics | None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self._outcomes = outcomes
+        self._callbacks = callbacks
+        self.ledger = ledger
+        self.wake = wake
+        self.metrics = metrics
+        #: Most outcomes taken off the channel and not yet written: while the
+        #: database stalls the channel fills, runners wait, claiming stops.
+        self._limit = max(settings.capacity, BATCH_SIZE)
         self._pending: list[Outcome] = []
-        #: Set after every successful write (tests and burst mode wait on it).
-        self.flushed = trio.Event()
-        self.written = 0
+        #: Fires after every successful write (tests await it).
+        self.on_write = Pulse()
         self.refused = 0
 
-    def submit(self, outcome: Outcome) -> None:
-        """Hand over an outcome (never blocks, never fails)."""
-        self._send.send_nowait(outcome)
-
     @property
-    def idle(self) -> bool:
-        return not self._pending and self._recv.statistics().current_buffer_used == 0
+    def written(self) -> int:
+        """Outcomes the database accepted so far."""
+        return self.ledger.writes
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        backoff = 0.05
-        while True:
-            if not self._pending:
-                self._pending.append(await self._recv.receive())
-                if self.flush_interval > 0:
-                    with trio.move_on_after(self.flush_interval):
-                        while len(self._pending) < self.batch_size:
-                            self._pending.append(await self._recv.receive())
-                else:
+        name = self.settings.name
+        backoff = BACKOFF.first
+        async with self._callbacks:
+            while True:
+                if not self._pending:
+                    try:
+                        self._pending.append(await self._outcomes.receive())
+                    except trio.EndOfChannel:
+                        return  # every runner is gone and everything is written
                     await trio.lowlevel.cancel_shielded_checkpoint()  # let finishing runners submit
-            self._drain_nowait()
-            batch = self._next_batch()
-            try:
-                await self._write_or_split(batch)
-            except CONNECTION_ERRORS as ex:
-                if self.worker.metrics is not None:
-                    self.worker.metrics.database_error("completer")
-                logger.warning(
-                    "worker %s: completer: database unavailable (%s); retrying %d outcomes in %.2fs",
-                    self.worker.name, _line(ex), len(self._pending), backoff,
-                )
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.05
-            del self._pending[: len(batch)]
+                self._take_nowait()
+                batch = self._next_batch()
+                try:
+                    due = await self._write_or_split(batch)
+                except CONNECTION_ERRORS as ex:
+                    if self.metrics is not None:
+                        self.metrics.database_error("completer")
+                    logger.warning(
+                        "worker %s: completer: database unavailable (%s); retrying %d outcomes in %.2fs",
+                        name, first_line(ex), len(self._pending), backoff,
+                    )
+                    await trio.sleep(backoff)
+                    backoff = BACKOFF.next(backoff)
+                    continue
+                backoff = BACKOFF.first
+                del self._pending[: len(batch)]
+                for item in due:
+                    try:
+                        self._callbacks.send_nowait(item)
+                    except trio.WouldBlock:
+                        await self._callbacks.send(item)
 
     def _next_batch(self) -> list[Outcome]:
-        """The pending outcomes of the next write: at most ``batch_size`` of
+        """The pending outcomes of the next write: at most BATCH_SIZE of
         them, and at most MAX_BATCH_CHARS of result and error text (one at least)."""
-        batch = self._pending[: self.batch_size]
+        batch = self._pending[:BATCH_SIZE]
         total = 0
         for i, outcome in enumerate(batch):
             total += len(outcome.result or "") + len(outcome.error or "")
@@ -139,23 +171,25 @@ class Completer:
                 return batch[:i]
         return batch
 
-    async def _write_or_split(self, batch: list[Outcome]) -> None:
+    async def _write_or_split(self, batch: list[Outcome]) -> list[tuple[Outcome, str]]:
         """Write ``batch``; if the database refuses it for anything but the
         connection (an outcome it cannot store), write its outcomes one by one,
-        so only the offending one fails -- with the database's message."""
+        so only the offending one fails -- with the database's message. The
+        batch is settled in the ledger either way; returns the callbacks due."""
+        name = self.settings.name
         try:
-            await self._write(batch)
-            return
+            return await self._write(batch)
         except CONNECTION_ERRORS:
             raise
         except psycopg.Error as ex:
             logger.warning(
                 "worker %s: completer: the database refused a batch of %d outcomes (%s: %s); "
-                "writing them one by one", self.worker.name, len(batch), type(ex).__name__, _line(ex),
+                "writing them one by one", name, len(batch), type(ex).__name__, first_line(ex),
             )  # fmt: skip
+        due: list[tuple[Outcome, str]] = []
         for outcome in batch:
             try:
-                await self._write([outcome])
+                due += await self._write([outcome])
                 continue
             except CONNECTION_ERRORS:
                 raise
@@ -164,7 +198,7 @@ class Completer:
             job = outcome.job
             logger.error(
                 "worker %s: job %s (%s): the database refused its outcome (%s); failing the job",
-                self.worker.name, job.id, job.function, refused.splitlines()[0],
+                name, job.id, job.function, refused.splitlines()[0],
             )  # fmt: skip
             failed = Outcome(
                 job, "fail_final",
@@ -174,64 +208,80 @@ class Completer:
                 )[:MAX_REFUSAL_CHARS],
             )  # fmt: skip
             try:
-                await self._write([failed])
+                due += await self._write([failed])
             except CONNECTION_ERRORS:
                 raise
             except psycopg.Error as again:
                 # left active: the sweeper rescues it after max_active_secs
                 logger.error(
                     "worker %s: job %s: even its failure could not be stored (%s)",
-                    self.worker.name, job.id, _line(again),
+                    name, job.id, first_line(again),
                 )
+                self.ledger.settled([outcome], 0)  # no longer ours to write
+        return due
 
-    def _drain_nowait(self) -> None:
-        while True:
+    def _take_nowait(self) -> None:
+        """Take the outcomes already waiting, up to the limit of pending ones."""
+        pending, limit = self._pending, self._limit
+        while len(pending) < limit:
             try:
-                self._pending.append(self._recv.receive_nowait())
-            except trio.WouldBlock:
+                pending.append(self._outcomes.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
                 return
 
     async def flush_all(self, timeout: float = 10.0) -> None:
         """Write every outcome not yet written (shielded, bounded by ``timeout``).
         Never raises: whatever it cannot write is logged."""
+        name = self.settings.name
         with trio.CancelScope(shield=True), trio.move_on_after(timeout):
-            self._drain_nowait()
-            while self._pending:
+            self._pending += self.ledger.take_stranded()
+            while True:
+                self._take_nowait()
+                if not self._pending:
+                    break
                 batch = self._next_batch()
                 try:
-                    await self._write_or_split(batch)
+                    due = await self._write_or_split(batch)
                 except CONNECTION_ERRORS as ex:
                     logger.warning("worker %s: completer: final flush failed (%s); retrying",
-                                   self.worker.name, _line(ex))
+                                   name, first_line(ex))
                     await trio.sleep(0.2)
                     continue
                 except Exception:
-                    logger.exception("worker %s: completer: final flush failed", self.worker.name)
+                    logger.exception("worker %s: completer: final flush failed", name)
                     break
                 del self._pending[: len(batch)]
+                for item in due:  # the callbacks actor may be gone already: best effort
+                    try:
+                        self._callbacks.send_nowait(item)
+                    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                        logger.info("worker %s: stopping: callback of job %s not run",
+                                    name, item[0].job.id)
+        self._outcomes.close()
         if self._pending:
             logger.error(
                 "worker %s: completer: %d outcomes could not be written before shutdown; the "
                 "sweeper of a live worker will requeue those jobs",
-                self.worker.name, len(self._pending),
+                name, len(self._pending),
             )
 
-    async def _write(self, batch: list[Outcome]) -> None:
-        """One transaction, pipelined into one round trip and one commit."""
-        worker = self.worker
-        sql = worker.app.sql
+    async def _write(self, batch: list[Outcome]) -> list[tuple[Outcome, str]]:
+        """One transaction, pipelined into one round trip and one commit;
+        returns the callbacks due: (outcome, terminal status)."""
+        db = self.db
+        sql = db.sql
         payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
         ids = array_literal(o.job.id for o in batch)
         deletes = any(o.job.failure_mode == "delete" for o in batch)
-        async with worker.app.pool.connection() as conn:
+        async with db.pool.connection() as conn:
             # One pipeline, one Sync: its statements run as one implicit
             # transaction (an error rolls all of them back), in one round trip.
             # An explicit transaction() here would cost two more round trips
-            # of psycopg's nested-pipeline syncs (~130 us of CPU per batch).
+            # of psycopg's nested-pipeline syncs (measured: benchmarks/README.md).
             async with conn.pipeline():
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
-                    {"outcomes": payload, "worker_id": worker.id, "jobs_channel": sql.jobs_channel,
+                    {"outcomes": payload, "worker_id": self.settings.id, "jobs_channel": sql.jobs_channel,
                      "done_channel": sql.done_channel, "control_channel": sql.control_channel},
                 )  # fmt: skip
                 await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
@@ -243,75 +293,28 @@ class Completer:
             rows = await main.fetchall()
             failed_dependents = [r[0] for r in await dep.fetchall() if r[1] == "failed"]
             dependency_failures: list[Any] = []
-            if failed_dependents:  # rare: cascade to their own dependents
+            if failed_dependents:  # rare: they ended too (DependencyFailed)
                 async with conn.transaction():
-                    await notify_done(conn, sql, failed_dependents)
-                    failed = failed_dependents + await resolve_dependents(conn, sql, failed_dependents)
-                    dependency_failures = await _end_dependency_failures(conn, worker.app, failed)
-        self.written += len(rows)
-        held = worker.held
-        for outcome in batch:  # written (or refused: no longer ours)
-            held.discard(outcome.job.id)
+                    dependency_failures = await jobs_ended(
+                        conn, sql, failed_dependents, decode=(db.serializer, db.decode_allowed)
+                    )
+        self.ledger.settled(batch, len(rows))  # written, or refused: no longer ours
         refused = len(batch) - len(rows)
         if refused:
             self.refused += refused
-            logger.info("completer: %d late outcome(s) refused: the job is no longer ours", refused)
-        by_id = {r[0]: r for r in rows}
-        for outcome in batch:
-            row = by_id.get(outcome.job.id)
-            if row is not None and row[6] and row[1] in ("complete", "failed", "aborted"):
-                worker.callbacks.schedule(outcome, row[1])
+            logger.info("worker %s: completer: %d late outcome(s) refused: the job is no longer ours",
+                        self.settings.name, refused)
+        due: list[tuple[Outcome, str]] = []
+        # COMPLETE_BATCH's rows: id, status, queue, failure_mode, kind, has_callbacks, ...
+        with_callbacks = {job_id: status for job_id, status, _, _, _, has_callbacks, *_ in rows
+                          if has_callbacks}
+        if with_callbacks:
+            for outcome in batch:
+                status = with_callbacks.get(outcome.job.id)
+                if status is not None and callback_of(outcome.job, status) is not None:
+                    due.append((outcome, status))
         for job in dependency_failures:
-            worker.callbacks.schedule(Outcome(job, "fail_final", error=job.error), "failed")
-        flushed, self.flushed = self.flushed, trio.Event()
-        flushed.set()
-        worker.nudge()
-
-
-async def _end_dependency_failures(conn: Any, app: Any, ids: list[Any]) -> list[Any]:
-    """Jobs just failed with DependencyFailed, in the transaction that failed
-    them: delete those with ``failure_mode="delete"`` and return (as Jobs) those
-    with an ``_on_failure`` callback, which the worker then runs once (a row
-    that does not decode has none)."""
-    cur = await conn.execute(app.sql.GET_JOBS, {"ids": ids})
-    jobs = []
-    for row in await cur.fetchall():
-        try:
-            jobs.append(job_from_row(row, app.serializer, app.decode_allowed))
-        except SerializationError as ex:
-            logger.warning("job %s failed (a dependency failed); its row does not decode: %s", row[0], ex)
-    await conn.execute(app.sql.DELETE_FAILED, {"ids": ids})
-    return [job for job in jobs if job.on_failure is not None]
-
-
-async def resolve_dependents(conn: Any, sql: Any, parents: list[Any]) -> list[Any]:
-    """Queue (or fail) the waiting dependents of ``parents``, cascading failures;
-    return the ids of the jobs it failed (DependencyFailed), at every level.
-
-    Runs inside the caller's transaction: the dependents are locked first, then
-    resolved by a new statement, which sees every committed parent status. The
-    caller deletes the failed ``failure_mode="delete"`` ones (DELETE_FAILED)
-    once this returns: their own dependents must see them failed first."""
-    failed: list[Any] = []
-    ids = parents
-    while ids:
-        cur = await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
-        dependents = [r[0] for r in await cur.fetchall()]
-        if not dependents:
-            break
-        cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents, "channel": sql.jobs_channel})
-        ids = [r[0] for r in await cur.fetchall() if r[1] == "failed"]
-        if ids:
-            failed += ids
-            await notify_done(conn, sql, ids)
-    return failed
-
-
-async def notify_done(conn: Any, sql: Any, ids: list[Any]) -> None:
-    """One NOTIFY for a batch of finished jobs: comma-joined ids, or ``*`` when
-    they would not fit in a payload."""
-    text = ",".join(str(i) for i in ids)
-    if len(text) > 7000:
-        text = "*"
-    await conn.execute(sql.NOTIFY_DONE, {"channel": sql.done_channel, "payload": text})
-
+            due.append((Outcome(job, "fail_final", error=job.error), "failed"))
+        self.on_write.fire()
+        self.wake.nudge()
+        return due

@@ -14,33 +14,34 @@ A reconnect reloads the controls too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from ..db import RECONNECTED, Listener
-
-if TYPE_CHECKING:
-    from ..worker import Worker
+from .poller import Poller
+from .wiring import Db, Wake, WorkerSettings
 
 __all__ = ["QueueListener"]
 
 
 class QueueListener:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, db: Db, settings: WorkerSettings, wake: Wake, poller: Poller) -> None:
+        self.db = db
+        self.settings = settings
+        self.wake = wake
+        self.poller = poller
         self.listener: Listener | None = None
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        worker = self.worker
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         send, recv = trio.open_memory_channel[Any](64)
-        sql = worker.app.sql
+        sql = self.db.sql
         # the jobs channel last: its LISTEN stays the connection's last query,
         # which is how tools (and tests) spot a listening worker in pg_stat_activity
-        self.listener = Listener(worker.app.dsn, [sql.control_channel, sql.jobs_channel], send)
-        queues = set(worker.queues)
+        self.listener = Listener(self.db.dsn, [sql.control_channel, sql.jobs_channel], send)
+        queues = set(self.settings.queues)
         control = sql.control_channel
-        poller = worker.poller
+        poller, wake = self.poller, self.wake
         async with trio.open_nursery() as nursery:
             await nursery.start(self.listener.run)
             task_status.started()
@@ -60,4 +61,4 @@ class QueueListener:
                             except ValueError:
                                 pass  # not ours
                 elif note.payload in queues:
-                    worker.nudge()
+                    wake.nudge()

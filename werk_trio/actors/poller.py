@@ -26,7 +26,6 @@ time instead of at ``poll_interval``.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,12 +34,15 @@ import psycopg
 import trio
 import trio.lowlevel
 
+from .._util import BACKOFF, first_line
 from ..flow import PARTITION_SCAN, QueueControls
 from ..jobs import DequeueStrategy
 from ..sql import array_literal
+from .wiring import Db, Pulse, Wake, WorkerSettings
 
 if TYPE_CHECKING:
-    from ..worker import Worker
+    from ..metrics import WorkerMetrics
+    from .ledger import Ledger
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -51,15 +53,26 @@ __all__ = ["Poller"]
 
 
 class Poller:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(
+        self, db: Db, settings: WorkerSettings, wake: Wake, slots: trio.Semaphore, ledger: Ledger,
+        burst_done: trio.Event, metrics: WorkerMetrics | None,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.wake = wake
+        self.slots = slots
+        self.ledger = ledger
+        self.burst_done = burst_done
+        self.metrics = metrics
+        #: Fires after every claim (tests await it).
+        self.on_claim = Pulse()
         self._turn = 0
         #: Seconds to wait for more free slots before claiming, when a backlog exists.
         self.gather_window = 0.002
         self.claims = 0
         self.claimed = 0
         #: The controls of this worker's queues (paused, limited).
-        self.controls = QueueControls(list(worker.queues))
+        self.controls = QueueControls(list(settings.queues))
         self._reload_controls = True
         #: Trio time at which a job of these queues becomes claimable (None: unknown).
         self.next_due: float | None = None
@@ -74,7 +87,7 @@ class Poller:
     def controls_changed(self) -> None:
         """The listener heard that a queue's controls changed: reload, claim."""
         self._reload_controls = True
-        self.worker.nudge()
+        self.wake.nudge()
 
     def due_at(self, db_epoch: float) -> None:
         """A job of these queues is due at ``db_epoch`` (database clock)."""
@@ -90,11 +103,11 @@ class Poller:
                 self._sleep.deadline = min(self._sleep.deadline, when)
 
     async def load_controls(self) -> None:
-        worker = self.worker
+        db = self.db
         self._reload_controls = False  # a change heard while this runs sets it again
         try:
-            async with worker.app.pool.connection() as conn:
-                cur = await conn.execute(worker.app.sql.QUEUE_CONTROLS, {"queues": list(worker.queues)})
+            async with db.pool.connection() as conn:
+                cur = await conn.execute(db.sql.QUEUE_CONTROLS, {"queues": list(self.settings.queues)})
                 self.controls.load(await cur.fetchall())
         except BaseException:
             self._reload_controls = True
@@ -116,20 +129,19 @@ class Poller:
 
     async def _wait(self) -> None:
         """Idle: until a nudge, the next due time, or ``poll_interval``."""
-        worker = self.worker
-        deadline = trio.current_time() + worker.poll_interval
+        deadline = trio.current_time() + self.settings.poll_interval
         if self.next_due is not None:
             deadline = min(deadline, self.next_due)
         with trio.move_on_at(deadline) as scope:
             self._sleep = scope
             try:
-                await worker.wait_nudge(math.inf)
+                await self.wake.wait()
             finally:
                 self._sleep = None
 
     def _queue_order(self) -> list[str]:
-        queues = list(self.worker.queues)
-        strategy = self.worker.dequeue_strategy
+        queues = list(self.settings.queues)
+        strategy = self.settings.dequeue_strategy
         if strategy is DequeueStrategy.RoundRobin:
             k = self._turn % len(queues)
             self._turn += 1
@@ -141,11 +153,11 @@ class Poller:
     async def claim(self, n: int) -> list[Row]:
         """Claim up to ``n`` jobs; their rows, undecoded: each runner decodes its
         own, so a row that does not decode fails that job alone."""
-        worker = self.worker
-        sql = worker.app.sql
-        by_priority = worker.dequeue_strategy is DequeueStrategy.Priority
+        db = self.db
+        sql = db.sql
+        by_priority = self.settings.dequeue_strategy is DequeueStrategy.Priority
         query = sql.CLAIM_PRIORITY if by_priority else sql.CLAIM_BY_QUEUE
-        params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": worker.id}
+        params = {"queues": array_literal(self._queue_order()), "n": n, "worker_id": self.settings.id}
         if self._reload_controls:
             await self.load_controls()
         limited = self.controls.limited
@@ -154,8 +166,8 @@ class Poller:
             params["locked"] = array_literal(limited)
             params["scan"] = max(4 * n, PARTITION_SCAN)
         # sent with every claim: see CLAIM_SETTINGS in sql/queries.py
-        settings = sql.GENERIC_PLANS if worker.app.config.durable_claims else sql.CLAIM_SETTINGS
-        async with worker.app.pool.connection() as conn:
+        settings = sql.GENERIC_PLANS if db.config.durable_claims else sql.CLAIM_SETTINGS
+        async with db.pool.connection() as conn:
             # one round trip; the pipeline's statements are one implicit transaction
             async with conn.pipeline():
                 await conn.execute(settings)
@@ -169,17 +181,20 @@ class Poller:
             self._answer(rows.pop())
         self.claims += 1
         self.claimed += len(rows)
-        if worker.metrics is not None:
-            worker.metrics.claimed(len(rows))
-        worker.held.update(row[0] for row in rows)
+        if self.metrics is not None:
+            self.metrics.claimed(len(rows))
+        self.ledger.claimed(rows)
+        self.on_claim.fire()
         return rows
 
     async def run(
-        self, jobs: trio.MemorySendChannel[Row], *, task_status: Any = trio.TASK_STATUS_IGNORED
+        self, jobs: trio.MemorySendChannel[Row], *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        worker = self.worker
-        slots = worker.slots
-        backoff = 0.05
+        settings, ledger, wake = self.settings, self.ledger, self.wake
+        slots = self.slots
+        capacity = settings.capacity
+        backoff = BACKOFF.first
         try:
             await self.load_controls()
         except psycopg.OperationalError:
@@ -193,19 +208,19 @@ class Poller:
                 if backlog:
                     # the last claim was full, so more work is waiting: let a few
                     # more runners finish (briefly) to claim a worthwhile batch
-                    target = max(1, worker.claim_batch // 2)
+                    target = max(1, settings.claim_batch // 2)
                     with trio.move_on_after(self.gather_window):
                         while n < target:
                             await slots.acquire()
                             n += 1
-                while n < worker.claim_batch:
+                while n < settings.claim_batch:
                     try:
                         slots.acquire_nowait()
                     except trio.WouldBlock:
                         break
                     n += 1
-                worker.drain_nudges()
-                written = worker.completer.written
+                wake.drain()
+                written = ledger.writes
                 try:
                     claimed = await self.claim(n)
                 except psycopg.errors.UniqueViolation:
@@ -221,18 +236,18 @@ class Poller:
                         slots.release()
                     logger.warning(
                         "worker %s: poller: claim failed (%s: %s); retrying in %.2fs",
-                        worker.name, type(ex).__name__, _line(ex), backoff,
+                        settings.name, type(ex).__name__, first_line(ex), backoff,
                     )
-                    if worker.metrics is not None:
-                        worker.metrics.database_error("poller")
+                    if self.metrics is not None:
+                        self.metrics.database_error("poller")
                     await trio.sleep(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    backoff = BACKOFF.next(backoff)
                     continue
                 except BaseException:
                     for _ in range(n):
                         slots.release()
                     raise
-                backoff = 0.05
+                backoff = BACKOFF.first
                 for _ in range(n - len(claimed)):
                     slots.release()
                 for job in claimed:
@@ -240,19 +255,15 @@ class Poller:
                 backlog = len(claimed) == n
                 if backlog:
                     continue  # there may be more: claim again as soon as slots free
-                idle = not claimed and slots.value == worker.capacity and worker.completer.idle
-                if worker.burst and idle:
-                    if worker.completer.written != written:
+                idle = not claimed and slots.value == capacity and ledger.idle
+                if settings.burst and idle:
+                    if ledger.writes != written:
                         # a completion committed while this claim ran: it may
                         # have freed a group or queued a dependent the claim
                         # could not see yet -- look once more
                         continue
-                    logger.info("burst: nothing left to claim; stopping")
-                    worker.burst_done.set()
+                    logger.info("worker %s: burst: nothing left to claim; stopping", settings.name)
+                    self.burst_done.set()
                     return
                 await self._wait()
 
-
-def _line(ex: BaseException) -> str:
-    text = str(ex).strip()
-    return text.splitlines()[0] if text else type(ex).__name__

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import signal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import trio
 
-if TYPE_CHECKING:
-    from ..worker import Worker
+from .wiring import WorkerSettings
 
 logger = logging.getLogger("werk_trio.worker")
 
@@ -22,22 +21,24 @@ __all__ = ["SignalHandler"]
 
 
 class SignalHandler:
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
+    def __init__(self, settings: WorkerSettings, stop: Callable[..., None]) -> None:
+        self.settings = settings
+        self.stop = stop  # stop(now=False)
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        name = self.settings.name
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             task_status.started()
             count = 0
             async for signum in signals:
                 count += 1
-                name = signal.Signals(signum).name
+                signame = signal.Signals(signum).name
                 if count == 1:
                     logger.info(
-                        "%s: stopping; running jobs get %ss (send it again to stop now)",
-                        name, self.worker.shutdown_timeout,
+                        "worker %s: %s: stopping; running jobs get %ss (send it again to stop now)",
+                        name, signame, self.settings.shutdown_timeout,
                     )
-                    self.worker.stop()
+                    self.stop()
                 else:
-                    logger.warning("%s again: stopping now", name)
-                    self.worker.stop(now=True)
+                    logger.warning("worker %s: %s again: stopping now", name, signame)
+                    self.stop(now=True)

@@ -6,9 +6,8 @@ from typing import Any
 
 import click
 
+from ..worker import WORKER_TYPES
 from ._common import app_argument, comma_list, connected, log_options, run
-
-WORKER_TYPES = ("async", "thread", "process", "fork")
 
 
 @click.command("worker")

@@ -22,6 +22,7 @@ import psycopg
 import trio
 from psycopg.rows import Row
 
+from .._util import first_line
 from ..sql import listen
 from .connection import Connection
 
@@ -93,7 +94,7 @@ class Listener:
         self._connected.set()
         return conn
 
-    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled. Readiness (``nursery.start``): LISTEN issued.
 
         A first connection that fails (the server is restarting, the network
@@ -105,7 +106,7 @@ class Listener:
             try:
                 conn = await self._open()
             except psycopg.Error as ex:  # the connection's trouble or another: retried, never fatal
-                logger.warning("LISTEN connect failed (%s); next try in %.1fs", _first_line(ex), delay)
+                logger.warning("LISTEN connect failed (%s); next try in %.1fs", first_line(ex), delay)
                 await trio.sleep(delay)
                 delay = min(delay * 2, self.backoff_max)
                 continue
@@ -118,7 +119,7 @@ class Listener:
                     async for note in conn.notifies():
                         self._forward(note)
                 except psycopg.Error as ex:
-                    logger.warning("LISTEN connection lost (%s); reconnecting", _first_line(ex))
+                    logger.warning("LISTEN connection lost (%s); reconnecting", first_line(ex))
                 self.backend_pid = None
                 self._connected = trio.Event()
                 with trio.CancelScope(shield=True):
@@ -130,7 +131,7 @@ class Listener:
                     except psycopg.Error as ex:
                         delay = min(delay * 2, self.backoff_max)
                         logger.warning(
-                            "LISTEN reconnect failed (%s); next try in %.1fs", _first_line(ex), delay
+                            "LISTEN reconnect failed (%s); next try in %.1fs", first_line(ex), delay
                         )
                         continue
                     break
@@ -148,7 +149,3 @@ class Listener:
         except trio.WouldBlock:
             pass  # the receiver is already behind: it will look at the database
 
-
-def _first_line(ex: BaseException) -> str:
-    text = str(ex).strip()
-    return text.splitlines()[0] if text else type(ex).__name__

@@ -6,7 +6,7 @@ the Context to inject) and runs it under the runner's cancel scope:
 * ``await executor.run(call)`` returns the handler's result or raises its
   exception. A Trio cancel of the caller must stop the work (or, for threads,
   abandon it on time) and propagate.
-* ``async with executor.running(nursery):`` brackets the worker's life
+* ``async with executor.running():`` brackets the worker's life
   (pools, bridges) -- it is entered before the first job and left after the last.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -92,11 +93,22 @@ class JobCall:
 
 
 class Executor(Protocol):
+    """Where a worker's handlers run (pass one as ``Worker(executor=...)``).
+
+    ``name`` is the worker type it serves (async, thread, process, fork: the
+    workers table shows it). ``running()`` is an async context manager around
+    the worker's life: pools and bridges open on entry, close on exit.
+    """
+
     name: str
 
-    def running(self, nursery: Any) -> Any: ...
+    def running(self) -> AbstractAsyncContextManager[None]: ...
 
-    async def run(self, call: JobCall) -> Any: ...
+    async def run(self, call: JobCall) -> Any:
+        """Run one attempt: the handler's result (or a :class:`SerializedResult`,
+        encoded where it ran), or raise its exception. Cancellation: a cancel
+        of the caller stops the work (a thread is abandoned on time, a child
+        process killed) and propagates."""
 
 
 class SerializedResult:

@@ -36,6 +36,7 @@ from typing import Any
 
 import trio
 
+from ..errors import WerkError
 from . import ChildDied, JobCall, child_request, describe_exit, reply_to_result
 
 __all__ = ["ForkExecutor"]
@@ -72,7 +73,7 @@ class ForkExecutor:
         self.killed = 0
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             proc = await trio.lowlevel.open_process(
@@ -134,7 +135,10 @@ class ForkExecutor:
 
     async def run(self, call: JobCall) -> Any:
         if self._ctrl is None:
-            raise RuntimeError("the fork server is not running")
+            raise WerkError(
+                "the fork server is not running: "
+                "run jobs inside `async with executor.running():` (Worker.run does)"
+            )
         payload = pickle.dumps(child_request(call, self.serializer))
         module = getattr(call.func, "__module__", None)
         async with self.limiter:

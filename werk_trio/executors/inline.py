@@ -7,8 +7,7 @@
   blocks; a cancel abandons the thread on time and sets ``ctx.cancelled``
   for the handler to notice.
 * asyncio coroutine functions marked for the bridge run through trio-asyncio
-  in a loop the executor opens for the worker's lifetime (only when such a
-  handler first appears, or at start when ``asyncio_bridge=True``).
+  in a loop the executor opens with ``running()``, for the worker's lifetime.
 """
 
 from __future__ import annotations
@@ -17,8 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
-
+from ..errors import WerkError
 from . import HandlerKind, JobCall
 
 __all__ = ["InlineExecutor"]
@@ -40,10 +38,10 @@ class InlineExecutor:
         self._aio_loop: Any = None
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         import trio_asyncio
 
-        async with self.threads.running(nursery), trio_asyncio.open_loop() as loop:
+        async with self.threads.running(), trio_asyncio.open_loop() as loop:
             self._aio_loop = loop
             try:
                 yield
@@ -57,6 +55,9 @@ class InlineExecutor:
             import trio_asyncio
 
             if self._aio_loop is None:
-                raise RuntimeError("the asyncio bridge is not running")
+                raise WerkError(
+                    "the asyncio bridge is not running: "
+                    "run jobs inside `async with executor.running():` (Worker.run does)"
+                )
             return await trio_asyncio.aio_as_trio(call.func)(*call.positional(), **call.kwargs)
         return await self.threads.run(call)

@@ -25,6 +25,7 @@ from typing import Any
 
 import trio
 
+from ..errors import WerkError
 from . import ChildDied, JobCall, child_request, describe_exit, reply_to_result
 from ._child import run_request
 
@@ -44,7 +45,7 @@ class ProcessExecutor:
         self.crashes = 0
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         import trio_parallel
 
         clean = False
@@ -90,7 +91,10 @@ class ProcessExecutor:
         import trio_parallel
 
         if self._ctx is None:
-            raise RuntimeError("the process pool is not running")
+            raise WerkError(
+                "the process pool is not running: "
+                "run jobs inside `async with executor.running():` (Worker.run does)"
+            )
         payload = pickle.dumps(child_request(call, self.serializer))
         try:
             reply = await self._ctx.run_sync(run_request, payload, kill_on_cancel=True, limiter=self.limiter)

@@ -15,9 +15,8 @@ the same guarantees): each of its calls copies the context, hands the call to
 a cached thread and reports back with one ``run_sync_soon`` -- one wake-up of
 the Trio loop, a byte through its wake-up socket, per job. Here a thread that
 finishes while others' results wait to be delivered adds its own to them, and
-one callback in the Trio thread delivers the lot. Measured on the drain of
-no-op jobs (2 cores, concurrency 50): to_thread 4,000 jobs/s at ~200 us of
-CPU per job; this pool: see docs/architecture.md.
+one callback in the Trio thread delivers the lot (the measurements:
+benchmarks/README.md, "Measurements behind the runtime's choices").
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import outcome
 import trio
 
 from .._logging import current_job
+from ..errors import WerkError
 from . import HandlerKind, JobCall
 
 logger = logging.getLogger("werk_trio.worker")
@@ -98,7 +98,7 @@ class ThreadExecutor:
         self._queued = 0  # calls no thread has taken yet
 
     @asynccontextmanager
-    async def running(self, nursery: trio.Nursery) -> AsyncIterator[None]:
+    async def running(self) -> AsyncIterator[None]:
         self._token = trio.lowlevel.current_trio_token()
         # a queue per run: a thread still stuck in a handler from an earlier run
         # takes its stop signal from that run's queue, not from this one
@@ -173,7 +173,10 @@ class ThreadExecutor:
 
     async def run(self, call: JobCall) -> Any:
         if self._token is None:
-            raise RuntimeError("the thread pool is not running")
+            raise WerkError(
+                "the thread pool is not running: "
+                "run jobs inside `async with executor.running():` (Worker.run does)"
+            )
         await trio.lowlevel.checkpoint_if_cancelled()
         item = _Call(call, trio.lowlevel.current_task())
         if call.ctx is not None:

@@ -803,7 +803,6 @@ WITH o AS (
       AND (j.status IN ('active', 'aborting')) IS TRUE
     RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
         j.started_at, c.error, c.new_status, c.next, c.delay,
-        EXISTS (SELECT 1 FROM {job_deps} d WHERE d.depends_on = j.id) AS has_dependents,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks,
         j.scheduled_at
 ), ex AS (
@@ -840,7 +839,7 @@ WITH o AS (
     WHERE u.new_status = 'complete' AND u.next IS NOT NULL AND j.repeat_remaining > 0
     RETURNING id, status, queue
 )
-SELECT id, status, queue, failure_mode, kind, has_dependents, has_callbacks,
+SELECT id, status, queue, failure_mode, kind, has_callbacks,
     (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
        FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued'
              UNION SELECT queue FROM rep WHERE status = 'queued') q) AS woke,

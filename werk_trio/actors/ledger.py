@@ -1,0 +1,152 @@
+"""The ledger: the one owner of the jobs this worker holds.
+
+A job is *held* from the claim that took it until its outcome is written (or
+given up on): claimed and waiting for a runner, running, or finished with its
+outcome still on the way to the database. Anything active for this worker in
+the table beyond the held jobs came from a claim whose reply was lost.
+
+Who calls what (and nobody else):
+
+* poller -- :meth:`Ledger.claimed` for every claimed row; reads
+  :attr:`Ledger.idle` and :attr:`Ledger.writes` in burst mode.
+* runner -- :meth:`Ledger.start` / :meth:`Ledger.stop_running` around a job,
+  :meth:`Ledger.count` for each outcome, :meth:`Ledger.strand` for an outcome
+  it could not hand to the completer while being cancelled; reads
+  :attr:`Ledger.shutdown_deadline`.
+* completer -- :meth:`Ledger.settled` once a batch is written (or refused),
+  :meth:`Ledger.take_stranded` in the final flush.
+* abort-watcher -- :meth:`Ledger.running_job` (reads).
+* heartbeater -- :meth:`Ledger.held_ids` (reads).
+* the worker -- :meth:`Ledger.reset` before registering, :meth:`Ledger.shut_down`
+  when stopping.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+if TYPE_CHECKING:
+    from ..jobs import Context, Job
+    from .completer import Outcome
+
+__all__ = ["Ledger", "RunningJob"]
+
+
+@dataclass(slots=True)
+class RunningJob:
+    """A job in a runner, as the abort-watcher and shutdown see it."""
+
+    job: Job
+    scope: trio.CancelScope
+    timeout_at: float = math.inf
+    shutdown_at: float = math.inf
+    aborted: bool = False
+    ctx: Context | None = field(default=None)
+
+    def abort(self) -> None:
+        self.aborted = True
+        self.scope.cancel()
+
+    def shutdown(self, deadline: float) -> None:
+        self.shutdown_at = min(self.shutdown_at, deadline)
+        self.scope.deadline = min(self.scope.deadline, deadline)
+
+
+class Ledger:
+    """The jobs one worker holds, running and counted (see the module docstring)."""
+
+    __slots__ = ("_held", "_running", "_stats", "_stranded", "shutdown_deadline", "writes")
+
+    def __init__(self) -> None:
+        self._held: set[uuid.UUID] = set()
+        self._running: dict[uuid.UUID, RunningJob] = {}
+        self._stats: dict[str, int] = {}
+        self._stranded: list[Outcome] = []
+        #: Trio time the running jobs must end by (None: not stopping).
+        self.shutdown_deadline: float | None = None
+        #: Outcomes written so far (the poller compares it across a claim).
+        self.writes = 0
+
+    # --- the worker ---------------------------------------------------------
+
+    def reset(self) -> None:
+        """A new registration holds nothing yet."""
+        self._held.clear()
+
+    def shut_down(self, deadline: float) -> None:
+        """Running jobs (and jobs that start from now on) end by ``deadline``."""
+        self.shutdown_deadline = deadline
+        for running in list(self._running.values()):
+            running.shutdown(deadline)
+
+    # --- poller -------------------------------------------------------------
+
+    def claimed(self, rows: Iterable[Any]) -> None:
+        self._held.update(row[0] for row in rows)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing held: no job claimed, running or waiting to be written."""
+        return not self._held
+
+    # --- runner -------------------------------------------------------------
+
+    def start(self, running: RunningJob) -> None:
+        if self.shutdown_deadline is not None:
+            running.shutdown(self.shutdown_deadline)
+        self._running[running.job.id] = running
+
+    def stop_running(self, job_id: uuid.UUID) -> None:
+        self._running.pop(job_id, None)
+
+    def count(self, kind: str) -> None:
+        stats = self._stats
+        stats[kind] = stats.get(kind, 0) + 1
+
+    def strand(self, outcome: Outcome) -> None:
+        """An outcome the runner could not send (cancelled): the final flush writes it."""
+        self._stranded.append(outcome)
+
+    # --- completer ----------------------------------------------------------
+
+    def settled(self, outcomes: Iterable[Outcome], written: int) -> None:
+        """These outcomes were written (``written`` of them accepted) or refused."""
+        held = self._held
+        for outcome in outcomes:
+            held.discard(outcome.job.id)
+        self.writes += written
+
+    def take_stranded(self) -> list[Outcome]:
+        stranded, self._stranded = self._stranded, []
+        return stranded
+
+    # --- readers --------------------------------------------------------------
+
+    def held_ids(self) -> list[uuid.UUID]:
+        return list(self._held)
+
+    def is_held(self, job_id: uuid.UUID) -> bool:
+        return job_id in self._held
+
+    def running_job(self, job_id: uuid.UUID) -> RunningJob | None:
+        return self._running.get(job_id)
+
+    @property
+    def running(self) -> Mapping[uuid.UUID, RunningJob]:
+        """The jobs running now, by id (read-only)."""
+        return MappingProxyType(self._running)
+
+    @property
+    def stats(self) -> Mapping[str, int]:
+        """Outcomes so far, by kind (read-only)."""
+        return MappingProxyType(self._stats)
+
+    def summary(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self._stats.items())) or "no jobs"
