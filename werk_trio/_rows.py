@@ -184,6 +184,16 @@ class RowBuilder:
         self._timed: list[tuple[Job, int | None, datetime | None, int | None]] = []
         #: Whether any job has a ``_key`` (only those can collide).
         self.keyed = False
+        #: (id, function path, payload text, set options) per row, for COPY.
+        self.plain: list[tuple[uuid.UUID, str, str, dict[str, Any]]] = []
+
+    @property
+    def copyable(self) -> bool:
+        """Whether COPY can insert these rows as they are: no ``_key`` (ON CONFLICT),
+        no dependency (the deps table) and no time the statement computes from
+        ``now()`` (``_delay``, ``_at``, ``_ttl``): every row queued, its times the
+        column defaults."""
+        return not self.keyed and not self.deps and not self._timed
 
     def rows_json(self) -> str:
         return "[" + ",".join(self.rows) + "]"
@@ -339,6 +349,7 @@ class RowBuilder:
         # Postgres reads a uuid from its 32 hex digits.
         head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
         self.rows.append(head + "," + _dumps(extra)[1:] if extra else head + "}")
+        self.plain.append((job_id, path, payload, extra))
         for dep in deps:
             self.deps.append((job_id, dep.job_id, dep.allow_failure))
         job = Job(
