@@ -73,15 +73,14 @@ async def copy_jobs(
     and notify ``queues``, in one transaction (a savepoint inside the caller's);
     return the ``now()`` the rows got."""
     statement, types = (statements.COPY_JOBS, _TYPES) if options else (statements.COPY_JOBS_PLAIN, _TYPES[:3])
-    async with conn.transaction():
-        async with conn.cursor() as cur:
-            async with cur.copy(statement) as copy:
-                copy.set_types(types)
-                write_row = copy.write_row
-                for row in rows:
-                    await write_row(row)
-            await cur.execute(
-                statements.COPY_JOBS_NOTIFY, {"channel": statements.jobs_channel, "queues": queues}
-            )
-            now: datetime = (await cur.fetchone())[0]  # type: ignore[index]
+    async with conn.transaction(), conn.cursor() as cur:
+        async with cur.copy(statement) as copy:
+            copy.set_types(types)
+            write_row = copy.write_row
+            for row in rows:
+                await write_row(row)
+        await cur.execute(
+            statements.COPY_JOBS_NOTIFY, {"channel": statements.jobs_channel, "queues": queues}
+        )
+        now: datetime = (await cur.fetchone())[0]  # type: ignore[index]
     return now
