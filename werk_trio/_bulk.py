@@ -47,12 +47,12 @@ def copy_rows(builder: RowBuilder) -> tuple[bool, list[tuple[Any, ...]], list[st
     plain = builder.plain
     if len(plain) < COPY_MIN_ROWS or not builder.copyable:
         return None
-    if not any(extra for _, _, _, extra in plain):
+    if not any(row[3] for row in plain):
         return False, [row[:3] for row in plain], ["default"]
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     queues: set[str] = set()
-    for job_id, path, payload, extra in plain:
+    for job_id, path, payload, extra, _ in plain:
         if not extra:
             append((job_id, path, payload, *_DEFAULTS))
             queues.add("default")

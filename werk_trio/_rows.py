@@ -164,8 +164,8 @@ def _micros(seconds: float) -> int:
 class RowBuilder:
     """Validates enqueue arguments and collects what one INSERT_JOBS needs.
 
-    ``rows`` are the JSON objects (as text) of the statement's one JSON array:
-    short keys, an absent key meaning the column default; each starts with the
+    ``plain`` holds the rows, which :meth:`rows_json` turns into the statement's
+    one JSON array of objects with short keys, an absent key meaning the column default; each starts with the
     id, function and payload, and carries the other options only when they are
     set. ``jobs`` are the Jobs to return, complete except for the times the
     database fills in; :meth:`finish` sets those from the statement's ``now()``.
@@ -176,7 +176,6 @@ class RowBuilder:
     def __init__(self, serializer: Serializer, max_payload_bytes: int) -> None:
         self.serializer = serializer
         self.max_payload_bytes = max_payload_bytes
-        self.rows: list[str] = []
         self.jobs: list[Job] = []
         #: (job id, parent id, allow_failure) for every dependency.
         self.deps: list[tuple[uuid.UUID, uuid.UUID, bool]] = []
@@ -184,8 +183,10 @@ class RowBuilder:
         self._timed: list[tuple[Job, int | None, datetime | None, int | None]] = []
         #: Whether any job has a ``_key`` (only those can collide).
         self.keyed = False
-        #: (id, function path, payload text, set options) per row, for COPY.
-        self.plain: list[tuple[uuid.UUID, str, str, dict[str, Any]]] = []
+        #: Per row: id, function path, payload text, the options set (short
+        #: keys), the path as a JSON string. INSERT_JOBS gets them as JSON
+        #: (:meth:`rows_json`), COPY as they are (werk_trio/_bulk.py).
+        self.plain: list[tuple[uuid.UUID, str, str, dict[str, Any], str]] = []
 
     @property
     def copyable(self) -> bool:
@@ -196,7 +197,14 @@ class RowBuilder:
         return not self.keyed and not self.deps and not self._timed
 
     def rows_json(self) -> str:
-        return "[" + ",".join(self.rows) + "]"
+        """The rows as INSERT_JOBS's one JSON array."""
+        rows: list[str] = []
+        append = rows.append
+        for job_id, _, payload, extra, path_json in self.plain:
+            # Postgres reads a uuid from its 32 hex digits.
+            head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
+            append(head + "," + _dumps(extra)[1:] if extra else head + "}")
+        return "[" + ",".join(rows) + "]"
 
     def add(self, p: EnqueueParams) -> None:
         func = p.func
@@ -346,10 +354,7 @@ class RowBuilder:
             extra["s"] = "scheduled"
         else:
             status = _QUEUED
-        # Postgres reads a uuid from its 32 hex digits.
-        head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
-        self.rows.append(head + "," + _dumps(extra)[1:] if extra else head + "}")
-        self.plain.append((job_id, path, payload, extra))
+        self.plain.append((job_id, path, payload, extra, path_json))
         for dep in deps:
             self.deps.append((job_id, dep.job_id, dep.allow_failure))
         job = Job(
