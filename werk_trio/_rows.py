@@ -7,6 +7,7 @@ inserted.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -154,6 +155,8 @@ _UTC = UTC
 #: all builders: resolving the path is a fifth of a single enqueue's own work.
 _PATHS: dict[Any, tuple[str, str]] = {}
 _PATHS_MAX = 4096
+#: Smallest batch that RowBuilder.add_all builds with the garbage collector paused.
+_GC_PAUSE_ROWS = 1000
 
 
 def _micros(seconds: float) -> int:
@@ -195,6 +198,21 @@ class RowBuilder:
         ``now()`` (``_delay``, ``_at``, ``_ttl``): every row queued, its times the
         column defaults."""
         return not self.keyed and not self.deps and not self._timed
+
+    def add_all(self, items: Sequence[EnqueueParams]) -> None:
+        """:meth:`add` each item. A large batch runs with the cyclic garbage
+        collector paused: the rows and Jobs it allocates hold no cycles, yet each
+        of the collections they would trigger walks every one made so far (about
+        two fifths of the time of 20,000 adds, measured)."""
+        pause = len(items) >= _GC_PAUSE_ROWS and gc.isenabled()
+        if pause:
+            gc.disable()
+        try:
+            for item in items:
+                self.add(item)
+        finally:
+            if pause:
+                gc.enable()
 
     def rows_json(self) -> str:
         """The rows as INSERT_JOBS's one JSON array."""

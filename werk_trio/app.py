@@ -376,8 +376,7 @@ class Werk(FlowControl):
                         ".meta...); nothing was enqueued"
                     ) from ex
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
-        for item in items:
-            builder.add(item)
+        builder.add_all(items)
         if conn is None:
             # getconn/putconn, not pool.connection(): two context-manager
             # layers are a tenth of a single enqueue's own time.

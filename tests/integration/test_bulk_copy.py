@@ -8,6 +8,7 @@ transaction, and wake idle workers.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -202,3 +203,20 @@ async def test_a_copied_batch_wakes_an_idle_worker(app: Werk) -> None:
                     assert job is not None
                     assert (await app.wait_for(job.id, timeout=10)).status is JobStatus.COMPLETE
             worker.stop(now=True)
+
+
+async def test_the_garbage_collector_is_paused_only_while_a_large_batch_is_built(app: Werk) -> None:
+    with trio.fail_after(30):
+        assert gc.isenabled()
+        jobs = await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(2000)])
+        assert len(jobs) == 2000 and gc.isenabled()
+        bad = [EnqueueParams(noop, (i,)) for i in range(2000)] + [EnqueueParams(noop, queue="")]
+        with pytest.raises(ConfigError, match="_queue"):
+            await app.enqueue_many(bad)
+        assert gc.isenabled(), "a refused batch turns the collector back on"
+        gc.disable()
+        try:
+            await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(2000)])
+            assert not gc.isenabled(), "a collector the caller turned off stays off"
+        finally:
+            gc.enable()
