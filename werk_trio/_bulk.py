@@ -10,13 +10,15 @@ are the column defaults (``queued``, the transaction's ``now()``, which is the
 workers when the transaction commits.
 
 Below :data:`COPY_MIN_ROWS` rows the single INSERT_JOBS round trip is cheaper
-than COPY's four (BEGIN, COPY, the NOTIFY, COMMIT).
+than COPY's four (BEGIN, COPY, the NOTIFY, COMMIT; inside the caller's transaction two).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+
+from psycopg import pq
 
 from ._rows import RowBuilder
 from .db import Connection
@@ -32,6 +34,7 @@ _COLUMNS: tuple[tuple[str, Any], ...] = (
     ("m", None), ("rttl", None), ("fttl", None), ("fm", "hold"), ("on_s", None), ("on_f", None),
     ("on_x", None), ("rr", 0), ("rs", None), ("rv", None), ("cron", None),
 )  # fmt: skip
+_IDLE = pq.TransactionStatus.IDLE
 _KEYS = frozenset(key for key, _ in _COLUMNS)
 _DEFAULTS = tuple(default for _, default in _COLUMNS)
 _TYPES = (
@@ -70,17 +73,26 @@ async def copy_jobs(
     queues: list[str],
 ) -> datetime:
     """COPY ``rows`` in (all COPY_JOBS columns if ``options``, else COPY_JOBS_PLAIN's)
-    and notify ``queues``, in one transaction (a savepoint inside the caller's);
-    return the ``now()`` the rows got."""
+    and notify ``queues``; return the ``now()`` the rows got. On an idle
+    autocommit connection in a transaction of its own; inside the caller's
+    transaction (``_conn=``) as part of it, as the one INSERT_JOBS would be."""
+    if conn.autocommit and conn.info.transaction_status is _IDLE:
+        async with conn.transaction():
+            return await _copy(conn, statements, options, rows, queues)
+    return await _copy(conn, statements, options, rows, queues)
+
+
+async def _copy(
+    conn: Connection[Any], statements: Statements, options: bool, rows: list[tuple[Any, ...]],
+    queues: list[str],
+) -> datetime:
     statement, types = (statements.COPY_JOBS, _TYPES) if options else (statements.COPY_JOBS_PLAIN, _TYPES[:3])
-    async with conn.transaction(), conn.cursor() as cur:
+    async with conn.cursor() as cur:
         async with cur.copy(statement) as copy:
             copy.set_types(types)
             write_row = copy.write_row
             for row in rows:
                 await write_row(row)
-        await cur.execute(
-            statements.COPY_JOBS_NOTIFY, {"channel": statements.jobs_channel, "queues": queues}
-        )
+        await cur.execute(statements.COPY_JOBS_NOTIFY, {"channel": statements.jobs_channel, "queues": queues})
         now: datetime = (await cur.fetchone())[0]  # type: ignore[index]
     return now

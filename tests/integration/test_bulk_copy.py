@@ -220,3 +220,18 @@ async def test_the_garbage_collector_is_paused_only_while_a_large_batch_is_built
             assert not gc.isenabled(), "a collector the caller turned off stays off"
         finally:
             gc.enable()
+
+
+async def test_copy_on_a_connection_outside_autocommit_waits_for_its_commit(
+    app: Werk, dsn: str, copies: list[int]
+) -> None:
+    with trio.fail_after(30):
+        async with app.connection() as conn:
+            await conn.set_autocommit(False)
+            jobs = await app.enqueue_many(specs(N), _conn=conn)
+            assert rows(dsn, app) == [], "part of the transaction the connection opened"
+            await conn.commit()
+            assert [r["id"] for r in rows(dsn, app)] == [j.id for j in jobs if j]
+            await app.enqueue_many(specs(N), _conn=conn)
+            await conn.rollback()
+        assert copies == [N, N] and len(rows(dsn, app)) == N
