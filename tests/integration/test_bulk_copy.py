@@ -235,3 +235,19 @@ async def test_copy_on_a_connection_outside_autocommit_waits_for_its_commit(
             await app.enqueue_many(specs(N), _conn=conn)
             await conn.rollback()
         assert copies == [N, N] and len(rows(dsn, app)) == N
+
+
+async def test_a_cancelled_copy_inserts_all_or_nothing(app: Werk, dsn: str) -> None:
+    with trio.fail_after(120):
+        seen = set()
+        for step in range(12):
+            await app.truncate()
+            batch = [EnqueueParams(noop, (i,)) for i in range(5000)]
+            with trio.move_on_after(0.02 * step) as scope:
+                await app.enqueue_many(batch)
+            count = len(rows(dsn, app))
+            assert count in (0, 5000)
+            seen.add((scope.cancelled_caught, count))
+            # the pool's connections are still usable
+            assert await app.enqueue(noop, 1) is not None
+        assert (True, 0) in seen and (False, 5000) in seen
