@@ -14,7 +14,9 @@ median:
   payload) rows through the Trio driver, the fastest client-side multi-row
   INSERT measured here (the JSON encoding is inside its time, as werk's
   encoding is inside werk's); ``app.enqueue_many`` of 20,000 ``EnqueueParams``
-  is compared with it. For reference: the same through sync psycopg, an
+  is compared with it, both by its binary COPY path (a batch of plain jobs) and
+  by INSERT_JOBS (``werk_trio._bulk.COPY_MIN_ROWS`` raised past the batch: what a
+  batch with keys, dependencies or delays takes). For reference: the same through sync psycopg, an
   ``unnest`` of three arrays, a ``generate_series`` insert (no data sent at
   all: the server's own cost) and COPY (not an INSERT; the ceiling).
 
@@ -46,7 +48,7 @@ try:
 except ImportError:  # python benchmarks/bench_enqueue.py
     import _harness  # type: ignore[no-redef]
 
-from werk_trio import EnqueueParams, Werk
+from werk_trio import EnqueueParams, Werk, _bulk
 from werk_trio._ids import uuid7
 from werk_trio.db import connect as trio_connect
 
@@ -60,6 +62,8 @@ RAW_SYNC = "raw INSERT, sync psycopg"
 WERK_CONN = "werk app.enqueue(_conn=...) (one connection held: no pool checkout)"
 JSON_TRIO = "raw multi-row INSERT (json_to_recordset), Trio driver"
 JSON_SYNC = "raw multi-row INSERT (json_to_recordset), sync psycopg"
+WERK_MANY = "werk app.enqueue_many (binary COPY)"
+WERK_MANY_INSERT = "werk app.enqueue_many, COPY off (INSERT_JOBS, as for keyed batches)"
 
 
 def noop(i: int) -> None:
@@ -114,7 +118,8 @@ async def measure_werk_and_raw(
         ("raw multi-row INSERT (unnest arrays), Trio driver", False),
         ("raw INSERT ... generate_series (no data sent)", False),
         ("raw COPY (not an INSERT), sync psycopg", False),
-        ("werk app.enqueue_many", False),
+        (WERK_MANY, False),
+        (WERK_MANY_INSERT, False),
     ):
         results.declare(bulk_section, name, "rows/s", baseline=base)
 
@@ -186,7 +191,8 @@ async def measure_werk_and_raw(
                 sconn.execute(raw.insert_one, (uuid7(), FUNCTION, payloads[i]))
             await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(100)])
 
-            for _ in range(runs):
+            copy_min = _bulk.COPY_MIN_ROWS
+            for run in range(runs):
                 # --- single-row: slices of SLICE jobs, the variants taking turns
                 # (so that a change of commit latency during the run hits all
                 # alike) in a rotating order (so that none always runs after
@@ -237,10 +243,16 @@ async def measure_werk_and_raw(
                 secs = _harness.timed(raw_copy, ids)
                 results.add(bulk_section, "raw COPY (not an INSERT), sync psycopg", bulk, secs)
 
-                params = [EnqueueParams(noop, (i,)) for i in range(bulk)]
-                await reset()
-                secs = await _harness.atimed(werk_many, params)
-                results.add(bulk_section, "werk app.enqueue_many", bulk, secs)
+                # the COPY path and the INSERT_JOBS it replaces, in a rotating order
+                for name in (WERK_MANY, WERK_MANY_INSERT)[:: 1 if run % 2 else -1]:
+                    params = [EnqueueParams(noop, (i,)) for i in range(bulk)]
+                    await reset()
+                    _bulk.COPY_MIN_ROWS = copy_min if name == WERK_MANY else bulk + 1
+                    try:
+                        secs = await _harness.atimed(werk_many, params)
+                    finally:
+                        _bulk.COPY_MIN_ROWS = copy_min
+                    results.add(bulk_section, name, bulk, secs)
 
             await aconn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(schema, "raw_jobs")))
         finally:

@@ -7,6 +7,7 @@ inserted.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections.abc import Callable, Sequence
@@ -147,6 +148,8 @@ _UTC = UTC
 #: all builders: resolving the path is a fifth of a single enqueue's own work.
 _PATHS: dict[Any, tuple[str, str]] = {}
 _PATHS_MAX = 4096
+#: Smallest batch that RowBuilder.add_all builds with the garbage collector paused.
+_GC_PAUSE_ROWS = 1000
 
 
 def _micros(seconds: float) -> int:
@@ -157,8 +160,8 @@ def _micros(seconds: float) -> int:
 class RowBuilder:
     """Validates enqueue arguments and collects what one INSERT_JOBS needs.
 
-    ``rows`` are the JSON objects (as text) of the statement's one JSON array:
-    short keys, an absent key meaning the column default; each starts with the
+    ``plain`` holds the rows, which :meth:`rows_json` turns into the statement's
+    one JSON array of objects with short keys, an absent key meaning the column default; each starts with the
     id, function and payload, and carries the other options only when they are
     set. ``jobs`` are the Jobs to return, complete except for the times the
     database fills in; :meth:`finish` sets those from the statement's ``now()``.
@@ -169,7 +172,6 @@ class RowBuilder:
     def __init__(self, serializer: Serializer, max_payload_bytes: int) -> None:
         self.serializer = serializer
         self.max_payload_bytes = max_payload_bytes
-        self.rows: list[str] = []
         self.jobs: list[Job] = []
         #: (job id, parent id, allow_failure) for every dependency.
         self.deps: list[tuple[uuid.UUID, uuid.UUID, bool]] = []
@@ -177,9 +179,43 @@ class RowBuilder:
         self._timed: list[tuple[Job, int | None, datetime | None, int | None]] = []
         #: Whether any job has a ``_key`` (only those can collide).
         self.keyed = False
+        #: Per row: id, function path, payload text, the options set (short
+        #: keys), the path as a JSON string. INSERT_JOBS gets them as JSON
+        #: (:meth:`rows_json`), COPY as they are (werk_trio/_bulk.py).
+        self.plain: list[tuple[uuid.UUID, str, str, dict[str, Any], str]] = []
+
+    @property
+    def copyable(self) -> bool:
+        """Whether COPY can insert these rows as they are: no ``_key`` (ON CONFLICT),
+        no dependency (the deps table) and no time the statement computes from
+        ``now()`` (``_delay``, ``_at``, ``_ttl``): every row queued, its times the
+        column defaults."""
+        return not self.keyed and not self.deps and not self._timed
+
+    def add_all(self, items: Sequence[EnqueueParams]) -> None:
+        """:meth:`add` each item. A large batch runs with the cyclic garbage
+        collector paused: the rows and Jobs it allocates hold no cycles, yet each
+        of the collections they would trigger walks every one made so far (about
+        two fifths of the time of 20,000 adds, measured)."""
+        pause = len(items) >= _GC_PAUSE_ROWS and gc.isenabled()
+        if pause:
+            gc.disable()
+        try:
+            for item in items:
+                self.add(item)
+        finally:
+            if pause:
+                gc.enable()
 
     def rows_json(self) -> str:
-        return "[" + ",".join(self.rows) + "]"
+        """The rows as INSERT_JOBS's one JSON array."""
+        rows: list[str] = []
+        append = rows.append
+        for job_id, _, payload, extra, path_json in self.plain:
+            # Postgres reads a uuid from its 32 hex digits.
+            head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
+            append(head + "," + _dumps(extra)[1:] if extra else head + "}")
+        return "[" + ",".join(rows) + "]"
 
     def add(self, p: EnqueueParams) -> None:
         func = p.func
@@ -329,9 +365,7 @@ class RowBuilder:
             extra["s"] = "scheduled"
         else:
             status = _QUEUED
-        # Postgres reads a uuid from its 32 hex digits.
-        head = f'{{"id":"{job_id.int:032x}","f":{path_json},"pl":{_quote(payload)}'
-        self.rows.append(head + "," + _dumps(extra)[1:] if extra else head + "}")
+        self.plain.append((job_id, path, payload, extra, path_json))
         for dep in deps:
             self.deps.append((job_id, dep.job_id, dep.allow_failure))
         job = Job(

@@ -17,6 +17,7 @@ import psycopg
 import trio
 
 from . import sql as sqlmod
+from ._bulk import copy_jobs, copy_rows
 from ._logging import setup_logging
 from ._maintenance import sweep_once
 from ._rows import RowBuilder, bare_job, check_text, execution_from_row, job_from_row, split_options
@@ -385,8 +386,7 @@ class Werk(FlowControl):
                         ".meta...); nothing was enqueued"
                     ) from ex
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
-        for item in items:
-            builder.add(item)
+        builder.add_all(items)
         if conn is None:
             # getconn/putconn, not pool.connection(): two context-manager
             # layers are a tenth of a single enqueue's own time.
@@ -401,7 +401,11 @@ class Werk(FlowControl):
         return builder.finish(now, keyed)
 
     async def _insert(self, conn: Connection[Any], builder: RowBuilder) -> tuple[Any, Any]:
-        """Run INSERT_JOBS for the builder's rows: (now(), ids of the keyed rows inserted)."""
+        """Run INSERT_JOBS for the builder's rows: (now(), ids of the keyed rows inserted).
+        A large batch of plain jobs goes in by binary COPY instead (werk_trio/_bulk.py)."""
+        copy = copy_rows(builder)
+        if copy is not None:
+            return await copy_jobs(conn, self.sql, *copy), None
         # ON CONFLICT only when some job has a _key: no other row can conflict.
         insert = self.sql.INSERT_JOBS if builder.keyed else self.sql.INSERT_JOBS_NO_KEYS
         params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel,

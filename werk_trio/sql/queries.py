@@ -113,6 +113,22 @@ FROM ins
 # INSERT skips the speculative insertion ON CONFLICT does for every row.
 INSERT_JOBS_NO_KEYS = INSERT_JOBS.replace(_KEY_CONFLICT, "")
 
+# enqueue_many of a batch RowBuilder.copyable says COPY can take (werk_trio/_bulk.py):
+# the rows in binary COPY, status and times left to the column defaults (queued,
+# now()), then the statement's now() -- the same transaction's, so the rows' --
+# and one NOTIFY per queue of the batch, as INSERT_JOBS sends.
+COPY_JOBS = """
+COPY {jobs} (id, function, payload, queue, priority, max_attempts, retry_intervals, timeout_secs,
+    heartbeat_secs, group_key, meta, result_ttl, failure_ttl, failure_mode, on_success, on_failure,
+    on_stopped, repeat_remaining, repeat_interval_secs, repeat_intervals, cron_name)
+FROM STDIN (FORMAT BINARY)
+"""
+# The same for a batch where no job sets any option: three columns.
+COPY_JOBS_PLAIN = "COPY {jobs} (id, function, payload) FROM STDIN (FORMAT BINARY)"
+COPY_JOBS_NOTIFY = """
+SELECT now(), count(pg_notify(%(channel)s, q)) FROM unnest(%(queues)s::text[]) AS q
+"""
+
 # Parents of new dependent jobs, locked so that none can finish (and miss the
 # new dependents) before the enqueue commits.
 LOCK_PARENTS = "SELECT id, status FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) FOR SHARE"
