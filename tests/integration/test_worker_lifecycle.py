@@ -583,23 +583,25 @@ async def test_jobs_of_a_claim_whose_reply_was_lost_are_given_back(dsn: str, sch
     active for a live worker that never got it. The heartbeater finds it after
     ``grace`` and queues it again with the attempt unspent; it then runs once."""
     with trio.fail_after(30):
-        async with tcp_proxy(dsn) as (proxied, proxy):
-            async with Werk(proxied, schema=schema, task_modules=["tests"]) as app:
-                proxy.cut_reply_containing = b"lost_reply_marker"
-                job = await app.enqueue(lost_reply_marker)
-                assert job
-                w = make_worker(app, heartbeat_interval=0.2)
-                w.heartbeater.grace = 1.0
-                async with running(w):
-                    await until(lambda: proxy.cuts == 1)  # the claim's reply was dropped
-                    lost = await app.get_job(job.id)  # ... but the claim had committed
-                    assert lost.status == "active"
-                    assert lost.worker_id == w.id and lost.attempts == 1
-                    assert not w.ledger.is_held(job.id)
-                    done = await wait_for_status(app, job.id, "complete")
-                assert w.heartbeater.released == 1
-                assert (done.attempts, done.result) == (1, "ran once")  # the lost attempt unspent
-                # given back only after the grace, not by the first beat that saw it
-                assert done.started_at is not None and lost.started_at is not None
-                assert (done.started_at - lost.started_at).total_seconds() >= 1.0
-                assert [(e.attempt, e.status) for e in await app.get_executions(job.id)] == [(1, "complete")]
+        async with (
+            tcp_proxy(dsn) as (proxied, proxy),
+            Werk(proxied, schema=schema, task_modules=["tests"]) as app,
+        ):
+            proxy.cut_reply_containing = b"lost_reply_marker"
+            job = await app.enqueue(lost_reply_marker)
+            assert job
+            w = make_worker(app, heartbeat_interval=0.2)
+            w.heartbeater.grace = 1.0
+            async with running(w):
+                await until(lambda: proxy.cuts == 1)  # the claim's reply was dropped
+                lost = await app.get_job(job.id)  # ... but the claim had committed
+                assert lost.status == "active"
+                assert lost.worker_id == w.id and lost.attempts == 1
+                assert not w.ledger.is_held(job.id)
+                done = await wait_for_status(app, job.id, "complete")
+            assert w.heartbeater.released == 1
+            assert (done.attempts, done.result) == (1, "ran once")  # the lost attempt unspent
+            # given back only after the grace, not by the first beat that saw it
+            assert done.started_at is not None and lost.started_at is not None
+            assert (done.started_at - lost.started_at).total_seconds() >= 1.0
+            assert [(e.attempt, e.status) for e in await app.get_executions(job.id)] == [(1, "complete")]
