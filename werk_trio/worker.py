@@ -343,7 +343,7 @@ class Worker:
             try:
                 async with self.app.pool.connection() as conn, conn.transaction():
                     cur = await conn.execute(
-                        sql.RELEASE_WORKER_JOBS, {"id": self.id, "jobs_channel": sql.jobs_channel}
+                        sql.RELEASE_WORKER_JOBS, {"id": self.id}
                     )
                     released = len(await cur.fetchall())
                     await conn.execute(
