@@ -29,7 +29,7 @@ from .._logging import current_job
 from .._rows import bare_job, job_from_row, storable_encoded
 from .._util import call as _call
 from .._util import first_line
-from ..errors import PoolTimeout, SerializationError, UnknownTask
+from ..errors import PoolTimeout, SerializationError, UnknownTask, WerkError
 from ..executors import JobCall, handler_kind, wants_context
 from ..jobs import Context, Job
 from .classify import MAX_ERROR_CHARS, classify, failed, format_error, interrupted
@@ -207,9 +207,10 @@ class Runner:
                         outcome, exc = classify(job, error=ser, final=True)
                     else:
                         outcome, exc = classify(job, result=text)
-                else:
-                    assert isinstance(result, Error)
+                elif isinstance(result, Error):
                     outcome, exc = classify(job, error=_unwrap(result.error))
+                else:  # an executor written for the old contract (a bare result)
+                    outcome, exc = classify(job, error=_not_an_outcome(executor, result), final=True)
             except trio.Cancelled:
                 # the whole worker is being cancelled: put the job back unspent
                 self._hand_over_now(interrupted(job))
@@ -286,6 +287,14 @@ class Runner:
             except (psycopg.Error, PoolTimeout) as ex:  # never the job's or the worker's end
                 logger.warning("worker %s: could not touch job %s (%s: %s); will retry",
                                settings.name, job.id, type(ex).__name__, first_line(ex))
+
+
+def _not_an_outcome(executor: Any, result: Any) -> WerkError:
+    return WerkError(
+        f"{type(executor).__name__}.run() returned {type(result).__name__}, not an outcome.Outcome: "
+        "an executor returns outcome.Value(the result encoded with the app's serializer) "
+        "or outcome.Error(the handler's exception) -- see werk_trio.executors.Executor"
+    )
 
 
 def _only_cancelled(exc: BaseException) -> bool:
