@@ -44,7 +44,7 @@ async def sweep_once(
             logger.warning("worker %s (%s) is dead: no heartbeat for 3 intervals", name, wid)
         cur = await conn.execute(
             sql.RESCUE_JOBS,
-            {"max_active_secs": float(app.config.max_active_secs), "jobs_channel": sql.jobs_channel},
+            {"max_active_secs": float(app.config.max_active_secs)},
         )
         lost = await cur.fetchall()
         out["rescued"] = len(lost)
@@ -63,7 +63,7 @@ async def sweep_once(
         if finished:
             await jobs_ended(conn, sql, finished)
         if stale:
-            cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale, "channel": sql.jobs_channel})
+            cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": stale})
             out["resolved"] = len(await cur.fetchall())
         cur = await conn.execute(sql.DELETE_STOPPED_WORKERS)
         out["stopped_workers"] = len(await cur.fetchall())

@@ -89,7 +89,7 @@ async def resolve_dependents(conn: Any, sql: Statements, parents: list[Any]) -> 
         dependents = [r[0] for r in await cur.fetchall()]
         if not dependents:
             break
-        cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents, "channel": sql.jobs_channel})
+        cur = await conn.execute(sql.RESOLVE_WAITING, {"ids": dependents})
         ids = [r[0] for r in await cur.fetchall() if r[1] == "failed"]
         if ids:
             failed += ids
@@ -103,5 +103,5 @@ async def notify_done(conn: Any, sql: Statements, ids: list[Any]) -> None:
     text = ",".join(str(i) for i in ids)
     if len(text) > MAX_DONE_PAYLOAD:
         text = "*"
-    await conn.execute(sql.NOTIFY_DONE, {"channel": sql.done_channel, "payload": text})
+    await conn.execute(sql.NOTIFY_DONE, {"payload": text})
 

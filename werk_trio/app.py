@@ -814,7 +814,7 @@ class Werk(FlowControl):
         missing or not in a state the call applies to (nothing changed)."""
         jid = as_job_id(job_id)
         async with self.pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(query, {"id": jid, "channel": self.sql.jobs_channel})
+            cur = await conn.execute(query, {"id": jid})
             rows = await cur.fetchall()
             if rows and JobStatus(rows[0][3]).terminal:
                 await self._ended(conn, [jid])
@@ -867,7 +867,7 @@ class Werk(FlowControl):
         function_name = _filter("function_name", function_name)
         rows = await self._fetch(
             self.sql.BULK_REQUEUE,
-            {"queue": queue, "function": function_name, "channel": self.sql.jobs_channel},
+            {"queue": queue, "function": function_name},
         )
         return int(rows[0][0])
 

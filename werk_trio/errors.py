@@ -82,7 +82,14 @@ class UnknownTask(WerkError):
 
 
 class SerializationError(WerkError):
-    """A payload, result or meta value the serializer cannot encode or decode."""
+    """A payload, result or meta value the serializer cannot encode or decode.
+
+    ``final`` is true when it is a handler's result that could not be encoded
+    (the executor marks it): the attempt fails for good, since running the
+    handler again would return the same. One the handler raises itself is
+    retried as any error."""
+
+    final: bool = False
 
 
 class PayloadTooLarge(WerkError):

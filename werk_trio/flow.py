@@ -113,7 +113,7 @@ class FlowControl:
         async with app.pool.connection() as conn, conn.transaction():
             await conn.execute(statement, params)
             await conn.execute(
-                sql.DROP_UNUSED_CONTROLS, {"name": params["name"], "control": sql.control_channel}
+                sql.DROP_UNUSED_CONTROLS, {"name": params["name"]}
             )
 
     async def pause_queue(self, name: str) -> None:

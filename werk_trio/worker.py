@@ -44,6 +44,7 @@ from .app import Werk
 from .errors import ConfigError
 from .executors import Executor
 from .executors.inline import InlineExecutor
+from .executors.thread import ThreadExecutor
 from .jobs import DequeueStrategy
 
 if TYPE_CHECKING:
@@ -120,9 +121,12 @@ class Worker:
         )
         self.handle_signals = handle_signals
         self.executor: Executor = executor if executor is not None else self._default_executor()
+        if isinstance(self.executor, InlineExecutor | ThreadExecutor) and self.executor.serializer is None:
+            self.executor.serializer = app.serializer  # results are encoded where they are made
         #: Callbacks run in the worker's loop; the AsyncWorker's own executor serves.
         self.executor_inline = (
-            self.executor if isinstance(self.executor, InlineExecutor) else InlineExecutor()
+            self.executor if isinstance(self.executor, InlineExecutor)
+            else InlineExecutor(serializer=app.serializer)
         )
         self.shutdown_deadline: float | None = None
         self.burst_done = trio.Event()
@@ -284,7 +288,7 @@ class Worker:
     def _default_executor(self) -> Executor:
         # sync handlers go to threads: allow ``concurrency`` of them at once
         # (Trio's default thread limiter would cap them at 40)
-        return InlineExecutor(thread_limit=self.concurrency)
+        return InlineExecutor(thread_limit=self.concurrency, serializer=self.app.serializer)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} queues={self.queues} concurrency={self.concurrency}>"
@@ -339,7 +343,7 @@ class Worker:
             try:
                 async with self.app.pool.connection() as conn, conn.transaction():
                     cur = await conn.execute(
-                        sql.RELEASE_WORKER_JOBS, {"id": self.id, "jobs_channel": sql.jobs_channel}
+                        sql.RELEASE_WORKER_JOBS, {"id": self.id}
                     )
                     released = len(await cur.fetchall())
                     await conn.execute(
@@ -479,9 +483,7 @@ class ThreadWorker(Worker):
 
 
     def _default_executor(self) -> Executor:
-        from .executors.thread import ThreadExecutor
-
-        return ThreadExecutor(self.concurrency)
+        return ThreadExecutor(self.concurrency, self.app.serializer)
 
 
 class ProcessWorker(Worker):

@@ -3,8 +3,9 @@
 Waiting, test workers and "was it enqueued" come from :mod:`werk_trio.testing`,
 the same helpers users get; this package holds the rest: raw columns, the
 registered-worker set, real worker processes' registration, the side tables
-the handlers of ``tests/procapp.py`` and ``tests/reliability/relapp.py`` write. Every wait polls a
-condition; the test's ``trio.fail_after`` bounds it.
+the handlers of ``tests/procapp.py`` and ``tests/reliability/relapp.py`` write. A wait on an
+in-process worker's step awaits that actor's pulse (``claims_reach``); the
+others poll a condition. The test's ``trio.fail_after`` bounds each.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from psycopg import sql
 
 from tests import procapp
 from tests.proctools import Child, describe
-from werk_trio import JobNotFound, Werk
+from werk_trio import JobNotFound, Werk, Worker
 from werk_trio.testing import until
 
 __all__ = [
-    "RUN_KEYS", "column", "gone", "registered_workers", "runs", "side_rows", "wait_registered", "worker_ids",
+    "RUN_KEYS", "claims_reach", "column", "gone", "registered_workers", "runs", "side_rows",
+    "wait_registered", "worker_ids",
 ]
+
+
+async def claims_reach(worker: Worker, n: int) -> None:
+    """Until ``worker``'s poller has made ``n`` claims, awaiting its claim
+    pulse (the count and the pulse change in one step: no claim is missed)."""
+    poller = worker.poller
+    while poller.claims < n:
+        await poller.on_claim.wait()
 
 
 async def gone(app: Werk, job_id: Any) -> bool:

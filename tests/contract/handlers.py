@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from werk_trio import Cancel, Context, Snooze, asyncio_handler
+from werk_trio import Cancel, Context, SerializationError, Snooze, asyncio_handler
 
 # --- files the handlers leave for the test ----------------------------------------
 
@@ -261,6 +261,30 @@ async def asyncio_unserializable() -> Any:
 
 UNSERIALIZABLE = {"trio": trio_unserializable, "sync": sync_unserializable,
                   "asyncio": asyncio_unserializable}  # fmt: skip
+
+
+def _own_serialization_error() -> SerializationError:
+    """What a handler raises itself (e.g. it could not decode its own input):
+    an error like any other, retried -- unlike a result that cannot be encoded."""
+    return SerializationError("the handler's own input did not decode (Opaque)")
+
+
+async def trio_raises_serialization_error() -> Any:
+    raise _own_serialization_error()
+
+
+def sync_raises_serialization_error() -> Any:
+    raise _own_serialization_error()
+
+
+@asyncio_handler
+async def asyncio_raises_serialization_error() -> Any:
+    raise _own_serialization_error()
+
+
+RAISES_SERIALIZATION_ERROR = {"trio": trio_raises_serialization_error,
+                              "sync": sync_raises_serialization_error,
+                              "asyncio": asyncio_raises_serialization_error}  # fmt: skip
 
 
 # --- throughput and isolation -----------------------------------------------------------

@@ -27,7 +27,7 @@ import psutil
 import pytest
 import trio
 
-from werk_trio import EnqueueParams, Werk, Worker, testing
+from werk_trio import EnqueueParams, Retry, Werk, Worker, testing
 from werk_trio.executors.thread import ThreadExecutor
 from werk_trio.testing import running, until, wait_for_status
 
@@ -431,6 +431,21 @@ async def test_an_unserializable_result_fails_at_once_without_retry(app: Werk, w
             assert "SerializationError" in job.error and "Opaque" in job.error, job.error
             execs = await app.get_executions(job.id)
             assert [(e.attempt, e.status) for e in execs] == [(1, "failed")]
+
+
+async def test_a_handler_raising_serialization_error_itself_is_retried(app: Werk, worker_type: str) -> None:
+    """Only a result the executor cannot encode is final; the same exception
+    type raised by the handler is retried like any error."""
+    with trio.fail_after(20):
+        jobs = [await app.enqueue(h.RAISES_SERIALIZATION_ERROR[kind], _retry=Retry(2, 0)) for kind in KINDS]
+        async with running(make_worker(app, worker_type, concurrency=3)):
+            ended = [await wait_for_status(app, j.id, "failed", "complete") for j in jobs if j]
+        for job in ended:
+            assert (job.status, job.attempts) == ("failed", 2), (job.status, job.attempts, job.error)
+            assert job.error is not None
+            assert "SerializationError" in job.error and "did not decode" in job.error, job.error
+            execs = await app.get_executions(job.id)
+            assert [(e.attempt, e.status) for e in execs] == [(1, "failed"), (2, "failed")]
 
 
 # --- shutdown -------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import trio
 
+from tests._support import claims_reach
 from werk_trio import JobStatus, Werk
 
 from ._api_support import api_server, job_status, until
@@ -82,16 +83,12 @@ async def test_pause_limits_rate_and_their_removal(app: Werk) -> None:
             assert job is not None
             before = srv.worker.poller.claims
             # the second claim from here began after the enqueue committed
-            await until(lambda: _claimed_since(srv.worker, before + 2))
+            await claims_reach(srv.worker, before + 2)
             assert (await app.get_job(job.id)).status is JobStatus.QUEUED
             r = await srv.http.post("/api/queues/default/resume")
             assert r.status_code == 200
             done = await job_status(srv.http, str(job.id), "complete")
             assert done["result"] == 5
-
-
-async def _claimed_since(worker: Any, n: int) -> bool:
-    return bool(worker.poller.claims >= n)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "field", "needle"), [

@@ -382,9 +382,7 @@ async def test_cancel_mid_query_on_a_connection(dsn: str) -> None:
 
 async def test_cancel_mid_query_then_the_same_pool_works(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             async with pool.connection() as conn:
                 pid = conn.info.backend_pid
                 with trio.move_on_after(0.3) as scope:
@@ -396,15 +394,11 @@ async def test_cancel_mid_query_then_the_same_pool_works(dsn: str) -> None:
             async with pool.connection() as conn:
                 assert await _scalar(conn, "SELECT 1") == 1
             assert pool.size == 1
-        finally:
-            await pool.close()
 
 
 async def test_cancel_inside_a_transaction_rolls_it_back(dsn: str, table: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             async with pool.connection() as conn:
                 pid = conn.info.backend_pid
                 with trio.move_on_after(0.3) as scope:
@@ -422,15 +416,11 @@ async def test_cancel_inside_a_transaction_rolls_it_back(dsn: str, table: str) -
                 assert conn.info.backend_pid == pid  # kept, not discarded
                 assert await _scalar(conn, f"SELECT v FROM {table}") == "kept"
             assert pool.discarded == 0
-        finally:
-            await pool.close()
 
 
 async def test_connection_returned_mid_transaction_is_rolled_back(dsn: str, table: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             async with pool.connection() as conn:
                 await conn.execute("BEGIN")
                 await conn.execute(f"INSERT INTO {table} VALUES (1, 'open')")
@@ -442,8 +432,6 @@ async def test_connection_returned_mid_transaction_is_rolled_back(dsn: str, tabl
                 await conn.set_autocommit(False)
             async with pool.connection() as conn:
                 assert conn.autocommit
-        finally:
-            await pool.close()
 
 
 # --- broken connections -------------------------------------------------------------
@@ -451,9 +439,7 @@ async def test_connection_returned_mid_transaction_is_rolled_back(dsn: str, tabl
 
 async def test_terminated_idle_connection_is_replaced(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             async with pool.connection() as conn:
                 old_pid = conn.info.backend_pid
             await terminate(dsn, old_pid)
@@ -462,35 +448,27 @@ async def test_terminated_idle_connection_is_replaced(dsn: str) -> None:
                 assert conn.info.backend_pid != old_pid
             assert pool.discarded == 1
             assert pool.size == 1
-        finally:
-            await pool.close()
 
 
 async def test_terminated_idle_connection_is_replaced_before_its_eof_arrives(dsn: str) -> None:
     """The FATAL message of a terminated backend has arrived, the end of the
     stream not yet: the checkout must already know the connection is dead."""
     with trio.fail_after(10):
-        async with tcp_proxy(dsn, hold_eof=True) as (tcp_dsn, proxy):
-            pool = Pool(tcp_dsn, min_size=1, max_size=1)
-            await pool.open()
-            try:
-                async with pool.connection() as conn:
-                    old_pid = conn.info.backend_pid
-                await terminate(dsn, old_pid)
-                await proxy.server_closed.wait()  # the FATAL was forwarded; no FIN follows
-                async with pool.connection() as conn:
-                    assert await _scalar(conn, "SELECT 1") == 1
-                    assert conn.info.backend_pid != old_pid
-                assert pool.discarded == 1
-            finally:
-                await pool.close()
+        async with tcp_proxy(dsn, hold_eof=True) as (tcp_dsn, proxy), \
+                Pool(tcp_dsn, min_size=1, max_size=1) as pool:  # fmt: skip
+            async with pool.connection() as conn:
+                old_pid = conn.info.backend_pid
+            await terminate(dsn, old_pid)
+            await proxy.server_closed.wait()  # the FATAL was forwarded; no FIN follows
+            async with pool.connection() as conn:
+                assert await _scalar(conn, "SELECT 1") == 1
+                assert conn.info.backend_pid != old_pid
+            assert pool.discarded == 1
 
 
 async def test_connection_killed_while_checked_out_is_discarded(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             with pytest.raises(psycopg.OperationalError):
                 async with pool.connection() as conn:
                     pid = conn.info.backend_pid
@@ -500,8 +478,6 @@ async def test_connection_killed_while_checked_out_is_discarded(dsn: str) -> Non
                 assert conn.info.backend_pid != pid
                 assert await _scalar(conn, "SELECT 1") == 1
             assert pool.discarded == 1
-        finally:
-            await pool.close()
 
 
 # --- the pool -------------------------------------------------------------------------
@@ -509,9 +485,7 @@ async def test_connection_killed_while_checked_out_is_discarded(dsn: str) -> Non
 
 async def test_pool_opens_min_size_and_never_exceeds_max(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=2, max_size=3)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=2, max_size=3) as pool:
             assert pool.stats()["idle"] == 2
             peak = 0
             in_use = 0
@@ -529,18 +503,44 @@ async def test_pool_opens_min_size_and_never_exceeds_max(dsn: str) -> None:
                     nursery.start_soon(user)
             assert peak == 3
             assert pool.size == 3
-        finally:
-            await pool.close()
         assert pool.closed
         with pytest.raises(psycopg.OperationalError, match="closed"):
             await pool.getconn()
 
 
-async def test_pool_exhaustion_waits_for_a_returned_connection(dsn: str) -> None:
+async def test_pool_as_a_context_manager_closes_even_when_the_block_is_cancelled(dsn: str) -> None:
+    """``async with Pool(...)`` opens on entry; on exit -- an error or a cancel
+    of the block included -- its connections are closed on the server."""
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=0, max_size=1)
+        with pytest.raises(RuntimeError, match="the block failed"):
+            async with Pool(dsn, min_size=2, max_size=2) as pool:
+                assert not pool.closed and pool.stats()["idle"] == 2
+                async with pool.connection() as conn:
+                    first = conn.info.backend_pid
+                raise RuntimeError("the block failed")
+        assert pool.closed and pool.size == 0
+        await backend_gone(dsn, first)
+        with trio.move_on_after(0.2) as scope:
+            async with Pool(dsn, min_size=1, max_size=1) as pool:
+                async with pool.connection() as conn:
+                    second = conn.info.backend_pid
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
+        assert pool.closed and pool.size == 0
+        await backend_gone(dsn, second)
+        # the explicit calls still work, for a pool whose life is not one block
         await pool.open()
         try:
+            async with pool.connection() as conn:
+                assert await _scalar(conn, "SELECT 1") == 1
+        finally:
+            await pool.close()
+        assert pool.closed
+
+
+async def test_pool_exhaustion_waits_for_a_returned_connection(dsn: str) -> None:
+    with trio.fail_after(10):
+        async with Pool(dsn, min_size=0, max_size=1) as pool:
             got: list[int] = []
             held = await pool.getconn()
             held_pid = held.info.backend_pid
@@ -555,15 +555,11 @@ async def test_pool_exhaustion_waits_for_a_returned_connection(dsn: str) -> None
                 assert got == []  # still waiting: the only connection is out
                 await pool.putconn(held)
             assert got == [held_pid]
-        finally:
-            await pool.close()
 
 
 async def test_pool_exhaustion_honours_cancellation_and_times_out(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=0, max_size=2, timeout=30)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=0, max_size=2, timeout=30) as pool:
             a, b = await pool.getconn(), await pool.getconn()
 
             start = time.monotonic()
@@ -587,23 +583,17 @@ async def test_pool_exhaustion_honours_cancellation_and_times_out(dsn: str) -> N
             await pool.putconn(c)
             await pool.putconn(d)
             assert pool.stats() == {"size": 2, "idle": 2, "max_size": 2, "discarded": 0}
-        finally:
-            await pool.close()
 
 
 async def test_a_connection_closed_by_its_user_is_replaced(dsn: str) -> None:
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=1)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=1) as pool:
             async with pool.connection() as conn:
                 await conn.close()
             assert (pool.size, pool.discarded) == (0, 1)
             async with pool.connection() as conn:
                 assert await _scalar(conn, "SELECT 1") == 1
             assert pool.size == 1
-        finally:
-            await pool.close()
 
 
 async def test_failed_connects_do_not_use_up_the_pool() -> None:
@@ -628,15 +618,11 @@ async def test_pool_configure_runs_once_per_new_connection(dsn: str) -> None:
         seen.append(conn.info.backend_pid)
 
     with trio.fail_after(10):
-        pool = Pool(dsn, min_size=1, max_size=2, configure=configure)
-        await pool.open()
-        try:
+        async with Pool(dsn, min_size=1, max_size=2, configure=configure) as pool:
             for _ in range(3):
                 async with pool.connection() as conn:
                     assert await _scalar(conn, "SHOW application_name") == "configured"
             assert len(seen) == 1
-        finally:
-            await pool.close()
 
 
 def test_pool_rejects_bad_sizes() -> None:

@@ -27,7 +27,7 @@ import trio
 from psycopg import sql
 
 from tests import procapp
-from tests._support import runs, wait_registered
+from tests._support import claims_reach, runs, wait_registered
 from tests.proctools import Child, child_env, spawn, worker_argv
 from werk_trio import AsyncWorker, ConfigError, EnqueueParams, JobStatus, Retry, Werk
 from werk_trio.testing import until
@@ -103,8 +103,7 @@ def p99(values: Sequence[float]) -> float:
 async def idle(worker: AsyncWorker) -> None:
     """Until the worker's poller made its first claim (and so waits for a
     wake-up: a NOTIFY, a due time, or its 30 s poll)."""
-    while worker.poller.claims < 1:
-        await trio.sleep(0.01)
+    await claims_reach(worker, 1)
 
 
 async def all_done(app: Werk, ids: Sequence[Any]) -> bool:

@@ -11,7 +11,8 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -844,3 +845,28 @@ async def test_actors_fire_their_test_pulses(app: Werk) -> None:
                 await written.wait()
             assert (await app.get_job(job.id)).status == "complete"
             assert w.completer.written >= 1
+
+
+class _BareResultExecutor:
+    """An executor written for the old contract: run() returns the bare result."""
+
+    name = "bare"
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        yield
+
+    async def run(self, call: Any) -> Any:
+        return await call.func(*call.positional(), **call.kwargs)
+
+
+async def test_an_executor_returning_a_bare_result_fails_the_job_saying_what_to_return(app: Werk) -> None:
+    with trio.fail_after(20):
+        job = await app.enqueue(noop, _retry=3)
+        assert job
+        async with running(make_worker(app, executor=_BareResultExecutor())):
+            done = await wait_for_status(app, job.id, "failed", "complete")
+        assert (done.status, done.attempts) == ("failed", 1), done.error
+        assert done.error is not None
+        assert "_BareResultExecutor.run() returned NoneType, not an outcome.Outcome" in done.error
+        assert "outcome.Value(" in done.error

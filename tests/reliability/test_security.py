@@ -100,7 +100,8 @@ def test_the_scan_accepts_named_statements() -> None:
 
 
 def test_every_name_in_a_statement_is_an_identifier(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Statements fill their templates through sql.Identifier only; bad names
+    """Statements fill their templates through sql.Identifier only (and the
+    NOTIFY channels derived from those names through sql.Literal); bad names
     are refused before any SQL exists; odd but valid names come out quoted."""
     filled: list[Any] = []
     original = sql.SQL.format
@@ -113,11 +114,15 @@ def test_every_name_in_a_statement_is_an_identifier(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(sql.SQL, "format", spy)
     statements = Statements("Odd_Schema", "Pre_fix")
     channel = listen('we"ird')
-    assert filled and all(isinstance(v, sql.Identifier) for v in filled), {type(v) for v in filled}
+    channels = {statements.jobs_channel, statements.done_channel, statements.control_channel}
+    literals = [v for v in filled if isinstance(v, sql.Literal)]
+    assert {v.as_string(None).strip("'") for v in literals} == channels, literals
+    names = [v for v in filled if not isinstance(v, sql.Literal)]
+    assert names and all(isinstance(v, sql.Identifier) for v in names), {type(v) for v in names}
+    assert "pg_notify('Odd_Schema.Pre_fix_jobs', queue)" in statements.INSERT_JOBS
     assert '"Odd_Schema"."Pre_fix_jobs"' in statements.INSERT_JOBS
     assert channel.as_string(None) == 'LISTEN "we""ird"'
-    rendered = [getattr(statements, n) for n in dir(werk_trio.sql.queries) if n.isupper()
-                and isinstance(getattr(werk_trio.sql.queries, n), str)]  # fmt: skip
+    rendered = [getattr(statements, n) for n in werk_trio.sql.statement_names()]
     assert len(rendered) > 30
     assert not [s for s in rendered if re.search(r"\{\w+\}", s)], "a placeholder was left unfilled"
     for bad in ('x"; DROP TABLE jobs; --', "a b", "1abc", "", "x" * 41, "ü"):

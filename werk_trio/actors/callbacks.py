@@ -16,9 +16,10 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import trio
+from outcome import Error
 
 from ..errors import WerkError
-from ..executors import JobCall, handler_kind, wants_context
+from ..executors import JobCall, handler_kind, unencodable, wants_context
 from ..jobs import Callback, Context, Job, JobStatus
 from ..serializers import decode
 
@@ -92,7 +93,9 @@ class Callbacks:
                 call = JobCall(func, (ended,), {}, None, handler_kind(func))
             limit = math.inf if cb.timeout is None else cb.timeout
             with trio.move_on_after(limit) as scope:
-                await self.executor.run(call)
+                returned = await self.executor.run(call)
+            if not scope.cancelled_caught and isinstance(returned, Error) and not unencodable(returned.error):
+                returned.unwrap()  # what the callback raised (its return value is ignored)
             if scope.cancelled_caught:
                 logger.warning("worker %s: callback %s of job %s cut off after %ss",
                                settings.name, cb.func, job.id, cb.timeout)

@@ -15,7 +15,7 @@ a result that cannot be stored         fail_final
 an exception, attempts left            fail, with the retry interval as delay
 an exception, no attempts left         fail (COMPLETE_BATCH ends it failed)
 ``Snooze`` / ``Cancel`` raised         snooze (attempt unspent) / abort
-a child's error that cannot be retried fail_final
+a result that cannot be encoded        fail_final
 the scope cancelled by abort_job       abort
 the scope cancelled by shutdown        requeue (attempt unspent)
 the scope's deadline (``_timeout``)    fail (JobTimeout), retried as above
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._ids import uuid7
 from .._rows import storable
 from ..errors import JobTimeout, WerkError, WorkerShutdown
-from ..executors import RemoteError
+from ..executors import RemoteError, unencodable
 from ..flow import Cancel, Snooze
 from .completer import Outcome
 
@@ -84,7 +84,7 @@ def classify(
             return Outcome(job, "snooze", error=str(control), delay=control.seconds), error
         if isinstance(control, Cancel):  # ends aborted, no retry
             return Outcome(job, "abort", error=format_error(error)), error
-        if isinstance(error, RemoteError) and error.final:
+        if unencodable(error):  # the result could not be encoded (here or in a child)
             return Outcome(job, "fail_final", error=format_error(error)), error
         return _failed(job, error), error
     outcome = Outcome(job, "complete", result=result, delay=_repeat_delay(job))

@@ -56,13 +56,11 @@ class Heartbeater:
         """Give back jobs active for this worker that it does not hold (a claim
         that committed but whose reply was lost); return how many."""
         db = self.db
-        sql = db.sql
         params = {
-            "worker_id": self.settings.id, "held": array_literal(self.ledger.held_ids()),
-            "grace": self.grace, "jobs_channel": sql.jobs_channel,
+            "worker_id": self.settings.id, "held": array_literal(self.ledger.held_ids()), "grace": self.grace,
         }  # fmt: skip
         async with db.pool.connection() as conn:
-            cur = await conn.execute(sql.RELEASE_UNKNOWN_JOBS, params)
+            cur = await conn.execute(db.sql.RELEASE_UNKNOWN_JOBS, params)
             released = await cur.fetchall()
         if released:
             self.released += len(released)

@@ -23,15 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 import trio
+from outcome import Error, Value
 
 from .._logging import current_job
 from .._rows import bare_job, job_from_row, storable_encoded
 from .._util import call as _call
 from .._util import first_line
-from ..errors import PoolTimeout, SerializationError, UnknownTask
-from ..executors import JobCall, SerializedResult, handler_kind, wants_context
+from ..errors import PoolTimeout, SerializationError, UnknownTask, WerkError
+from ..executors import JobCall, handler_kind, wants_context
 from ..jobs import Context, Job
-from ..serializers import encode
 from .classify import MAX_ERROR_CHARS, classify, failed, format_error, interrupted
 from .completer import Outcome
 from .ledger import Ledger, RunningJob
@@ -188,7 +188,8 @@ class Runner:
                         logger.exception("worker %s: before_process hook %r raised (job %s)",
                                          self.settings.name, hook, job.id)
                 kind, with_ctx = self._shape(func)
-                call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind)
+                call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind,
+                               job.function)
                 with scope:
                     if job.heartbeat_secs:
                         async with trio.open_nursery() as nursery:
@@ -199,17 +200,17 @@ class Runner:
                         result = await executor.run(call)
                 if scope.cancelled_caught:
                     outcome, exc = classify(job, stop=running, now=trio.current_time())
-                else:
+                elif isinstance(result, Value):  # encoded where it ran (the executor's contract)
                     try:
-                        if isinstance(result, SerializedResult):  # encoded in a child process
-                            text = result.text
-                        else:
-                            text = encode(self.db.serializer, result, f"result of {job.function}")
-                        text = self._storable_result(job, text)
+                        text = self._storable_result(job, result.value)
                     except SerializationError as ser:
                         outcome, exc = classify(job, error=ser, final=True)
                     else:
                         outcome, exc = classify(job, result=text)
+                elif isinstance(result, Error):
+                    outcome, exc = classify(job, error=_unwrap(result.error))
+                else:  # an executor written for the old contract (a bare result)
+                    outcome, exc = classify(job, error=_not_an_outcome(executor, result), final=True)
             except trio.Cancelled:
                 # the whole worker is being cancelled: put the job back unspent
                 self._hand_over_now(interrupted(job))
@@ -286,6 +287,14 @@ class Runner:
             except (psycopg.Error, PoolTimeout) as ex:  # never the job's or the worker's end
                 logger.warning("worker %s: could not touch job %s (%s: %s); will retry",
                                settings.name, job.id, type(ex).__name__, first_line(ex))
+
+
+def _not_an_outcome(executor: Any, result: Any) -> WerkError:
+    return WerkError(
+        f"{type(executor).__name__}.run() returned {type(result).__name__}, not an outcome.Outcome: "
+        "an executor returns outcome.Value(the result encoded with the app's serializer) "
+        "or outcome.Error(the handler's exception) -- see werk_trio.executors.Executor"
+    )
 
 
 def _only_cancelled(exc: BaseException) -> bool:

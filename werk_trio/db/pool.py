@@ -2,8 +2,11 @@
 
 * At most ``max_size`` connections exist; ``getconn`` waits (cancellably, up to
   ``timeout``) when all are checked out and raises :class:`PoolTimeout` after.
-* ``open()`` opens ``min_size`` connections at once; connections found broken
-  are discarded, and the next caller opens a replacement.
+* ``async with Pool(...) as pool:`` opens ``min_size`` connections on entry
+  and closes the pool on exit (shielded, also when cancelled); ``open()`` and
+  ``close()`` do the same for a pool whose life is not one block (``Werk``'s
+  spans ``connect()`` .. ``disconnect()``). Connections found broken are
+  discarded, and the next caller opens a replacement.
 * Health check on checkout, with no round trip: an idle connection's socket
   should have nothing to read. If it has (the server closed it, or
   ``pg_terminate_backend`` killed it), libpq reads it; a connection that turns
@@ -103,6 +106,14 @@ class Pool:
             conn = self._idle.popleft()
             self._open -= 1
             await conn.close()
+
+    async def __aenter__(self) -> Pool:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with trio.CancelScope(shield=True):
+            await self.close()
 
     async def _new_connection(self) -> Connection[Any]:
         conn = await Connection.connect(self.conninfo, autocommit=True, **self._connect_kwargs)

@@ -3,9 +3,16 @@
 An executor gets a :class:`JobCall` (the resolved function, its arguments and
 the Context to inject) and runs it under the runner's cancel scope:
 
-* ``await executor.run(call)`` returns the handler's result or raises its
-  exception. A Trio cancel of the caller must stop the work (or, for threads,
-  abandon it on time) and propagate.
+* ``await executor.run(call)`` returns an :class:`outcome.Outcome` (trio-parallel's
+  contract): ``Value(text)``, the handler's result already encoded by the
+  serializer where it ran, or ``Error(exc)``, what the handler raised. A result
+  that cannot be encoded is ``Error`` of an exception marked ``final``
+  (:func:`unencodable`: retrying cannot help); a handler that itself raises
+  SerializationError is an ordinary error. The executor's own failure (the
+  job's process died: ChildDied; used outside ``running()``) raises, as
+  trio-parallel's BrokenWorkerError does. A Trio cancel of the caller must stop
+  the work (or, for threads, abandon it on time) and propagate; so does a
+  BaseException (SystemExit, KeyboardInterrupt) out of the handler.
 * ``async with executor.running():`` brackets the worker's life
   (pools, bridges) -- it is entered before the first job and left after the last.
 """
@@ -19,12 +26,15 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import WerkError
+import outcome
+
+from ..errors import SerializationError, WerkError
 from ..jobs import Context
+from ..serializers import encode
 
 __all__ = [
-    "ChildDied", "Executor", "HandlerKind", "JobCall", "RemoteError", "SerializedResult",
-    "asyncio_handler", "describe_exit", "handler_kind", "wants_context",
+    "ChildDied", "Executor", "HandlerKind", "JobCall", "RemoteError",
+    "asyncio_handler", "describe_exit", "encoded", "handler_kind", "unencodable", "wants_context",
 ]  # fmt: skip
 
 ASYNCIO_MARK = "__werk_asyncio__"
@@ -87,6 +97,8 @@ class JobCall:
     kwargs: dict[str, Any]
     ctx: Context | None
     kind: str
+    #: The job's function path (``job.function``): what an encoding error names.
+    function: str = ""
 
     def positional(self) -> tuple[Any, ...]:
         return (self.ctx, *self.args) if self.ctx is not None else self.args
@@ -104,20 +116,29 @@ class Executor(Protocol):
 
     def running(self) -> AbstractAsyncContextManager[None]: ...
 
-    async def run(self, call: JobCall) -> Any:
-        """Run one attempt: the handler's result (or a :class:`SerializedResult`,
-        encoded where it ran), or raise its exception. Cancellation: a cancel
-        of the caller stops the work (a thread is abandoned on time, a child
-        process killed) and propagates."""
+    async def run(self, call: JobCall) -> outcome.Outcome[str]:
+        """Run one attempt: ``Value`` of the handler's result encoded where it
+        ran, or ``Error`` of its exception (:func:`unencodable` when the result
+        could not be encoded). Cancellation: a cancel of the caller stops the
+        work (a thread is abandoned on time, a child process killed) and
+        propagates."""
 
 
-class SerializedResult:
-    """A result already encoded by the serializer (in a child process)."""
+def encoded(serializer: Any, value: Any, function: str) -> outcome.Outcome[str]:
+    """``Value`` of ``value`` encoded by ``serializer``, or ``Error`` of the
+    SerializationError, marked final (the inline and thread executors' step;
+    a child process does the same in ``_child.py``)."""
+    try:
+        return outcome.Value(encode(serializer, value, f"result of {function}"))
+    except SerializationError as exc:
+        exc.final = True
+        return outcome.Error(exc)
 
-    __slots__ = ("text",)
 
-    def __init__(self, text: str) -> None:
-        self.text = text
+def unencodable(exc: BaseException) -> bool:
+    """True for an executor's error that retrying cannot help: the result could
+    not be encoded (or a child could not even read its request)."""
+    return isinstance(exc, SerializationError | RemoteError) and exc.final
 
 
 class RemoteError(WerkError):
@@ -187,8 +208,8 @@ def child_request(call: JobCall, serializer: Any) -> Any:
                         _logging.current_job.get(), _logging.active_setup)
 
 
-def reply_to_result(reply: tuple[Any, ...]) -> SerializedResult:
-    """A child's reply as the executor's return value, or raise its error."""
+def reply_to_result(reply: tuple[Any, ...]) -> outcome.Outcome[str]:
+    """A child's reply as the executor's outcome: the encoded result or its error."""
     if reply[0] == "ok":
-        return SerializedResult(reply[1])
-    raise remote_error_from_reply(reply)
+        return outcome.Value(reply[1])
+    return outcome.Error(remote_error_from_reply(reply))

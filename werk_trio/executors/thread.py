@@ -35,21 +35,26 @@ import trio
 
 from .._logging import current_job
 from ..errors import WerkError
-from . import HandlerKind, JobCall
+from . import HandlerKind, JobCall, encoded
 
 logger = logging.getLogger("werk_trio.worker")
 
 __all__ = ["ThreadExecutor"]
 
 
-def _in_thread(call: JobCall, job: tuple[str, str, int] | None) -> Any:
+def _in_thread(call: JobCall, job: tuple[str, str, int] | None, serializer: Any) -> outcome.Outcome[str]:
+    """One attempt, in a pool thread: the result encoded here, or the error
+    (a BaseException too: ``run`` raises it in the Trio task)."""
     # the runner's current job, for the log records made in this thread (a
     # Trio or asyncio handler's loop copies it into its tasks)
     token = current_job.set(job)
     try:
-        return _call(call)
+        value = _call(call)
+    except BaseException as exc:
+        return outcome.Error(exc)
     finally:
         current_job.reset(token)
+    return encoded(serializer, value, call.function)
 
 
 def _call(call: JobCall) -> Any:
@@ -81,8 +86,11 @@ class _Call:
 class ThreadExecutor:
     name = "thread"
 
-    def __init__(self, concurrency: int, *, eager: bool = True) -> None:
+    def __init__(self, concurrency: int, serializer: Any = None, *, eager: bool = True) -> None:
         self.concurrency = concurrency
+        #: Encodes results, in the handler's thread (the app's serializer: a
+        #: Worker sets it when not given).
+        self.serializer: Any = serializer
         #: Start every thread with the pool (ThreadWorker: the threads will be
         #: needed), or only as calls need them (AsyncWorker's plain functions).
         self.eager = eager
@@ -147,13 +155,19 @@ class ThreadExecutor:
                 if item.abandoned:  # its job ended while it waited: never start it
                     continue
                 item.started = True
-            result = outcome.capture(_in_thread, item.call, item.job)
+            result = _in_thread(item.call, item.job, self.serializer)
+            # the waiting task is woken with the attempt's outcome as its value;
+            # a BaseException (SystemExit out of the handler) is raised in it
+            wake: outcome.Outcome[Any] = (
+                result if type(result) is outcome.Error and not isinstance(result.error, Exception)
+                else outcome.Value(result)
+            )
             with self._lock:
                 item.done = True
                 if item.abandoned:  # its job already ended: nobody waits
                     self.stuck -= 1
                     continue
-                self._results.append((item, result))
+                self._results.append((item, wake))
                 if self._delivery_due:
                     continue  # a delivery is on its way and will take this one too
                 self._delivery_due = True
@@ -167,11 +181,11 @@ class ThreadExecutor:
         with self._lock:
             results, self._results = self._results, []
             self._delivery_due = False
-        for item, result in results:
+        for item, wake in results:
             if not item.abandoned:
-                trio.lowlevel.reschedule(item.task, result)
+                trio.lowlevel.reschedule(item.task, wake)
 
-    async def run(self, call: JobCall) -> Any:
+    async def run(self, call: JobCall) -> outcome.Outcome[str]:
         if self._token is None:
             raise WerkError(
                 "the thread pool is not running: "
@@ -204,4 +218,5 @@ class ThreadExecutor:
         if grow:
             self._start_thread()
         self._calls.put(item)
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+        result: outcome.Outcome[str] = await trio.lowlevel.wait_task_rescheduled(abort)
+        return result

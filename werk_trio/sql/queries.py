@@ -75,7 +75,11 @@ SET_WORKERS_UNLOGGED = "ALTER TABLE {workers} SET UNLOGGED"
 # payload within a transaction); cheaper than a DISTINCT for one row, and no
 # dearer for 20,000.
 _KEY_CONFLICT = "ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING"
-INSERT_JOBS = """
+
+
+def _insert_jobs(conflict: str) -> str:
+    """INSERT_JOBS with ``conflict`` as its ON CONFLICT clause (or none)."""
+    return """
 WITH ins AS (
     INSERT INTO {jobs} (id, function, queue, status, priority, max_attempts, scheduled_at,
         expires_at, key, group_key, payload, timeout_secs, heartbeat_secs, meta, ttl, result_ttl,
@@ -96,22 +100,24 @@ WITH ins AS (
             rttl float8, fttl float8, on_s jsonb, on_f jsonb, on_x jsonb, ri float8[],
             rr integer, rs float8, rv float8[], cron text, fm text)
     ) AS input
-    """ + _KEY_CONFLICT + """
+    """ + conflict + """
     RETURNING id, status, queue, key, scheduled_at
 )
 SELECT now(), array_agg(id) FILTER (WHERE key IS NOT NULL) AS keyed,
-    count(pg_notify(%(channel)s, queue)) FILTER (WHERE status = 'queued') AS notified,
+    count(pg_notify({jobs_channel}, queue)) FILTER (WHERE status = 'queued') AS notified,
     -- jobs due later tell the workers of their queue when (flow control):
     -- one NOTIFY per queue with the earliest due time of the batch
-    (SELECT count(pg_notify(%(control)s, 'due:' || extract(epoch FROM d.due)::text || ':' || d.queue))
+    (SELECT count(pg_notify({control_channel}, 'due:' || extract(epoch FROM d.due)::text || ':' || d.queue))
        FROM (SELECT queue, min(scheduled_at) AS due FROM ins WHERE status = 'scheduled'
              GROUP BY queue) d) AS due_notified
 FROM ins
 """
 
+
+INSERT_JOBS = _insert_jobs(_KEY_CONFLICT)
 # The same for a batch without any _key, where no row can conflict: a plain
 # INSERT skips the speculative insertion ON CONFLICT does for every row.
-INSERT_JOBS_NO_KEYS = INSERT_JOBS.replace(_KEY_CONFLICT, "")
+INSERT_JOBS_NO_KEYS = _insert_jobs("")
 
 # enqueue_many of a batch RowBuilder.copyable says COPY can take (werk_trio/_bulk.py):
 # the rows in binary COPY, status and times left to the column defaults (queued,
@@ -145,7 +151,10 @@ ON CONFLICT DO NOTHING
 # Waiting jobs among %(ids)s whose dependencies have all ended: queue them, or
 # fail them with DependencyFailed when a dependency failed without
 # allow_failure. A dependency row whose parent was deleted counts as done.
-RESOLVE_WAITING = """
+def _resolve_waiting(waiting: str) -> str:
+    """RESOLVE_WAITING for the waiting jobs ``waiting`` selects (a WHERE clause
+    on ``d``, the dependency rows)."""
+    return """
 WITH cand AS (
     SELECT d.job_id,
         bool_and(p.id IS NULL OR p.status IN ('complete', 'failed', 'aborted')) AS all_done,
@@ -154,7 +163,7 @@ WITH cand AS (
     FROM {job_deps} d
     JOIN {jobs} w ON w.id = d.job_id AND w.status = 'waiting'
     LEFT JOIN {jobs} p ON p.id = d.depends_on
-    WHERE d.job_id = ANY(%(ids)s::uuid[])
+    """ + waiting + """
     GROUP BY d.job_id
 ), upd AS (
     UPDATE {jobs} j SET
@@ -171,10 +180,13 @@ WITH cand AS (
     RETURNING j.id, j.status, j.queue
 )
 SELECT id, status, queue,
-    (SELECT count(pg_notify(%(channel)s, q.queue))
+    (SELECT count(pg_notify({jobs_channel}, q.queue))
        FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS notified
 FROM upd
 """
+
+
+RESOLVE_WAITING = _resolve_waiting("WHERE d.job_id = ANY(%(ids)s::uuid[])")
 
 
 GET_DEPENDENCIES = """
@@ -235,18 +247,22 @@ SELECT queue, status, count(*) FROM {jobs} GROUP BY queue, status ORDER BY queue
 # queue's oldest due job is the earliest due head. Two index probes per
 # distinct (queue, priority), however long the backlog (counting the due rows
 # read all of a million-job backlog each refresh).
-_HEAD = """SELECT queue, priority, scheduled_at FROM {jobs}
-        WHERE status IN ('queued', 'scheduled') AND COND
+def _head(cond: str) -> str:
+    """The head of the dequeue index after ``cond`` (an ``AND ...`` or nothing)."""
+    return """SELECT queue, priority, scheduled_at FROM {jobs}
+        WHERE status IN ('queued', 'scheduled') """ + cond + """
         ORDER BY queue, priority DESC, scheduled_at, id LIMIT 1"""
+
+
 OLDEST_CLAIMABLE = """
 WITH RECURSIVE heads AS (
-    (""" + _HEAD.replace("AND COND", "") + """)
+    (""" + _head("") + """)
     UNION ALL
     SELECT n.queue, n.priority, n.scheduled_at FROM heads h CROSS JOIN LATERAL (
         SELECT * FROM (
-            (""" + _HEAD.replace("COND", "queue = h.queue AND priority < h.priority") + """)
+            (""" + _head("AND queue = h.queue AND priority < h.priority") + """)
             UNION ALL
-            (""" + _HEAD.replace("COND", "queue > h.queue") + """)
+            (""" + _head("AND queue > h.queue") + """)
         ) next_head LIMIT 1
     ) n
 )
@@ -281,7 +297,7 @@ WITH upd AS (
     WHERE id = %(id)s AND status IN ('complete', 'failed', 'aborted')
     RETURNING """ + JOB_COLUMNS + """
 )
-SELECT upd.*, pg_notify(%(channel)s, upd.queue) IS NULL FROM upd
+SELECT upd.*, pg_notify({jobs_channel}, upd.queue) IS NULL FROM upd
 """
 
 DELETE_JOB = "DELETE FROM {jobs} WHERE id = %(id)s RETURNING id"
@@ -301,7 +317,7 @@ WITH upd AS (
       AND (%(function)s::text IS NULL OR function = %(function)s)
     RETURNING queue
 )
-SELECT count(*), (SELECT count(pg_notify(%(channel)s, q.queue)) FROM (SELECT DISTINCT queue FROM upd) q)
+SELECT count(*), (SELECT count(pg_notify({jobs_channel}, q.queue)) FROM (SELECT DISTINCT queue FROM upd) q)
 FROM upd
 """
 
@@ -395,7 +411,7 @@ WITH upd AS (
     WHERE worker_id = %(id)s AND status = 'active'
     RETURNING id, attempts + 1 AS attempt, queue
 )
-SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+SELECT id, (SELECT count(pg_notify({jobs_channel}, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
 FROM upd
 """
@@ -417,7 +433,7 @@ WITH lost AS (
     FROM lost l WHERE j.id = l.id AND j.status = 'active' AND j.worker_id = %(worker_id)s
     RETURNING j.id, j.queue
 )
-SELECT id, (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+SELECT id, (SELECT count(pg_notify({jobs_channel}, q.queue))
               FROM (SELECT DISTINCT queue FROM upd) q) AS woke
 FROM upd
 """
@@ -733,7 +749,7 @@ WITH gone AS (
     DELETE FROM {rate_log} WHERE queue = %(name)s
         AND NOT EXISTS (SELECT 1 FROM {queues} f WHERE f.name = %(name)s AND f.rate_n IS NOT NULL)
 )
-SELECT pg_notify(%(control)s, 'queue:' || %(name)s), (SELECT count(*) FROM gone)
+SELECT pg_notify({control_channel}, 'queue:' || %(name)s), (SELECT count(*) FROM gone)
 """
 
 # ctx.set_progress: fenced by worker and attempt (a later attempt elsewhere is
@@ -856,16 +872,16 @@ WITH o AS (
     RETURNING id, status, queue
 )
 SELECT id, status, queue, failure_mode, kind, has_callbacks,
-    (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+    (SELECT count(pg_notify({jobs_channel}, q.queue))
        FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued'
              UNION SELECT queue FROM rep WHERE status = 'queued') q) AS woke,
-    (SELECT count(pg_notify(%(done_channel)s, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
+    (SELECT count(pg_notify({done_channel}, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
        FROM (SELECT string_agg(id::text, ',') AS ids FROM upd
              WHERE status IN ('complete', 'failed', 'aborted')) d
        WHERE d.ids IS NOT NULL) AS done,
     -- retries with back-off, repeats and snoozes tell the workers of their
     -- queue when they are due (flow control: on time, not at the next poll)
-    (SELECT count(pg_notify(%(control_channel)s,
+    (SELECT count(pg_notify({control_channel},
                             'due:' || extract(epoch FROM d.due)::text || ':' || d.queue))
        FROM (SELECT queue, min(scheduled_at) AS due FROM upd WHERE status = 'scheduled'
              GROUP BY queue) d) AS due
@@ -877,16 +893,15 @@ FROM upd
 # they find nothing to do). Dependents are locked by one statement and
 # resolved by the next, whose snapshot is taken after the locks are held, so a
 # parent finished concurrently by another worker is seen.
-RESOLVE_DEPENDENTS_OF = RESOLVE_WAITING.replace(
-    "WHERE d.job_id = ANY(%(ids)s::uuid[])",
-    "WHERE d.job_id IN (SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))",
+RESOLVE_DEPENDENTS_OF = _resolve_waiting(
+    "WHERE d.job_id IN (SELECT job_id FROM {job_deps} WHERE depends_on = ANY(%(ids)s::uuid[]))"
 )
 
 DELETE_FAILED = """
 DELETE FROM {jobs} WHERE id = ANY(%(ids)s::uuid[]) AND status = 'failed' AND failure_mode = 'delete'
 """
 
-NOTIFY_DONE = "SELECT pg_notify(%(channel)s, %(payload)s)"
+NOTIFY_DONE = "SELECT pg_notify({done_channel}, %(payload)s)"
 
 # Dependents of the given (now terminal) parents, locked: their resolution
 # runs as the next statement of the same transaction, with a fresh snapshot.
@@ -955,7 +970,7 @@ WITH lost AS (
     ON CONFLICT (job_id, attempt) DO NOTHING
 )
 SELECT id, status, queue,
-    (SELECT count(pg_notify(%(jobs_channel)s, q.queue))
+    (SELECT count(pg_notify({jobs_channel}, q.queue))
        FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued') q) AS woke
 FROM upd
 """
@@ -1178,9 +1193,11 @@ RETURNING queue
 
 # The end of both roll-ups: the span's mark moves to its end (when it moved
 # at all); returns how many roll-up rows were written.
-_MOVE_MARK = """
+def _move_mark(name: str) -> str:
+    """Move the ``name`` mark (a literal of this module, never input)."""
+    return """
 INSERT INTO {stats_marks} (name, at)
-SELECT 'MARK_NAME', last FROM span WHERE last > first
+SELECT '""" + name + """', last FROM span WHERE last > first
 ON CONFLICT (name) DO UPDATE SET at = excluded.at
 RETURNING (SELECT count(*) FROM ins)
 """
@@ -1204,7 +1221,7 @@ WITH span AS (
       AND j.completed_at >= span.first AND j.completed_at < span.last
     GROUP BY 2, 3, 4
     RETURNING 1
-)""" + _MOVE_MARK.replace("MARK_NAME", "throughput")
+)""" + _move_mark("throughput")
 
 # Roll the minute rows of every whole hour since the 'throughput_hour' mark
 # (first pass: since the oldest minute row) up to the minute mark into hour
@@ -1225,7 +1242,7 @@ WITH span AS (
     WHERE r.level = 'minute' AND r.bucket >= (SELECT first FROM span) AND r.bucket < (SELECT last FROM span)
     GROUP BY 2, 3, 4
     RETURNING 1
-)""" + _MOVE_MARK.replace("MARK_NAME", "throughput_hour")
+)""" + _move_mark("throughput_hour")
 
 # The finished rows by queue and status as of 5 s ago (the rows finished
 # since are counted by QUEUE_STATS itself), kept up to date incrementally: the
