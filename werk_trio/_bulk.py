@@ -93,6 +93,6 @@ async def _copy(
             write_row = copy.write_row
             for row in rows:
                 await write_row(row)
-        await cur.execute(statements.COPY_JOBS_NOTIFY, {"channel": statements.jobs_channel, "queues": queues})
+        await cur.execute(statements.COPY_JOBS_NOTIFY, {"queues": queues})
         now: datetime = (await cur.fetchone())[0]  # type: ignore[index]
     return now

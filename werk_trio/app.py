@@ -408,8 +408,7 @@ class Werk(FlowControl):
             return await copy_jobs(conn, self.sql, *copy), None
         # ON CONFLICT only when some job has a _key: no other row can conflict.
         insert = self.sql.INSERT_JOBS if builder.keyed else self.sql.INSERT_JOBS_NO_KEYS
-        params = {"rows": builder.rows_json(), "channel": self.sql.jobs_channel,
-                  "control": self.sql.control_channel}
+        params = {"rows": builder.rows_json()}
         if builder.deps:
             async with conn.transaction():
                 return await self._insert_with_deps(conn, builder, insert, params)
@@ -442,7 +441,7 @@ class Werk(FlowControl):
             },
         )
         cur = await conn.execute(
-            self.sql.RESOLVE_WAITING, {"ids": inserted, "channel": self.sql.jobs_channel}
+            self.sql.RESOLVE_WAITING, {"ids": inserted}
         )
         resolved = {row[0]: row[1] for row in await cur.fetchall()}
         for job in builder.jobs:

@@ -104,6 +104,9 @@ class Statements:
     COUNT_BY_STATUS: str
     CREATE_MIGRATIONS: str
     CREATE_SCHEMA: str
+    COPY_JOBS: str
+    COPY_JOBS_NOTIFY: str
+    COPY_JOBS_PLAIN: str
     CRON_ADVANCE: str
     CRON_DUE_SCHEDULES: str
     CRON_GET_LEASE: str

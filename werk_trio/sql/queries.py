@@ -132,7 +132,7 @@ FROM STDIN (FORMAT BINARY)
 # The same for a batch where no job sets any option: three columns.
 COPY_JOBS_PLAIN = "COPY {jobs} (id, function, payload) FROM STDIN (FORMAT BINARY)"
 COPY_JOBS_NOTIFY = """
-SELECT now(), count(pg_notify(%(channel)s, q)) FROM unnest(%(queues)s::text[]) AS q
+SELECT now(), count(pg_notify({jobs_channel}, q)) FROM unnest(%(queues)s::text[]) AS q
 """
 
 # Parents of new dependent jobs, locked so that none can finish (and miss the
