@@ -69,7 +69,7 @@ def copy_rows(builder: RowBuilder) -> tuple[bool, list[tuple[Any, ...]], list[st
 
 
 async def copy_jobs(
-    conn: Connection[Any], statements: Statements, options: bool, rows: list[tuple[Any, ...]],
+    conn: Connection[Any], sql: Statements, options: bool, rows: list[tuple[Any, ...]],
     queues: list[str],
 ) -> datetime:
     """COPY ``rows`` in (all COPY_JOBS columns if ``options``, else COPY_JOBS_PLAIN's)
@@ -78,21 +78,21 @@ async def copy_jobs(
     transaction (``_conn=``) as part of it, as the one INSERT_JOBS would be."""
     if conn.autocommit and conn.info.transaction_status is _IDLE:
         async with conn.transaction():
-            return await _copy(conn, statements, options, rows, queues)
-    return await _copy(conn, statements, options, rows, queues)
+            return await _copy(conn, sql, options, rows, queues)
+    return await _copy(conn, sql, options, rows, queues)
 
 
 async def _copy(
-    conn: Connection[Any], statements: Statements, options: bool, rows: list[tuple[Any, ...]],
+    conn: Connection[Any], sql: Statements, options: bool, rows: list[tuple[Any, ...]],
     queues: list[str],
 ) -> datetime:
-    statement, types = (statements.COPY_JOBS, _TYPES) if options else (statements.COPY_JOBS_PLAIN, _TYPES[:3])
+    statement, types = (sql.COPY_JOBS, _TYPES) if options else (sql.COPY_JOBS_PLAIN, _TYPES[:3])
     async with conn.cursor() as cur:
         async with cur.copy(statement) as copy:
             copy.set_types(types)
             write_row = copy.write_row
             for row in rows:
                 await write_row(row)
-        await cur.execute(statements.COPY_JOBS_NOTIFY, {"queues": queues})
+        await cur.execute(sql.COPY_JOBS_NOTIFY, {"queues": queues})
         now: datetime = (await cur.fetchone())[0]  # type: ignore[index]
     return now
