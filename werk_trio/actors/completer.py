@@ -120,6 +120,8 @@ class Completer:
         #: Fires after every successful write (tests await it).
         self.on_write = Pulse()
         self.refused = 0
+        #: Transactions written so far (a batch each; benchmarks divide by it).
+        self.batches = 0
 
     @property
     def written(self) -> int:
@@ -298,6 +300,7 @@ class Completer:
                     dependency_failures = await jobs_ended(
                         conn, sql, failed_dependents, decode=(db.serializer, db.decode_allowed)
                     )
+        self.batches += 1
         self.ledger.settled(batch, len(rows))  # written, or refused: no longer ours
         refused = len(batch) - len(rows)
         if refused:
