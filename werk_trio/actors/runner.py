@@ -31,7 +31,7 @@ from .._util import first_line
 from ..errors import PoolTimeout, SerializationError, UnknownTask
 from ..executors import JobCall, SerializedResult, handler_kind, wants_context
 from ..jobs import Context, Job
-from ..serializers import encode
+from ..serializers import JSONSerializer, encode
 from .classify import MAX_ERROR_CHARS, classify, failed, format_error, interrupted
 from .completer import Outcome
 from .ledger import Ledger, RunningJob
@@ -49,6 +49,8 @@ logger = logging.getLogger("werk_trio.worker")
 __all__ = ["MAX_ERROR_CHARS", "Hooks", "Runner", "RunningJob", "format_error"]
 
 Hook = Callable[..., Any]
+_NO_PAYLOAD: dict[str, Any] = {}
+_NO_KWARGS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,9 @@ class Runner:
         self.metrics = metrics
         self._owner = owner  # ctx.worker
         self._shapes: dict[Any, tuple[str, bool]] = {}
+        #: JSON's text for None (a handler with no return value), encoded once;
+        #: another serializer (which may not be deterministic) encodes each result.
+        self._none_text = "null" if type(db.serializer) is JSONSerializer else None
 
     def _shape(self, func: Any) -> tuple[str, bool]:
         """(handler kind, wants a Context) of ``func``, looked up once per function."""
@@ -188,7 +193,10 @@ class Runner:
                         logger.exception("worker %s: before_process hook %r raised (job %s)",
                                          self.settings.name, hook, job.id)
                 kind, with_ctx = self._shape(func)
-                call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind)
+                payload = job.payload or _NO_PAYLOAD
+                # copies (as job.args / job.kwargs make), so a handler changing them leaves the Job be
+                call = JobCall(func, tuple(payload.get("args", ())), dict(payload.get("kwargs", _NO_KWARGS)),
+                               ctx if with_ctx else None, kind)
                 with scope:
                     if job.heartbeat_secs:
                         async with trio.open_nursery() as nursery:
@@ -203,6 +211,8 @@ class Runner:
                     try:
                         if isinstance(result, SerializedResult):  # encoded in a child process
                             text = result.text
+                        elif result is None and self._none_text is not None:
+                            text = self._none_text  # the common result: encoded once
                         else:
                             text = encode(self.db.serializer, result, f"result of {job.function}")
                         text = self._storable_result(job, text)
