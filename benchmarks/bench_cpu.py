@@ -5,13 +5,15 @@ spends per job (``time.process_time()`` around the drain, divided by the
 jobs) is far less sensitive to what else runs. N no-op jobs are enqueued,
 then one AsyncWorker (in this process, ``burst=True``) drains them; the
 figure is the median of ``--runs`` drains, in microseconds per job. The
-server's CPU is not in it (it is another process).
+server's CPU is not in it (it is another process). Then the runner's share
+alone: the same number of real claimed rows run back to back through one
+Runner, no database in the loop (the least load-sensitive figure).
 
 ``--profile`` runs one more drain under cProfile and prints the top entries
 by own time.
 
 Run: ``python benchmarks/bench_cpu.py [--dsn ...] [--jobs 20000] [--runs 3]
-[--concurrency 50] [--executor async] [--profile]``.
+[--concurrency 50] [--profile]``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import _harness
 
 from werk_trio import AsyncWorker, EnqueueParams, Werk
+from werk_trio.actors.completer import Outcome
+from werk_trio.actors.runner import Runner
 
 NOOP = "bench_cpu.noop"
 
@@ -59,6 +63,28 @@ async def drain_cpu(
     return spent / jobs * 1e6, jobs / max(1, worker.poller.claims), jobs / max(1, writes)
 
 
+async def runner_cpu(app: Werk, jobs: int) -> float:
+    """Microseconds of CPU per job of the runner alone (decode the claimed row,
+    hooks, executor, classify, hand over), without the database: real rows are
+    claimed first, then one Runner runs them back to back; the outcomes are
+    dropped (the jobs stay claimed until the next truncate)."""
+    await app.truncate()
+    await app.enqueue_many([EnqueueParams(NOOP) for _ in range(jobs)])
+    worker = AsyncWorker(app, concurrency=1, handle_signals=False)
+    rows = await worker.poller.claim(jobs)
+    send, recv = trio.open_memory_channel[Outcome](len(rows))
+    runner = Runner(app, worker.db, worker.settings, worker.executor, worker.ledger,
+                    trio.Semaphore(len(rows)), worker.wake, send, worker.hooks, worker.progress, None, worker)
+    async with worker.executor.running():
+        start = time.process_time()
+        for row in rows:
+            await runner.run_row(row)
+        spent = time.process_time() - start
+    kinds = {recv.receive_nowait().kind for _ in rows}
+    assert kinds == {"complete"}, kinds
+    return spent / len(rows) * 1e6
+
+
 async def measure(dsn: str, schema: str, jobs: int, runs: int, concurrency: int, profile: bool) -> None:
     app = Werk(dsn, schema=schema, task_modules=["bench_cpu", "__main__"])
     app.register(noop, name=NOOP)
@@ -70,6 +96,9 @@ async def measure(dsn: str, schema: str, jobs: int, runs: int, concurrency: int,
         print(f"AsyncWorker c={concurrency}, {jobs:,} no-op jobs: {statistics.median(cpu):.1f} us CPU/job "
               f"(runs: {', '.join(f'{f:.1f}' for f in cpu)}); jobs per claim {per_claim:.1f}, "
               f"per write {per_write:.1f}")
+        alone = [await runner_cpu(app, min(jobs, 20_000)) for _ in range(runs)]
+        print(f"  of which the runner alone (no database): {statistics.median(alone):.1f} us CPU/job "
+              f"(runs: {', '.join(f'{f:.1f}' for f in alone)})")
         if profile:
             prof = cProfile.Profile(time.process_time)  # CPU, not wall time
             await drain_cpu(app, jobs, concurrency, prof)

@@ -272,8 +272,9 @@ class Completer:
         returns the callbacks due: (outcome, terminal status)."""
         db = self.db
         sql = db.sql
-        payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
-        ids = array_literal(o.job.id for o in batch)
+        rows_out = [o.as_row() for o in batch]
+        payload = json.dumps(rows_out, separators=(",", ":"))
+        ids = array_literal(r["id"] for r in rows_out)  # the ids as text already
         deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with db.pool.connection() as conn:
             # One pipeline, one Sync: its statements run as one implicit
