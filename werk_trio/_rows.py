@@ -447,6 +447,9 @@ def _check_numbers(row: Sequence[Any]) -> None:
     """Every seconds column finite and within 0..MAX_SECONDS (a row written
     past the API may hold NaN, Infinity or 1e300: each would break a worker
     once added to a clock)."""
+    if (row[18] is None and row[19] is None and row[22] is None and row[23] is None
+            and row[24] is None and row[30] is None and not row[28] and not row[31]):
+        return  # the common row (no timeouts, TTLs or intervals): nothing to check
     for at, column in _SECONDS_AT.items():
         value = row[at]
         if value is not None and not 0 <= value <= MAX_SECONDS:
@@ -464,11 +467,15 @@ def _check_numbers(row: Sequence[Any]) -> None:
 def _payload(value: Any) -> Any:
     if value is None:
         return None
+    if not isinstance(value, dict):
+        kwargs: Any = None
+    else:
+        kwargs = value.get("kwargs", {})
     if (
-        not isinstance(value, dict)
+        kwargs is None
         or not isinstance(value.get("args", []), list)
-        or not isinstance(value.get("kwargs", {}), dict)
-        or not all(isinstance(k, str) for k in value.get("kwargs", {}))
+        or not isinstance(kwargs, dict)
+        or (kwargs and not all(isinstance(k, str) for k in kwargs))
     ):
         raise _bad_column("payload", f"is not {{'args': [...], 'kwargs': {{...}}}}: {type(value).__name__}")
     return value
@@ -503,7 +510,7 @@ def job_from_row(
     _check_numbers(row)
     if allowed is not None and not allowed(function):
         payload = result = meta = None
-    decoded_meta = _decode_column(serializer, meta, "meta")
+    decoded_meta = None if meta is None else _decode_column(serializer, meta, "meta")
     if decoded_meta is not None and not isinstance(decoded_meta, dict):
         raise _bad_column("meta", f"is not a dict: {type(decoded_meta).__name__}")
     return Job(
@@ -517,9 +524,11 @@ def job_from_row(
         result=_decode_column(serializer, result, "result") if status not in _RUNNING else None,
         error=error, timeout_secs=timeout_secs, heartbeat_secs=heartbeat_secs, worker_id=worker_id,
         meta=decoded_meta or {}, ttl=ttl, result_ttl=result_ttl,
-        failure_ttl=failure_ttl, on_success=_decode_callback("on_success", on_success),
-        on_failure=_decode_callback("on_failure", on_failure),
-        on_stopped=_decode_callback("on_stopped", on_stopped),
+        failure_ttl=failure_ttl,
+        # most jobs have no callbacks: no call for a NULL column
+        on_success=None if on_success is None else _decode_callback("on_success", on_success),
+        on_failure=None if on_failure is None else _decode_callback("on_failure", on_failure),
+        on_stopped=None if on_stopped is None else _decode_callback("on_stopped", on_stopped),
         retry_intervals=retry_intervals, repeat_remaining=repeat_remaining,
         repeat_interval_secs=repeat_interval_secs, repeat_intervals=repeat_intervals,
         cron_name=cron_name, failure_mode=failure_mode,

@@ -120,6 +120,8 @@ class Completer:
         #: Fires after every successful write (tests await it).
         self.on_write = Pulse()
         self.refused = 0
+        #: Transactions written so far (a batch each; benchmarks divide by it).
+        self.batches = 0
 
     @property
     def written(self) -> int:
@@ -270,8 +272,9 @@ class Completer:
         returns the callbacks due: (outcome, terminal status)."""
         db = self.db
         sql = db.sql
-        payload = json.dumps([o.as_row() for o in batch], separators=(",", ":"))
-        ids = array_literal(o.job.id for o in batch)
+        rows_out = [o.as_row() for o in batch]
+        payload = json.dumps(rows_out, separators=(",", ":"))
+        ids = array_literal(r["id"] for r in rows_out)  # the ids as text already
         deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with db.pool.connection() as conn:
             # One pipeline, one Sync: its statements run as one implicit
@@ -298,6 +301,7 @@ class Completer:
                     dependency_failures = await jobs_ended(
                         conn, sql, failed_dependents, decode=(db.serializer, db.decode_allowed)
                     )
+        self.batches += 1
         self.ledger.settled(batch, len(rows))  # written, or refused: no longer ours
         refused = len(batch) - len(rows)
         if refused:

@@ -49,6 +49,8 @@ logger = logging.getLogger("werk_trio.worker")
 __all__ = ["MAX_ERROR_CHARS", "Hooks", "Runner", "RunningJob", "format_error"]
 
 Hook = Callable[..., Any]
+_NO_PAYLOAD: dict[str, Any] = {}
+_NO_KWARGS: dict[str, Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,8 +190,10 @@ class Runner:
                         logger.exception("worker %s: before_process hook %r raised (job %s)",
                                          self.settings.name, hook, job.id)
                 kind, with_ctx = self._shape(func)
-                call = JobCall(func, tuple(job.args), job.kwargs, ctx if with_ctx else None, kind,
-                               job.function)
+                payload = job.payload or _NO_PAYLOAD
+                # copies (as job.args / job.kwargs make), so a handler changing them leaves the Job be
+                call = JobCall(func, tuple(payload.get("args", ())), dict(payload.get("kwargs", _NO_KWARGS)),
+                               ctx if with_ctx else None, kind, job.function)
                 with scope:
                     if job.heartbeat_secs:
                         async with trio.open_nursery() as nursery:

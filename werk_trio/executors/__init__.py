@@ -30,7 +30,7 @@ import outcome
 
 from ..errors import SerializationError, WerkError
 from ..jobs import Context
-from ..serializers import encode
+from ..serializers import JSONSerializer, encode
 
 __all__ = [
     "ChildDied", "Executor", "HandlerKind", "JobCall", "RemoteError",
@@ -128,6 +128,10 @@ def encoded(serializer: Any, value: Any, function: str) -> outcome.Outcome[str]:
     """``Value`` of ``value`` encoded by ``serializer``, or ``Error`` of the
     SerializationError, marked final (the inline and thread executors' step;
     a child process does the same in ``_child.py``)."""
+    if value is None and type(serializer) is JSONSerializer:
+        # the common result (a handler with no return value), without the encoder;
+        # another serializer, which need not be deterministic, encodes every result
+        return outcome.Value("null")
     try:
         return outcome.Value(encode(serializer, value, f"result of {function}"))
     except SerializationError as exc:
