@@ -284,12 +284,11 @@ class Completer:
             async with conn.pipeline():
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
-                    {"outcomes": payload, "worker_id": self.settings.id, "jobs_channel": sql.jobs_channel,
-                     "done_channel": sql.done_channel, "control_channel": sql.control_channel},
+                    {"outcomes": payload, "worker_id": self.settings.id},
                 )  # fmt: skip
                 await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
                 dep = await conn.execute(
-                    sql.RESOLVE_DEPENDENTS_OF, {"ids": ids, "channel": sql.jobs_channel}
+                    sql.RESOLVE_DEPENDENTS_OF, {"ids": ids}
                 )
                 if deletes:
                     await conn.execute(sql.DELETE_FAILED, {"ids": ids})
