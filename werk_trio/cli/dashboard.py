@@ -86,6 +86,9 @@ async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
     for row in await werk.get_queue_depth_history(minutes=minutes, queue=queue, bucket_secs=60):
         snap.depth.setdefault(row["queue"], []).append(int(row["queued"]) + int(row["scheduled"]))
     snap.workers = [worker_dict(w) for w in await werk.list_workers()]
+    # online from the same read as the DEAD mark, so that no worker counts as
+    # both (get_queue_stats reads the clock at another instant)
+    snap.online = sum(w["state"] == "alive" for w in snap.workers)
     if queue is not None:
         snap.workers = [w for w in snap.workers if queue in w["queues"]]
     for job in await werk.list_jobs(status=["active", "aborting"], queue=queue, limit=1000):
