@@ -336,26 +336,35 @@ async def test_priority_strategy_orders_by_priority_across_queues(app: Werk) -> 
         assert [int(x.split(":")[1]) for x in LOG] == [9, 7, 5, 3, 1, 0]
 
 
+async def _drain_three_queues_round_robin(app: Werk) -> None:
+    """c's jobs are the oldest and a's have the highest priority, so neither
+    may win alone; one RoundRobin burst worker at concurrency 1 drains them."""
+    for queue, n, prio in [("c", 3, 0), ("b", 2, 0), ("a", 4, 5)]:
+        for i in range(n):
+            await app.enqueue(label, f"{queue}{i}", _queue=queue, _priority=prio)
+    w = make_worker(
+        app, queues=["a", "b", "c"], concurrency=1, burst=True,
+        dequeue_strategy=DequeueStrategy.RoundRobin,
+    )  # fmt: skip
+    await w.run()
+
+
+def _assert_turns_across_three_queues() -> None:
+    order = [x[0] for x in LOG]
+    assert len(order) == 9, order
+    # while all three queues have jobs, every run of three takes one from each
+    assert sorted(order[0:3]) == ["a", "b", "c"], order
+    assert sorted(order[3:6]) == ["a", "b", "c"], order
+    # then b is empty and a and c alternate
+    assert sorted(order[6:9]) == ["a", "a", "c"] and order[6] != order[7], order
+    # within a queue, the usual order (index = enqueue order)
+    assert [x for x in LOG if x[0] == "a"] == ["a0", "a1", "a2", "a3"]
+
+
 async def test_round_robin_takes_turns_across_queues(app: Werk) -> None:
     with trio.fail_after(10):
-        # c's jobs are the oldest and a's have the highest priority: neither may win alone
-        for queue, n, prio in [("c", 3, 0), ("b", 2, 0), ("a", 4, 5)]:
-            for i in range(n):
-                await app.enqueue(label, f"{queue}{i}", _queue=queue, _priority=prio)
-        w = make_worker(
-            app, queues=["a", "b", "c"], concurrency=1, burst=True,
-            dequeue_strategy=DequeueStrategy.RoundRobin,
-        )  # fmt: skip
-        await w.run()
-        order = [x[0] for x in LOG]
-        assert len(order) == 9
-        # while all three queues have jobs, every run of three takes one from each
-        assert sorted(order[0:3]) == ["a", "b", "c"]
-        assert sorted(order[3:6]) == ["a", "b", "c"]
-        # then b is empty and a and c alternate
-        assert sorted(order[6:9]) == ["a", "a", "c"] and order[6] != order[7]
-        # within a queue, the usual order (index = enqueue order)
-        assert [x for x in LOG if x[0] == "a"] == ["a0", "a1", "a2", "a3"]
+        await _drain_three_queues_round_robin(app)
+        _assert_turns_across_three_queues()
 
 
 async def test_random_strategy_serves_every_queue(app: Werk) -> None:
@@ -384,20 +393,8 @@ async def test_round_robin_and_random_hold_on_limited_queues(app: Werk) -> None:
         await app.set_queue_limit("a", 50)
         await app.set_queue_limit("b", 50)
         await app.set_rate_limit("b", 1000, 1)
-        for queue, n, prio in [("c", 3, 0), ("b", 2, 0), ("a", 4, 5)]:
-            for i in range(n):
-                await app.enqueue(label, f"{queue}{i}", _queue=queue, _priority=prio)
-        w = make_worker(
-            app, queues=["a", "b", "c"], concurrency=1, burst=True,
-            dequeue_strategy=DequeueStrategy.RoundRobin,
-        )  # fmt: skip
-        await w.run()
-        order = [x[0] for x in LOG]
-        # Priority would run a's four first; turns take one from each queue
-        assert sorted(order[0:3]) == ["a", "b", "c"], order
-        assert sorted(order[3:6]) == ["a", "b", "c"], order
-        assert sorted(order[6:9]) == ["a", "a", "c"] and order[6] != order[7], order
-        assert [x for x in LOG if x[0] == "a"] == ["a0", "a1", "a2", "a3"]
+        await _drain_three_queues_round_robin(app)
+        _assert_turns_across_three_queues()  # Priority would run a's four first
 
         LOG.clear()
         for i in range(20):
