@@ -31,7 +31,7 @@ from ._logging import install_record_factory
 from ._progress import WorkerProgress
 from .actors.abort_watcher import AbortWatcher
 from .actors.callbacks import Callbacks
-from .actors.completer import Completer, Outcome
+from .actors.completer import OUTCOMES_PER_SLOT, Completer, Outcome
 from .actors.heartbeater import Heartbeater
 from .actors.ledger import Ledger, RunningJob
 from .actors.listener import QueueListener
@@ -149,7 +149,9 @@ class Worker:
         self.health = health = DbHealth()
         self.slots = trio.Semaphore(settings.capacity)
         # runners -> completer: bounded, so a stalled database stops claiming
-        self._outcomes_send, outcomes_recv = trio.open_memory_channel[Outcome](settings.capacity)
+        self._outcomes_send, outcomes_recv = trio.open_memory_channel[Outcome](
+            OUTCOMES_PER_SLOT * settings.capacity
+        )
         # completer -> callbacks
         callbacks_send, callbacks_recv = trio.open_memory_channel[tuple[Outcome, str]](settings.capacity)
         self.progress = WorkerProgress(db, settings.id)  # ctx.set_progress (flow control)
@@ -438,7 +440,7 @@ class Worker:
 
     async def _pipeline(self, task_status: trio.TaskStatus[None]) -> None:
         """Poller -> runners (bounded to ``capacity``); runners -> completer
-        (each runner holds a clone of the outcomes channel; the original
+        (``OUTCOMES_PER_SLOT * capacity``; each runner holds a clone, the original
         closes here once they all have theirs)."""
         send, recv = trio.open_memory_channel[Row](self.capacity)
         runner = functools.partial(

@@ -33,6 +33,7 @@ from werk_trio import (
     ThreadWorker,
     Werk,
 )
+from werk_trio.actors.completer import OUTCOMES_PER_SLOT
 from werk_trio.testing import make_worker, running, until, wait_for_status
 
 # --- handlers (module level: the app allows functions under tests/) -----------
@@ -784,7 +785,7 @@ async def test_async_worker_starts_threads_only_for_plain_functions(app: Werk) -
 async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outcomes(app: Werk) -> None:
     """Backpressure: while the completer's write cannot commit (a lock on the
     table its statement reads), runners hand their outcomes to a channel
-    bounded to the worker's capacity, then wait with their slots held, and
+    bounded to OUTCOMES_PER_SLOT x the worker's capacity, then wait with their slots held, and
     the poller claims nothing more. Once the write goes through, every job
     completes."""
     with trio.fail_after(60):
@@ -792,9 +793,11 @@ async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outc
         w = make_worker(app, queues=["stall"], concurrency=2, sweep_interval=3600)
         assert w.capacity == 2
 
+        bound = OUTCOMES_PER_SLOT * 2
+
         def stalled() -> bool:
             outcomes = w.completer._outcomes.statistics()
-            return outcomes.current_buffer_used == 2 and outcomes.tasks_waiting_send == 2
+            return outcomes.current_buffer_used == bound and outcomes.tasks_waiting_send == 2
 
         async with trio.open_nursery() as nursery:
             async with app.connection() as blocker, blocker.transaction():
@@ -803,9 +806,9 @@ async def test_a_stalled_database_write_stops_claiming_instead_of_piling_up_outc
                 await until(stalled)
                 assert w.slots.value == 0, "the waiting runners keep their slots: no claim can start"
                 # one batch in flight + a full channel + one outcome per waiting runner
-                assert w.poller.claimed <= 2 + 2 + 2, w.poller.claimed
+                assert w.poller.claimed <= 2 + bound + 2, w.poller.claimed
                 counts = await app.counts()
-                assert counts["stall"]["queued"] >= 60 - 6, counts
+                assert counts["stall"]["queued"] >= 60 - (2 + bound + 2), counts
             # the lock is gone: the stalled write commits and draining resumes
             for job in jobs:
                 assert job
