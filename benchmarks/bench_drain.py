@@ -7,10 +7,12 @@ Measured in one run against one server:
   LIMIT n) RETURNING id`` then ``UPDATE ... SET status = 'done'``, batch 1 and
   batch 100, each its own durable commit. The baseline of the drain table.
 * werk: N no-op jobs drained by one AsyncWorker at concurrency 10 and 50 (in
-  this process), and by four ``werk worker --burst`` processes at once; the
-  four-process rate is taken on the database clock, N / (last
-  ``completed_at`` - first ``started_at``), so the interpreters' start-up is
-  not in it.
+  this process), at its defaults and at its fastest documented setting for
+  short jobs (``prefetch=concurrency``: the next claim overlaps the running
+  jobs, as pgqueuer's ``batch_size`` does; docs/guides/performance.md), and
+  by four ``werk worker --burst`` processes at once; the four-process rate
+  is taken on the database clock, N / (last ``completed_at`` - first
+  ``started_at``), so the interpreters' start-up is not in it.
 * idle wake-up latency: an idle AsyncWorker (poll_interval 30 s, so only
   NOTIFY can wake it); jobs enqueued 20 ms apart; enqueue -> start on the
   database clock (``started_at - enqueued_at``), p50 and p99, against a raw
@@ -186,6 +188,10 @@ async def _fill(app: Werk, jobs: int, groups_deps: bool) -> None:
     await app.enqueue_many(deps)
 
 
+def _prefetched(concurrency: int) -> str:
+    return f"werk AsyncWorker, concurrency {concurrency}, prefetch {concurrency}"
+
+
 async def werk_drain(app: Werk, jobs: int, concurrency: int, groups_deps: bool = False,
                      **options: Any) -> float:
     await _fill(app, jobs, groups_deps)
@@ -260,6 +266,8 @@ async def measure(
     results.declare(SECTION, "raw floor, claim 1 + complete (psycopg)", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 10", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 50", "jobs/s")
+    for c in (10, 50):
+        results.declare(SECTION, _prefetched(c), "jobs/s")
     if worker_metrics:
         results.declare(SECTION, METRICS_ON, "jobs/s")
     results.declare(SECTION, FOUR, "jobs/s")
@@ -273,6 +281,8 @@ async def measure(
                         await trio.to_thread.run_sync(raw_floor, dsn, schema, min(jobs, 2000), 1))
             results.add(SECTION, "werk AsyncWorker, concurrency 10", jobs, await werk_drain(werk, jobs, 10))
             results.add(SECTION, "werk AsyncWorker, concurrency 50", jobs, await werk_drain(werk, jobs, 50))
+            for c in (10, 50):
+                results.add(SECTION, _prefetched(c), jobs, await werk_drain(werk, jobs, c, prefetch=c))
             if worker_metrics:  # the same drain, interleaved, with the worker's counters on
                 results.add(SECTION, METRICS_ON, jobs, await werk_drain(werk, jobs, 50, metrics_port=0))
             results.add(SECTION, FOUR, jobs, await werk_four_processes(werk, dsn, schema, jobs))

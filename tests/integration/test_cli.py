@@ -258,6 +258,21 @@ async def test_version_completion_and_colour(app: Werk, dsn: str, schema: str) -
             assert "queued" in plain and not re.search(r"\x1b\[3\dm", plain), (env, plain)
 
 
+async def test_worker_prefetch_option(app: Werk, dsn: str, schema: str) -> None:
+    """--prefetch reaches the worker and a negative one is refused: one runner
+    with three prefetched claims all four jobs in one statement (one started_at,
+    the claim's transaction time); without it, each claim takes one."""
+    with trio.fail_after(90):
+        bad = await invoke(dsn, schema, "worker", APP, "--prefetch", "-1", "--burst")
+        assert bad.code == 2 and "--prefetch" in bad.stderr and "-1" in bad.stderr, bad.stderr
+        jobs = [await app.enqueue("tests.cliapp.add", i) for i in range(4)]
+        (await invoke(dsn, schema, "worker", APP, "-c", "1", "--prefetch", "3", "--burst",
+                      "-l", "WARNING")).ok()  # fmt: skip
+        done = [await app.get_job(job.id) for job in jobs if job]
+        assert [j.status for j in done] == ["complete"] * 4
+        assert len({j.started_at for j in done}) == 1, [j.started_at for j in done]
+
+
 async def test_pgwerk_command_lines_run_unchanged(app: Werk, dsn: str, schema: str, tmp_path: Path) -> None:
     """The command lines of pgwerk's CLI guide, APP aside, as real processes."""
     workers = {

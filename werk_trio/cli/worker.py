@@ -16,6 +16,9 @@ from ._common import app_argument, comma_list, connected, log_options, run
               help="Comma-separated queues to consume.")
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=10, show_default=True,
               help="Maximum concurrent jobs.")
+@click.option("--prefetch", type=click.IntRange(min=0), default=None,
+              help="Jobs claimed ahead of free runners (default: 0; process and fork: "
+                   "--concurrency). Short jobs drain faster with --prefetch = --concurrency.")
 @click.option("-w", "--worker-type", type=click.Choice(WORKER_TYPES), default="async", show_default=True)
 @click.option("--burst", is_flag=True, help="Exit once nothing is left to do.")
 @click.option("--shutdown-timeout", type=float, default=None, help="Seconds running jobs get at shutdown.")
