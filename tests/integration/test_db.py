@@ -24,7 +24,7 @@ import trio.testing
 from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from werk_trio import PoolTimeout, WerkError
+from werk_trio import ConfigError, PoolTimeout, WerkError
 from werk_trio.db import RECONNECTED, Connection, Listener, Pool, connect
 from werk_trio.testing import until
 
@@ -627,7 +627,7 @@ async def test_pool_configure_runs_once_per_new_connection(dsn: str) -> None:
 
 def test_pool_rejects_bad_sizes() -> None:
     for lo, hi in ((-1, 2), (3, 2), (0, 0)):
-        with pytest.raises(ValueError, match="min_size"):
+        with pytest.raises(ConfigError, match="min_size"):  # a WerkError, as every bad argument
             Pool("host=/tmp", min_size=lo, max_size=hi)
 
 

@@ -31,7 +31,7 @@ import psycopg
 import trio
 from psycopg import pq
 
-from ..errors import PoolTimeout
+from ..errors import ConfigError, PoolTimeout
 from .connection import CANCEL_TIMEOUT, Connection, _ready_now
 
 __all__ = ["Pool"]
@@ -62,7 +62,10 @@ class Pool:
         **connect_kwargs: Any,
     ) -> None:
         if min_size < 0 or max_size < 1 or min_size > max_size:
-            raise ValueError(f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}")
+            raise ConfigError(
+                f"Pool sizes need 0 <= min_size <= max_size and max_size >= 1, got min_size={min_size}, "
+                f"max_size={max_size}: raise max_size or lower min_size"
+            )
         self.conninfo = conninfo
         self.min_size = min_size
         self.max_size = max_size
