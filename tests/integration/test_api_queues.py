@@ -121,6 +121,21 @@ async def test_bad_bodies_are_422s_naming_the_field(
             assert await app.list_queues() == [], "a refused change changed nothing"
 
 
+async def test_queue_and_cron_names_with_a_slash_are_reachable(app: Werk) -> None:
+    """A name may hold "/": the name is the rest of the path before the action,
+    sent raw or percent-encoded."""
+    with trio.fail_after(30):
+        async with api_server(app, worker=False) as srv:
+            r = await srv.http.post("/api/queues/team%2Fmail/pause")
+            assert r.status_code == 200 and r.json()["name"] == "team/mail" and r.json()["paused"], r.text
+            r = await srv.http.put("/api/queues/team/mail/limits", json={"max_running": 2})
+            assert r.status_code == 200 and r.json()["name"] == "team/mail", r.text
+            [queue] = await app.list_queues()
+            assert (queue.name, queue.paused, queue.max_running) == ("team/mail", True, 2)
+            r = await srv.http.post("/api/cron/no/such/schedule/pause")
+            assert r.status_code == 404 and "no/such/schedule" in r.text, r.text
+
+
 async def test_job_endpoint_shows_progress(app: Werk) -> None:
     GATES["report"] = trio.Event()
     with trio.fail_after(30):

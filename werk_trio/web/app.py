@@ -403,19 +403,19 @@ async def _cron(werk: Werk, name: str, change: Callable[[str], Awaitable[Any]]) 
         raise ApiError(409, str(ex), field="name") from None
 
 
-@api.post("/cron/{name}/trigger", tags=["cron"], summary="Enqueue one run of a cron schedule now")
+@api.post("/cron/{name:path}/trigger", tags=["cron"], summary="Enqueue one run of a cron schedule now")
 async def trigger_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
     job = await _cron(werk, name, werk.trigger_cron_job)
     return {"triggered": True, "name": name, "job": JobResponse.from_job(job).model_dump(mode="json")}
 
 
-@api.post("/cron/{name}/pause", tags=["cron"], summary="Pause a cron schedule")
+@api.post("/cron/{name:path}/pause", tags=["cron"], summary="Pause a cron schedule")
 async def pause_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
     await _cron(werk, name, werk.pause_cron)
     return {"paused": True, "name": name}
 
 
-@api.post("/cron/{name}/resume", tags=["cron"], summary="Resume a paused cron schedule")
+@api.post("/cron/{name:path}/resume", tags=["cron"], summary="Resume a paused cron schedule")
 async def resume_cron(name: str = CronName, werk: Werk = WerkDep) -> dict[str, Any]:
     await _cron(werk, name, werk.resume_cron)
     return {"resumed": True, "name": name}
@@ -443,18 +443,18 @@ async def _queue_change(werk: Werk, name: str, change: Awaitable[None], field: s
     return QueueResponse.from_info(found.get(name) or QueueInfo(name))
 
 
-@api.post("/queues/{name}/pause", tags=["queues"],
+@api.post("/queues/{name:path}/pause", tags=["queues"],
           summary="Pause a queue: no worker starts its jobs (running ones finish)")
 async def pause_queue(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
     return await _queue_change(werk, name, werk.pause_queue(name), None)
 
 
-@api.post("/queues/{name}/resume", tags=["queues"], summary="Resume a paused queue")
+@api.post("/queues/{name:path}/resume", tags=["queues"], summary="Resume a paused queue")
 async def resume_queue(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
     return await _queue_change(werk, name, werk.resume_queue(name), None)
 
 
-@api.put("/queues/{name}/limits", tags=["queues"],
+@api.put("/queues/{name:path}/limits", tags=["queues"],
          summary="Set a queue's global concurrency limit (max_running null removes it)")
 async def set_queue_limit(data: QueueLimitRequest, name: str = QueueName,
                           werk: Werk = WerkDep) -> QueueResponse:
@@ -465,12 +465,12 @@ async def set_queue_limit(data: QueueLimitRequest, name: str = QueueName,
     return await _queue_change(werk, name, change, "partition_by")
 
 
-@api.delete("/queues/{name}/limits", tags=["queues"], summary="Remove a queue's concurrency limit")
+@api.delete("/queues/{name:path}/limits", tags=["queues"], summary="Remove a queue's concurrency limit")
 async def clear_queue_limit(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
     return await _queue_change(werk, name, werk.set_queue_limit(name, None), None)
 
 
-@api.put("/queues/{name}/rate", tags=["queues"],
+@api.put("/queues/{name:path}/rate", tags=["queues"],
          summary="Set a queue's rate limit: at most n jobs started per per_seconds")
 async def set_rate_limit(data: QueueRateRequest, name: str = QueueName,
                          werk: Werk = WerkDep) -> QueueResponse:
@@ -478,7 +478,7 @@ async def set_rate_limit(data: QueueRateRequest, name: str = QueueName,
     return await _queue_change(werk, name, change, "partition_by")
 
 
-@api.delete("/queues/{name}/rate", tags=["queues"], summary="Remove a queue's rate limit")
+@api.delete("/queues/{name:path}/rate", tags=["queues"], summary="Remove a queue's rate limit")
 async def clear_rate_limit(name: str = QueueName, werk: Werk = WerkDep) -> QueueResponse:
     return await _queue_change(werk, name, werk.set_rate_limit(name, None), None)
 
@@ -559,13 +559,14 @@ ROUTERS = (public, api, root)
 
 
 def route_table(*, documented: bool = False) -> list[tuple[str, str]]:
-    """``(method, path)`` of every endpoint (``documented``: only those in the
+    """``(method, path)`` of every endpoint, paths as the OpenAPI document writes them
+    (``{name}``, not ``{name:path}``; ``documented``: only those in the
     OpenAPI document)."""
     out: list[tuple[str, str]] = []
     for router in ROUTERS:
         for route in router.routes:
             if isinstance(route, APIRoute) and (route.include_in_schema or not documented):
-                out.extend((m, route.path) for m in sorted(set(route.methods or ()) - {"HEAD"}))
+                out.extend((m, route.path_format) for m in sorted(set(route.methods or ()) - {"HEAD"}))
     return out
 
 
