@@ -17,7 +17,7 @@ import psycopg
 import trio
 
 from . import sql as sqlmod
-from ._bulk import copy_jobs, copy_rows
+from ._bulk import copy_jobs, copy_rows, stream_jobs, streamable
 from ._logging import setup_logging
 from ._maintenance import sweep_once
 from ._rows import RowBuilder, bare_job, check_text, execution_from_row, job_from_row, split_options
@@ -386,17 +386,27 @@ class Werk(FlowControl):
                         ".meta...); nothing was enqueued"
                     ) from ex
         builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
-        builder.add_all(items)
         if conn is None:
             # getconn/putconn, not pool.connection(): two context-manager
             # layers are a tenth of a single enqueue's own time.
             pool = self.pool
+            if streamable(items):  # large and plain: built while the COPY runs
+                own = await pool.getconn()
+                try:
+                    copied = await stream_jobs(own, self.sql, builder, items)
+                finally:
+                    await pool.putconn(own)
+                if copied is not None:
+                    return builder.finish(copied, None)
+                builder = RowBuilder(self.serializer, self.config.max_payload_bytes)
+            builder.add_all(items)
             own = await pool.getconn()
             try:
                 now, keyed = await self._insert(own, builder)
             finally:
                 await pool.putconn(own)
         else:
+            builder.add_all(items)
             now, keyed = await self._insert(self._check_conn(conn), builder)
         return builder.finish(now, keyed)
 

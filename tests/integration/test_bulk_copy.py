@@ -46,17 +46,34 @@ def noop(*args: Any, **kwargs: Any) -> None:
     pass
 
 
+class Copies(list[int]):
+    """Rows of each batch that went in by COPY; ``streamed``: those of them streamed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streamed: list[int] = []
+
+
 @pytest.fixture
-def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """The number of rows of each batch that went in by COPY (the real copy_jobs runs)."""
-    seen: list[int] = []
-    real = bulk.copy_jobs
+def copies(monkeypatch: pytest.MonkeyPatch) -> Iterator[Copies]:
+    """The number of rows of each batch that went in by COPY, whole (copy_jobs) or
+    streamed (stream_jobs, when it did not hand the batch back); the real ones run."""
+    seen = Copies()
+    real, real_stream = bulk.copy_jobs, bulk.stream_jobs
 
     async def counting(conn: Any, statements: Any, options: bool, rows: list[Any], queues: list[str]) -> Any:
         seen.append(len(rows))
         return await real(conn, statements, options, rows, queues)
 
+    async def counting_stream(conn: Any, statements: Any, builder: Any, items: Any) -> Any:
+        now = await real_stream(conn, statements, builder, items)
+        if now is not None:
+            seen.append(len(items))
+            seen.streamed.append(len(items))
+        return now
+
     monkeypatch.setattr(app_module, "copy_jobs", counting)
+    monkeypatch.setattr(app_module, "stream_jobs", counting_stream)
     yield seen
 
 
@@ -101,7 +118,7 @@ def anonymous(job: Job | None) -> Job:
 
 
 async def test_copy_and_insert_give_the_same_jobs_and_rows(
-    app: Werk, dsn: str, copies: list[int], monkeypatch: pytest.MonkeyPatch
+    app: Werk, dsn: str, copies: Copies, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with trio.fail_after(60):
         by_copy = await app.enqueue_many(specs(N))
@@ -129,7 +146,7 @@ async def test_copy_and_insert_give_the_same_jobs_and_rows(
         assert [r["id"] for r in rows(dsn, app)] == [j.id for j in by_copy if j]
 
 
-async def test_plain_batch_without_options(app: Werk, dsn: str, copies: list[int]) -> None:
+async def test_plain_batch_without_options(app: Werk, dsn: str, copies: Copies) -> None:
     with trio.fail_after(30):
         jobs = await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(N)])
         assert copies == [N]
@@ -140,7 +157,7 @@ async def test_plain_batch_without_options(app: Werk, dsn: str, copies: list[int
         assert payloads[:2] == ['{"args":[0],"kwargs":{}}', '{"args":[1],"kwargs":{}}']
 
 
-async def test_copy_follows_the_callers_transaction(app: Werk, dsn: str, copies: list[int]) -> None:
+async def test_copy_follows_the_callers_transaction(app: Werk, dsn: str, copies: Copies) -> None:
     with trio.fail_after(30):
         async with app.connection() as conn:
             with pytest.raises(RuntimeError, match="undo"):
@@ -156,7 +173,7 @@ async def test_copy_follows_the_callers_transaction(app: Werk, dsn: str, copies:
         assert [r["id"] for r in rows(dsn, app)] == [j.id for j in jobs if j]
 
 
-async def test_a_batch_with_keys_or_timed_jobs_takes_insert(app: Werk, copies: list[int]) -> None:
+async def test_a_batch_with_keys_or_timed_jobs_takes_insert(app: Werk, copies: Copies) -> None:
     with trio.fail_after(30):
         taken = await app.enqueue(noop, _key="taken")
         assert taken is not None
@@ -175,7 +192,7 @@ async def test_a_batch_with_keys_or_timed_jobs_takes_insert(app: Werk, copies: l
         assert all(stored[j.id] == j for j in out if j)
 
 
-async def test_hostile_values_are_refused_before_the_copy(dsn: str, schema: str, copies: list[int]) -> None:
+async def test_hostile_values_are_refused_before_the_copy(dsn: str, schema: str, copies: Copies) -> None:
     with trio.fail_after(30):
         async with Werk(dsn, schema=schema, max_payload_bytes=1000) as app:
             batch = specs(N)
@@ -223,7 +240,7 @@ async def test_the_garbage_collector_is_paused_only_while_a_large_batch_is_built
 
 
 async def test_copy_on_a_connection_outside_autocommit_waits_for_its_commit(
-    app: Werk, dsn: str, copies: list[int]
+    app: Werk, dsn: str, copies: Copies
 ) -> None:
     with trio.fail_after(30):
         async with app.connection() as conn:
@@ -251,3 +268,76 @@ async def test_a_cancelled_copy_inserts_all_or_nothing(app: Werk, dsn: str) -> N
             # the pool's connections are still usable
             assert await app.enqueue(noop, 1) is not None
         assert (True, 0) in seen and (False, 5000) in seen
+
+
+async def test_a_streamed_batch_gives_the_rows_insert_gives(
+    app: Werk, dsn: str, copies: Copies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built and copied in many steps (STREAM_ROWS small): the same rows and Jobs
+    as INSERT_JOBS, every step's queues notified (an idle worker of a queue only
+    a late step has wakes)."""
+    with trio.fail_after(60):
+        monkeypatch.setattr(bulk, "STREAM_ROWS", 7)
+        batch = specs(N)
+        batch[-1] = EnqueueParams(procapp.noop_job, queue="late", priority=1)  # the last step only
+        worker = AsyncWorker(app, queues=["late"], poll_interval=30, handle_signals=False)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            await idle(worker)
+            streamed = await app.enqueue_many(batch)
+            assert copies == copies.streamed == [N]
+            late = streamed[-1]
+            assert late is not None
+            assert (await app.wait_for(late.id, timeout=10)).status is JobStatus.COMPLETE
+            worker.stop(now=True)
+        streamed_rows = [r for r in rows(dsn, app) if r["queue"] != "late"]
+        await app.truncate()
+        monkeypatch.setattr(bulk, "COPY_MIN_ROWS", N + 1)
+        inserted = await app.enqueue_many(batch)
+        assert copies == [N], "the second batch went in by INSERT_JOBS"
+        inserted_rows = [r for r in rows(dsn, app) if r["queue"] != "late"]
+        assert [anonymous(j) for j in streamed[:-1]] == [anonymous(j) for j in inserted[:-1]]
+        assert len(streamed_rows) == len(inserted_rows) == N - 1
+        for a, b in zip(streamed_rows, inserted_rows, strict=True):
+            assert timeless(a) == timeless(b)
+
+
+async def test_a_streamed_batch_that_needs_other_columns_starts_over(
+    app: Werk, dsn: str, copies: Copies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first step sets no option (three columns), a later one does: the
+    streamed COPY is rolled back and the whole batch goes in by one COPY of all
+    columns -- each job once, as given."""
+    with trio.fail_after(30):
+        monkeypatch.setattr(bulk, "STREAM_ROWS", 10)
+        batch = [EnqueueParams(noop, (i,)) for i in range(N)]
+        batch[-3] = EnqueueParams(noop, ("opt",), queue="other", priority=4)
+        jobs = await app.enqueue_many(batch)
+        assert copies == [N] and copies.streamed == [], "one whole COPY, the streamed one rolled back"
+        stored = rows(dsn, app)
+        assert [r["id"] for r in stored] == [j.id for j in jobs if j] and len(stored) == N
+        opt = [(r["queue"], r["priority"]) for r in stored if r["payload"].startswith('{"args":["opt"]')]
+        assert opt == [("other", 4)]
+        got = await app.get_jobs([j.id for j in jobs if j])
+        assert all(j is not None and got[j.id] == j for j in jobs)
+
+
+async def test_a_refusal_in_a_late_step_inserts_nothing(
+    dsn: str, schema: str, copies: Copies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value refused after the streamed COPY began (its step comes last) ends
+    the COPY and rolls it back: the error, nothing inserted, the connection fine."""
+    with trio.fail_after(30):
+        monkeypatch.setattr(bulk, "STREAM_ROWS", 10)
+        async with Werk(dsn, schema=schema, max_payload_bytes=1000) as app:
+            for bad, error, match in (
+                (EnqueueParams(noop, group="a\x00b"), ConfigError, "_group contains a NUL"),
+                (EnqueueParams(noop, (object(),)), SerializationError, "payload of"),
+                (EnqueueParams(noop, ("y" * 5000,)), PayloadTooLarge, "max_payload_bytes"),
+            ):
+                batch = [EnqueueParams(noop, (i,)) for i in range(N)] + [bad]
+                with pytest.raises(error, match=match):
+                    await app.enqueue_many(batch)
+                assert copies == [] and rows(dsn, app) == []
+            assert len(await app.enqueue_many([EnqueueParams(noop, (i,)) for i in range(N)])) == N
+            assert copies == copies.streamed == [N] and len(rows(dsn, app)) == N
