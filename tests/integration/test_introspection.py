@@ -205,6 +205,99 @@ async def test_finished_counts_follow_removals_between_passes(stats_app: Werk) -
         assert finished_of(rows) == await exact_finished(app) and total == 4
 
 
+LIVE = ("scheduled", "queued", "active", "aborting", "waiting")
+
+
+def live_of(counts: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    got = {q: {s: n for s, n in c.items() if s in LIVE and n} for q, c in counts.items()}
+    return {q: c for q, c in got.items() if c}
+
+
+async def test_live_counts_follow_every_change(stats_app: Werk) -> None:
+    """get_queue_stats' live numbers equal counts(), which counts every row,
+    after each kind of change and after the statistics pass: the guard for
+    any cheaper way of counting them (issue 18; benchmarks/README.md,
+    bench_scale.py, has the designs measured)."""
+    global release
+    release = trio.Event()
+    app = stats_app
+    jobs = app.sql.idents["jobs"]
+
+    async def agree(what: str) -> dict[str, dict[str, int]]:
+        exact = live_of(await app.counts())
+        assert live_of(by_queue((await app.get_queue_stats())[0])) == exact, what
+        return exact
+
+    with trio.fail_after(60):
+        await app.enqueue(ok, 1, _queue="a")
+        await app.enqueue_many([EnqueueParams(ok, (n,), queue="a") for n in range(300)])  # by COPY
+        await app.enqueue_many([EnqueueParams(ok, (n,), queue="b", key=f"k{n}") for n in range(3)])
+        later = await app.enqueue(ok, 2, _queue="c", _delay=3600)
+        assert later
+        await app.enqueue(ok, 3, _queue="c", _depends_on=later)
+        enqueued = {"a": {"queued": 301}, "b": {"queued": 3}, "c": {"scheduled": 1, "waiting": 1}}
+        assert await agree("enqueued") == enqueued
+        await app.sweep()  # the statistics pass
+        assert await agree("swept") == enqueued
+
+        # claimed (active), marked for abort (aborting: the worker looks only
+        # hourly), then finished (the marked one as aborted)
+        holding = [await app.enqueue(held, _queue="h") for _ in range(3)]
+        worker = make_worker(app, queues=["h"], abort_interval=3600)
+        async with running(worker):
+            for job in holding:
+                assert job
+                await wait_for_status(app, job.id, "active")
+            assert (await agree("claimed"))["h"] == {"active": 3}
+            assert holding[0] and await app.abort_job(holding[0].id)
+            assert (await agree("aborting"))["h"] == {"active": 2, "aborting": 1}
+            await app.sweep()
+            assert (await agree("swept"))["h"] == {"active": 2, "aborting": 1}
+            release.set()
+            for job in holding:
+                assert job
+                await wait_for_status(app, job.id, "complete", "aborted")
+        assert "h" not in await agree("finished")
+
+        # completed, retried (failed -> queued -> failed), a dependent resolved
+        await app.enqueue(boom, _queue="r", _retry=2)
+        await drain(app, "a", "b", "r")
+        assert await agree("drained") == {"c": {"scheduled": 1, "waiting": 1}}
+        assert await app.cancel_job(later.id)  # the dependent is resolved: it fails with it
+        assert await agree("cancelled") == {}
+
+        # requeued (finished -> queued), one at a time and in bulk; deleted; purged
+        done = await app.list_jobs(queue="a", status="complete", limit=5)
+        assert await app.requeue_job(done[0].id)
+        assert await app.bulk_requeue_jobs(queue="r") == 1
+        assert await agree("requeued") == {"a": {"queued": 1}, "r": {"queued": 1}}
+        await app.delete_job(done[0].id)
+        assert await app.purge_jobs(["queued"], queue="r") == 1
+        assert await agree("deleted") == {}
+        await app.sweep()
+        assert await agree("swept") == {}
+
+        # expired by the sweep (a ttl passed), cancelled in bulk
+        await app.enqueue(ok, 4, _queue="e", _ttl=3600)
+        await app.enqueue(ok, 5, _queue="e")
+        async with app.connection() as conn:
+            await conn.execute(sql.SQL("UPDATE {} SET expires_at = now() - interval '1 s'"
+                                       " WHERE queue = 'e' AND ttl IS NOT NULL").format(jobs))
+        await app.sweep()
+        assert await agree("expired") == {"e": {"queued": 1}}
+        assert await app.bulk_cancel_jobs() == 1
+        assert await agree("cancelled in bulk") == {}
+        await app.sweep()
+        assert await agree("swept") == {}
+
+        # a truncate empties the counts with the table
+        await app.enqueue(ok, 6, _queue="t")
+        await app.sweep()
+        await app.truncate()
+        assert await agree("truncated") == {}
+        assert await app.get_queue_stats() == ([], 0, 0)
+
+
 async def test_queue_stats_of_an_empty_app(app: Werk) -> None:
     with trio.fail_after(10):
         assert await app.get_queue_stats() == ([], 0, 0)
