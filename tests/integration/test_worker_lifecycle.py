@@ -437,6 +437,26 @@ async def test_stop_now_requeues_at_once(app: Werk) -> None:
         assert (back.status, back.attempts) == ("queued", 0)
 
 
+async def test_an_abort_the_worker_has_not_seen_yet_wins_over_its_shutdown(app: Werk) -> None:
+    """abort_job on a running job, then its worker stops before the abort-watcher
+    looks (abort_interval an hour): the job ends aborted, as asked -- not queued
+    to run again -- the same as the sweeper does with an aborting job of a dead worker."""
+    with trio.fail_after(10):
+        job = await app.enqueue(hang, "abort, then stop", _retry=3)
+        assert job
+        w = make_worker(app, abort_interval=3600, shutdown_timeout=30)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(w.run)
+            await until(lambda: ("start", "abort, then stop") in LOG)
+            assert await app.abort_job(job.id) is True
+            w.stop(now=True)
+        back = await app.get_job(job.id)
+        assert (back.status, back.attempts) == ("aborted", 1), (back.status, back.attempts)
+        assert back.completed_at is not None
+        execs = await app.get_executions(job.id)
+        assert [(e.attempt, e.status) for e in execs] == [(1, "aborted")]
+
+
 async def test_cancelling_the_nursery_requeues_at_once_and_deregisters(app: Werk) -> None:
     with trio.fail_after(10):
         job = await app.enqueue(hang, "cancel")  # one attempt only: a spent one would fail it

@@ -786,8 +786,10 @@ WITH o AS (
 ), cur AS (
     SELECT j.id, j.attempts, j.started_at, o.kind, o.result, o.error, o.delay, o.next,
         CASE
-            WHEN o.kind = 'requeue' THEN 'queued'
+            -- an abort asked for wins over everything, a shutdown's requeue too
+            -- (as RESCUE_JOBS ends an aborting job of a dead worker)
             WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
+            WHEN o.kind = 'requeue' THEN 'queued'
             WHEN o.kind = 'snooze' THEN
                 CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
             WHEN o.kind = 'complete' THEN 'complete'
