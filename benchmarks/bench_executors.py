@@ -19,16 +19,24 @@ start-up out), and a raw ``os.fork()`` per job from a small Python process
 (fork, the child runs the no-op and ``os._exit(0)``, the parent reaps it; four
 at a time), which is what the fork server does per job. werk's per-job
 overhead over each is its time per job divided by the raw one (issue 18's
-target: <= 1.5x).
+target: <= 1.5x). Two more rows say what those ratios hold beside the
+executor: an AsyncWorker with the same concurrency 4 and prefetch 4 (the
+ProcessWorker's default) running the async no-op, i.e. the queue's own claim,
+run and completion at that concurrency with no child at all; and the raw fork
+again from a process that first imports ``bench_executors`` (werk_trio,
+trio, psycopg: what the fork server holds for these jobs), since fork and
+exit cost grows with the size of the forking process.
 
 Run: ``python benchmarks/bench_executors.py [--dsn ...] [--jobs 2000] [--runs 3]``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -45,6 +53,8 @@ FORK = "ForkWorker against a raw fork per job (no-op, 4 at a time)"
 SECTION = ("drain of no-op jobs, concurrency 4 (process/fork) or 50 (async/thread); database"
            " clock, first start -> last completion")
 WALL = "the same drains, wall clock of worker.run() including its start-up (pool spawns, fork server)"
+QUEUE_ALONE = "werk AsyncWorker, c=4, prefetch 4 (no child)"
+LOADED_FORK = "raw os.fork() per job, werk_trio imported"
 NOOP = "bench_executors.noop"
 BURN = "bench_executors.burn"
 
@@ -72,16 +82,18 @@ def _app(dsn: str, schema: str) -> Werk:
     return app
 
 
-async def drain(app: Werk, schema: str, kind: str, jobs: int) -> tuple[float, float]:
+async def drain(app: Werk, schema: str, kind: str, jobs: int, concurrency: int | None = None,
+                **options: Any) -> tuple[float, float]:
     """(seconds on the database clock from the first job's start to the last
     one's completion, wall seconds of the whole run including the worker's
     start-up: the process pool's spawns, the fork server)."""
     await app.truncate()
     func = "bench_executors.anoop" if kind == "async" else NOOP
     await app.enqueue_many([EnqueueParams(func) for _ in range(jobs)])
-    concurrency = 4 if kind in ("process", "fork") else 50
+    if concurrency is None:
+        concurrency = 4 if kind in ("process", "fork") else 50
     worker = worker_class(kind)(app, concurrency=concurrency, burst=True, handle_signals=False,
-                                poll_interval=0.5)
+                                poll_interval=0.5, **options)
     start = time.perf_counter()
     await worker.run()
     elapsed = time.perf_counter() - start
@@ -118,8 +130,11 @@ async def raw_trio_parallel(jobs: int, concurrency: int = 4) -> float:
 # a time, and prints the seconds it took: the raw cost of what the fork
 # server does per job (fork, the child's work and exit, the reaping).
 _RAW_FORK = """
-import os, sys, time
+import importlib, os, sys, time
 jobs, concurrency = int(sys.argv[1]), int(sys.argv[2])
+if len(sys.argv) > 3:  # a module to hold before forking, and the path to find it on
+    sys.path[:0] = sys.argv[4].split(os.pathsep)
+    importlib.import_module(sys.argv[3])
 def noop():
     pass
 start = time.perf_counter()
@@ -137,9 +152,13 @@ print(time.perf_counter() - start)
 """
 
 
-async def raw_fork(jobs: int, concurrency: int = 4) -> float:
-    done = await trio.run_process([sys.executable, "-c", _RAW_FORK, str(jobs), str(concurrency)],
-                                  capture_stdout=True)
+async def raw_fork(jobs: int, concurrency: int = 4, preload: str | None = None) -> float:
+    """Seconds for ``jobs`` forks, ``concurrency`` at a time, from a bare
+    interpreter or (``preload``) one that imported that module first."""
+    argv = [sys.executable, "-c", _RAW_FORK, str(jobs), str(concurrency)]
+    if preload is not None:
+        argv += [preload, os.pathsep.join(sys.path)]
+    done = await trio.run_process(argv, capture_stdout=True)
     return float(done.stdout.decode())
 
 
@@ -163,8 +182,10 @@ async def measure(dsn: str, schema: str, runs: int, jobs: int, results: _harness
         results.declare(WALL, f"{kind}", "jobs/s", baseline=kind == "async")
     results.declare(PROCESS, "raw trio_parallel run_sync per job", "jobs/s", baseline=True)
     results.declare(PROCESS, "werk ProcessWorker, concurrency 4", "jobs/s")
+    results.declare(PROCESS, QUEUE_ALONE, "jobs/s")
     results.declare(FORK, "raw os.fork() per job", "jobs/s", baseline=True)
     results.declare(FORK, "werk ForkWorker, concurrency 4", "jobs/s")
+    results.declare(FORK, LOADED_FORK, "jobs/s")
     async with app:
         for _ in range(runs):
             for kind in kinds:
@@ -175,9 +196,12 @@ async def measure(dsn: str, schema: str, runs: int, jobs: int, results: _harness
                     results.add(PROCESS, "werk ProcessWorker, concurrency 4", jobs, span)
                     raw = await raw_trio_parallel(jobs)
                     results.add(PROCESS, "raw trio_parallel run_sync per job", jobs, raw)
+                    alone, _ = await drain(app, schema, "async", jobs, 4, prefetch=4)
+                    results.add(PROCESS, QUEUE_ALONE, jobs, alone)
                 if kind == "fork":
                     results.add(FORK, "werk ForkWorker, concurrency 4", jobs, span)
                     results.add(FORK, "raw os.fork() per job", jobs, await raw_fork(jobs))
+                    results.add(FORK, LOADED_FORK, jobs, await raw_fork(jobs, preload="bench_executors"))
         t0 = time.perf_counter()
         burn(200_000)
         rounds = max(100_000, int(200_000 * 0.25 / max(time.perf_counter() - t0, 1e-3)))
@@ -208,6 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     ):
         cost = results.median(section, raw_row) / results.median(section, werk_row)
         print(f"{werk_row:<36} {cost:5.2f}x the cost of a {raw_row}")
+    for section, werk_row, raw_row, what in (
+        (PROCESS, "werk ProcessWorker, concurrency 4", QUEUE_ALONE, "the queue alone at c=4"),
+        (FORK, "werk ForkWorker, concurrency 4", LOADED_FORK, "a raw fork of a process holding werk_trio"),
+    ):
+        cost = results.median(section, raw_row) / results.median(section, werk_row)
+        print(f"{werk_row:<36} {cost:5.2f}x the cost of {what}")
     print("\n" + _harness.load_note("at end"))
     return 0
 
