@@ -452,9 +452,10 @@ async def test_an_abort_the_worker_has_not_seen_yet_wins_over_its_shutdown(app: 
             w.stop(now=True)
         back = await app.get_job(job.id)
         assert (back.status, back.attempts) == ("aborted", 1), (back.status, back.attempts)
-        assert back.completed_at is not None
+        assert back.completed_at is not None and back.error is not None
+        assert back.error.startswith("aborted by request (abort_job)"), back.error
         execs = await app.get_executions(job.id)
-        assert [(e.attempt, e.status) for e in execs] == [(1, "aborted")]
+        assert [(e.attempt, e.status, e.error) for e in execs] == [(1, "aborted", back.error)]
 
 
 async def test_cancelling_the_nursery_requeues_at_once_and_deregisters(app: Werk) -> None:

@@ -784,7 +784,11 @@ WITH o AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json)
         AS o(id uuid, attempt integer, kind text, result text, error text, delay float8, next uuid)
 ), cur AS (
-    SELECT j.id, j.attempts, j.started_at, o.kind, o.result, o.error, o.delay, o.next,
+    SELECT j.id, j.attempts, j.started_at, o.kind, o.result,
+        CASE WHEN o.kind = 'requeue' AND j.status = 'aborting'
+             THEN 'aborted by request (abort_job); its worker stopped before it saw the request'
+             ELSE o.error END AS error,
+        o.delay, o.next,
         CASE
             -- an abort asked for wins over everything, a shutdown's requeue too
             -- (as RESCUE_JOBS ends an aborting job of a dead worker)
@@ -816,7 +820,8 @@ WITH o AS (
                         ELSE j.attempts END,
         result = CASE WHEN c.kind = 'complete' THEN c.result ELSE j.result END,
         error = CASE WHEN c.kind = 'complete' THEN NULL
-                     WHEN c.kind = 'requeue' OR c.new_status IN ('queued', 'scheduled') AND c.kind = 'snooze'
+                     WHEN c.kind = 'requeue' AND c.new_status <> 'aborted'
+                          OR c.new_status IN ('queued', 'scheduled') AND c.kind = 'snooze'
                      THEN j.error
                      ELSE c.error END,
         completed_at = CASE WHEN c.new_status IN ('complete', 'failed', 'aborted') THEN now() END,
