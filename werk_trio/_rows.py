@@ -391,9 +391,12 @@ class RowBuilder:
         got = set(keyed_ids or ())
         return [job for job in self.jobs if job.key is None or job.id in got]
 
-    def finish(self, now: datetime, keyed_ids: Sequence[uuid.UUID] | None) -> list[Job | None]:
+    def finish(self, now: datetime | None, keyed_ids: Sequence[uuid.UUID] | None) -> list[Job | None]:
         """The result of enqueueing: each Job with the times the database gave it
-        (``now`` is the statement's ``now()``), or None where its key was taken."""
+        (``now`` is the statement's ``now()``), or None where its key was taken.
+        ``now`` None: nothing was inserted (INSERT_JOB's one keyed job lost its key)."""
+        if now is None:
+            return [None] * len(self.jobs)
         for job in self.jobs:
             job.enqueued_at = job.scheduled_at = now
         if self._timed:

@@ -416,18 +416,28 @@ class Werk(FlowControl):
         copy = copy_rows(builder)
         if copy is not None:
             return await copy_jobs(conn, self.sql, *copy), None
-        # ON CONFLICT only when some job has a _key: no other row can conflict.
-        insert = self.sql.INSERT_JOBS if builder.keyed else self.sql.INSERT_JOBS_NO_KEYS
         params = {"rows": builder.rows_json()}
         if builder.deps:
             async with conn.transaction():
-                return await self._insert_with_deps(conn, builder, insert, params)
-        cur = await conn.execute(insert, params)
+                return await self._insert_with_deps(conn, builder, params)
+        return await self._insert_rows(conn, builder, params)
+
+    async def _insert_rows(
+        self, conn: Connection[Any], builder: RowBuilder, params: dict[str, Any]
+    ) -> tuple[Any, Any]:
+        """INSERT_JOBS (INSERT_JOB for one job): (now(), ids of the keyed rows inserted)."""
+        sql = self.sql
+        # ON CONFLICT only when some job has a _key: no other row can conflict.
+        if len(builder.jobs) == 1:
+            cur = await conn.execute(sql.INSERT_JOB if builder.keyed else sql.INSERT_JOB_NO_KEY, params)
+            row = await cur.fetchone()
+            return (None, ()) if row is None else (row[0], row[1])  # no row: its key was taken
+        cur = await conn.execute(sql.INSERT_JOBS if builder.keyed else sql.INSERT_JOBS_NO_KEYS, params)
         now, keyed = (await cur.fetchone())[:2]  # type: ignore[index]
         return now, keyed
 
     async def _insert_with_deps(
-        self, conn: Connection[Any], builder: RowBuilder, insert: str, params: dict[str, Any]
+        self, conn: Connection[Any], builder: RowBuilder, params: dict[str, Any]
     ) -> tuple[Any, Any]:
         parents = sorted({p for _, p, _ in builder.deps})
         cur = await conn.execute(self.sql.LOCK_PARENTS, {"ids": parents})
@@ -438,8 +448,7 @@ class Werk(FlowControl):
                 f"cannot depend on job(s) {', '.join(missing)}: no such job (never enqueued, "
                 "or already deleted)"
             )
-        cur = await conn.execute(insert, params)
-        now, keyed = (await cur.fetchone())[:2]  # type: ignore[index]
+        now, keyed = await self._insert_rows(conn, builder, params)
         inserted = [job.id for job in builder.inserted(keyed)]
         await conn.execute(
             self.sql.INSERT_DEPS,

@@ -112,10 +112,12 @@ async def finish(app: Werk, job: Job, status: str, *, days_ago: float = 0) -> No
 
 
 @asynccontextmanager
-async def listening(app: Werk) -> AsyncIterator[trio.MemoryReceiveChannel[Any]]:
-    """Notifications on the app's new-jobs channel."""
+async def listening(
+    app: Werk, channels: list[str] | None = None
+) -> AsyncIterator[trio.MemoryReceiveChannel[Any]]:
+    """Notifications on the app's new-jobs channel (or on ``channels``)."""
     send, receive = trio.open_memory_channel[Any](100)
-    listener = Listener(app.dsn, [app.sql.jobs_channel], send)
+    listener = Listener(app.dsn, channels or [app.sql.jobs_channel], send)
     async with trio.open_nursery() as nursery:
         await nursery.start(listener.run)
         yield receive
@@ -562,6 +564,29 @@ async def test_enqueue_notifies_the_queue(app: Werk) -> None:
             assert {(await notes.receive()).payload for _ in range(2)} == {"a", "b"}
 
 
+def _epoch_text(at: datetime) -> str:
+    """``extract(epoch FROM at)::text``: seconds with six decimals, exactly."""
+    us = (at - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+
+async def test_a_job_due_later_tells_its_queue_when(app: Werk) -> None:
+    """One job (INSERT_JOB) and a batch (INSERT_JOBS) send the same control
+    note: 'due:<epoch of its scheduled_at>:<queue>', the batch's earliest."""
+    with trio.fail_after(10):
+        async with listening(app, [app.sql.control_channel]) as notes:
+            one = await app.enqueue(noop, _queue="later", _delay=60)
+            assert one is not None
+            note = await notes.receive()
+            assert note.payload == f"due:{_epoch_text(one.scheduled_at)}:later"
+            jobs = await app.enqueue_many(
+                [EnqueueParams(noop, queue="soon", delay=90), EnqueueParams(noop, queue="soon", delay=30)]
+            )
+            first = min(j.scheduled_at for j in jobs if j is not None)
+            note = await notes.receive()
+            assert note.payload == f"due:{_epoch_text(first)}:soon"
+
+
 async def test_long_schema_and_prefix_still_notify(dsn: str) -> None:
     """Channel names are limited to 63 bytes; the longest valid names must work."""
     schema = "t_" + uuid.uuid4().hex + "x" * 6  # 40 characters
@@ -616,6 +641,8 @@ async def test_enqueue_is_one_round_trip_and_a_taken_key_returns_none(app: Werk)
         assert trips == [1]
         assert first is not None
         assert await app.enqueue(noop, _key="once") is None
+        # a taken key with times to compute from now(): still None, nothing inserted
+        assert await app.enqueue(noop, _key="once", _delay=5, _ttl=60) is None
         assert await job_count(app) == 1
         await app.delete_job(first)
         again = await app.enqueue(noop, _key="once")  # the key is free once the row is gone

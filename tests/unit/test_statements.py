@@ -35,6 +35,10 @@ def test_derived_statements_differ_only_where_they_should() -> None:
     keyed, plain = statements.INSERT_JOBS, statements.INSERT_JOBS_NO_KEYS
     assert "ON CONFLICT (key)" in keyed and "ON CONFLICT" not in plain
     assert keyed.replace(" ON CONFLICT (key) WHERE key IS NOT NULL DO NOTHING", "").split() == plain.split()
+    # one job: the same INSERT, answered by its own RETURNING instead of the CTE's aggregate
+    for one, many in ((statements.INSERT_JOB, keyed), (statements.INSERT_JOB_NO_KEY, plain)):
+        assert many.split()[:4] == ["WITH", "ins", "AS", "("] and not one.lstrip().startswith("WITH")
+        assert one.split("RETURNING")[0].split() == many.split("RETURNING")[0].split()[4:]
     by_id, by_parent = statements.RESOLVE_WAITING, statements.RESOLVE_DEPENDENTS_OF
     assert "WHERE d.job_id = ANY(%(ids)s::uuid[])" in by_id
     assert "depends_on = ANY(%(ids)s::uuid[])" in by_parent and "d.job_id = ANY" not in by_parent

@@ -145,6 +145,8 @@ class Statements:
     GET_WORKER: str
     HEARTBEAT_WORKER: str
     INSERT_DEPS: str
+    INSERT_JOB: str
+    INSERT_JOB_NO_KEY: str
     INSERT_JOBS: str
     INSERT_JOBS_NO_KEYS: str
     JOB_COLUMNS: str
