@@ -41,7 +41,11 @@ __all__ = ["Ledger", "RunningJob"]
 
 @dataclass(slots=True)
 class RunningJob:
-    """A job in a runner, as the abort-watcher and shutdown see it."""
+    """A job in a runner, as the abort-watcher and shutdown see it.
+
+    ``scope`` is its runner's cancel scope, which the runner's next jobs run in
+    too: stop the job with :meth:`abort` or :meth:`shutdown`, which do nothing
+    once it ended (a RunningJob kept past its job stops no other one)."""
 
     job: Job
     scope: trio.CancelScope
@@ -49,14 +53,18 @@ class RunningJob:
     shutdown_at: float = math.inf
     aborted: bool = False
     ctx: Context | None = field(default=None)
+    #: The job ended: its runner deregistered it.
+    ended: bool = False
 
     def abort(self) -> None:
-        self.aborted = True
-        self.scope.cancel()
+        if not self.ended:
+            self.aborted = True
+            self.scope.cancel()
 
     def shutdown(self, deadline: float) -> None:
-        self.shutdown_at = min(self.shutdown_at, deadline)
-        self.scope.deadline = min(self.scope.deadline, deadline)
+        if not self.ended:
+            self.shutdown_at = min(self.shutdown_at, deadline)
+            self.scope.deadline = min(self.scope.deadline, deadline)
 
 
 class Ledger:
@@ -104,7 +112,9 @@ class Ledger:
         self._running[running.job.id] = running
 
     def stop_running(self, job_id: uuid.UUID) -> None:
-        self._running.pop(job_id, None)
+        running = self._running.pop(job_id, None)
+        if running is not None:
+            running.ended = True
 
     def count(self, kind: str) -> None:
         stats = self._stats
