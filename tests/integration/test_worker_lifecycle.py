@@ -134,6 +134,12 @@ async def after_checkpoint(ctx: Context) -> None:
     LOG.append(("after", ctx.job.id))
 
 
+async def slow_before(ctx: Context) -> None:
+    LOG.append(("before", "start"))
+    await trio.sleep(0.3)
+    LOG.append(("before", "end"))
+
+
 def _seconds(later: Any, earlier: Any) -> float:
     return float((later - earlier).total_seconds())
 
@@ -242,6 +248,18 @@ async def test_a_stop_reaches_only_its_own_job_in_a_runner_that_runs_on(app: Wer
 
             await until(lambda: len(hooked()) >= len(ids))
             assert hooked() == ids
+
+
+async def test_a_timeout_that_passes_in_a_before_hook_stops_the_handler_not_the_hook(app: Werk) -> None:
+    with trio.fail_after(10):
+        job = await app.enqueue(hang, "after the hook", _timeout=0.1)
+        assert job
+        async with running(make_worker(app, before_process=[slow_before])):
+            failed = await wait_for_status(app, job.id, "failed")
+        assert failed.error is not None and "JobTimeout" in failed.error
+        # the hook ran to its end; the handler was cancelled at its first checkpoint
+        assert LOG == [("before", "start"), ("before", "end"), ("start", "after the hook"),
+                       ("cancelled", "after the hook")]
 
 
 async def test_timeout_of_a_sync_handler_sets_ctx_cancelled(app: Werk) -> None:

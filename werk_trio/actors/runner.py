@@ -2,14 +2,15 @@
 
 Loop: take a claimed job from the poller's channel; resolve its function
 (UnknownTask without importing anything not allowed); run the before-hooks;
-run the handler through the executor inside the job's own cancel scope, whose
-deadline is the job's ``_timeout`` and which the abort-watcher and shutdown
-cancel; touch ``_heartbeat`` jobs beside it; classify the end (complete /
-retry / fail / abort / requeue-on-shutdown); run the after-hooks and, on
-failure, the exception handlers; hand the outcome to the completer; free the
-slot. No database query of its own except the job touches. While a job
-runs, :data:`werk_trio._logging.current_job` holds its id, function and
-attempt, so every log record made meanwhile carries them.
+run the handler through the executor, where the job's ``_timeout``, the
+abort-watcher and shutdown cancel it (through the runner's cancel scope,
+which its jobs share until a stop reaches it: see :meth:`Runner._drive`);
+touch ``_heartbeat`` jobs beside it; classify the end (complete / retry /
+fail / abort / requeue-on-shutdown); run the after-hooks and, on failure,
+the exception handlers; hand the outcome to the completer; free the slot.
+No database query of its own except the job touches. While a job runs,
+:data:`werk_trio._logging.current_job` holds its id, function and attempt,
+so every log record made meanwhile carries them.
 
 A failing handler, hook or exception handler never stops a runner.
 """
@@ -151,12 +152,12 @@ class Runner:
         calling ``done`` once for each row after its outcome is handed over.
 
         The jobs run one after another inside one cancel scope (entering and
-        leaving a scope per job is the largest cost of a short job): each job
-        sets the scope's deadline and registers it in the ledger, so timeout,
-        abort and shutdown cancel it; a job's end resets the deadline and
+        leaving a scope per job was the largest cost of a short job): while
+        its handler runs, a job's RunningJob is armed, so its timeout, abort
+        and shutdown cancel the scope; the job's end resets the deadline and
         deregisters it before anything else runs, so nothing else can cancel
         the scope. A scope a cancel reached (a stopped job, or a stop that came
-        just after the job ended) is left, that job finished outside it, and
+        just after its job ended) is left, that job finished outside it, and
         the next rows get a new scope: a cancelled scope cannot be reused."""
         ledger = self.ledger
         while True:
@@ -278,9 +279,8 @@ class Runner:
             progress.token = trio.lowlevel.current_trio_token()
         ctx._progress = progress
         running = RunningJob(job, scope, ctx=ctx)
-        if job.timeout_secs:
+        if job.timeout_secs:  # counted from here: the before-hooks' time is the job's
             running.timeout_at = trio.current_time() + job.timeout_secs
-            scope.deadline = running.timeout_at
         ledger.start(running)
         if self.metrics is not None:
             self.metrics.started(job)
@@ -298,6 +298,7 @@ class Runner:
                 # copies (as job.args / job.kwargs make), so a handler changing them leaves the Job be
                 call = JobCall(func, tuple(payload.get("args", ())), dict(payload.get("kwargs", _NO_KWARGS)),
                                ctx if with_ctx else None, kind, job.function)
+                running.arm()  # its timeout, abort and shutdown cancel the scope from here
                 if job.heartbeat_secs:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._touch_loop, job, nursery.cancel_scope)
