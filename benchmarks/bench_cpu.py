@@ -34,6 +34,7 @@ import _harness
 
 from werk_trio import AsyncWorker, EnqueueParams, Werk
 from werk_trio.actors.completer import Outcome
+from werk_trio.actors.poller import Row
 from werk_trio.actors.runner import Runner
 
 NOOP = "bench_cpu.noop"
@@ -66,8 +67,9 @@ async def drain_cpu(
 async def runner_cpu(app: Werk, jobs: int) -> float:
     """Microseconds of CPU per job of the runner alone (decode the claimed row,
     hooks, executor, classify, hand over), without the database: real rows are
-    claimed first, then one Runner runs them back to back; the outcomes are
-    dropped (the jobs stay claimed until the next truncate)."""
+    claimed first, then one Runner runs them back to back from its channel, as
+    in a worker; the outcomes are dropped (the jobs stay claimed until the
+    next truncate)."""
     await app.truncate()
     await app.enqueue_many([EnqueueParams(NOOP) for _ in range(jobs)])
     worker = AsyncWorker(app, concurrency=1, handle_signals=False)
@@ -75,10 +77,13 @@ async def runner_cpu(app: Werk, jobs: int) -> float:
     send, recv = trio.open_memory_channel[Outcome](len(rows))
     runner = Runner(app, worker.db, worker.settings, worker.executor, worker.ledger,
                     trio.Semaphore(len(rows)), worker.wake, send, worker.hooks, worker.progress, None, worker)
+    send_rows, recv_rows = trio.open_memory_channel[Row](len(rows))
+    for row in rows:
+        send_rows.send_nowait(row)
+    send_rows.close()  # the runner returns once it ran them all
     async with worker.executor.running():
         start = time.process_time()
-        for row in rows:
-            await runner.run_row(row)
+        await runner.run(recv_rows)
         spent = time.process_time() - start
     kinds = {recv.receive_nowait().kind for _ in rows}
     assert kinds == {"complete"}, kinds

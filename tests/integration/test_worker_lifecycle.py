@@ -38,6 +38,7 @@ def _reset() -> Iterator[None]:
     GATES.clear()
     FLAGS.clear()
     NOTICED.clear()
+    KEPT.clear()
     yield
 
 
@@ -106,6 +107,37 @@ async def gated(ctx: Context) -> str:
     LOG.append(("start", ctx.worker_id, attempt))
     await GATES[attempt].wait()
     return f"attempt {attempt}"
+
+
+#: The RunningJobs of jobs that have ended, kept by the jobs themselves.
+KEPT: list[Any] = []
+
+
+async def keeps_its_running_job(ctx: Context, abort: bool) -> str:
+    kept = ctx.worker.running[ctx.job.id]
+    KEPT.append(kept)
+    if abort:
+        # the stop reaches the job's cancel scope after its last checkpoint:
+        # the job still ends complete, and that scope is spent
+        kept.abort()
+    return "ended first"
+
+
+async def aborts_a_job_that_ended(ctx: Context) -> str:
+    KEPT[-1].abort()  # that job is over: nothing to stop
+    await trio.sleep(0.05)  # checkpoints, where a cancel would land
+    return "not stopped"
+
+
+async def after_checkpoint(ctx: Context) -> None:
+    await trio.sleep(0)
+    LOG.append(("after", ctx.job.id))
+
+
+async def slow_before(ctx: Context) -> None:
+    LOG.append(("before", "start"))
+    await trio.sleep(0.3)
+    LOG.append(("before", "end"))
 
 
 def _seconds(later: Any, earlier: Any) -> float:
@@ -186,6 +218,48 @@ async def test_timeout_cancels_the_handler_and_retries(app: Werk) -> None:
         assert ("cancelled", "first") in LOG and ("cancelled", "no retry") in LOG
         assert last.attempts == 1
         assert last.error is not None and "JobTimeout" in last.error and "0.3s" in last.error
+
+
+async def test_a_stop_reaches_only_its_own_job_in_a_runner_that_runs_on(app: Werk) -> None:
+    """One runner runs its jobs in one cancel scope until a stop reaches it: a
+    timeout, a stop that lands just after its job ended, or a kept RunningJob
+    of a job that ended leave the hooks of that job and the next jobs alone."""
+    with trio.fail_after(15):
+        async with running(make_worker(app, concurrency=1, after_process=[after_checkpoint])):
+            timed_out = await app.enqueue(hang, "timed out", _timeout=0.2)
+            assert timed_out
+            failed = await wait_for_status(app, timed_out.id, "failed")
+            assert failed.error is not None and "JobTimeout" in failed.error
+            ids = [timed_out.id]
+            for abort in (True, False):
+                ended = await app.enqueue(keeps_its_running_job, abort)
+                assert ended
+                done = await wait_for_status(app, ended.id, "complete", "aborted", "failed")
+                assert (done.status, done.result) == ("complete", "ended first")
+                after = await app.enqueue(aborts_a_job_that_ended)
+                assert after
+                done = await wait_for_status(app, after.id, "complete", "aborted", "failed")
+                assert (done.status, done.result) == ("complete", "not stopped")
+                ids += [ended.id, after.id]
+            assert len(KEPT) == 2 and all(kept.ended for kept in KEPT)
+            # every job's after-hook ran to its end
+            def hooked() -> list[Any]:
+                return [entry[1] for entry in LOG if entry[0] == "after"]
+
+            await until(lambda: len(hooked()) >= len(ids))
+            assert hooked() == ids
+
+
+async def test_a_timeout_that_passes_in_a_before_hook_stops_the_handler_not_the_hook(app: Werk) -> None:
+    with trio.fail_after(10):
+        job = await app.enqueue(hang, "after the hook", _timeout=0.1)
+        assert job
+        async with running(make_worker(app, before_process=[slow_before])):
+            failed = await wait_for_status(app, job.id, "failed")
+        assert failed.error is not None and "JobTimeout" in failed.error
+        # the hook ran to its end; the handler was cancelled at its first checkpoint
+        assert LOG == [("before", "start"), ("before", "end"), ("start", "after the hook"),
+                       ("cancelled", "after the hook")]
 
 
 async def test_timeout_of_a_sync_handler_sets_ctx_cancelled(app: Werk) -> None:

@@ -41,7 +41,14 @@ __all__ = ["Ledger", "RunningJob"]
 
 @dataclass(slots=True)
 class RunningJob:
-    """A job in a runner, as the abort-watcher and shutdown see it."""
+    """A job in a runner, as the abort-watcher and shutdown see it.
+
+    ``scope`` is its runner's cancel scope, which the runner's other jobs run
+    in too, so a stop reaches it only through :meth:`abort` and
+    :meth:`shutdown`, and only while the handler runs (from :meth:`arm` until
+    the runner deregisters the job): a stop asked for during the
+    before-hooks takes effect when the handler starts, and once the job ended
+    (a RunningJob kept past its job) it stops nothing."""
 
     job: Job
     scope: trio.CancelScope
@@ -49,14 +56,32 @@ class RunningJob:
     shutdown_at: float = math.inf
     aborted: bool = False
     ctx: Context | None = field(default=None)
+    #: The handler is running: a stop cancels the scope at once.
+    armed: bool = False
+    #: The job ended: its runner deregistered it.
+    ended: bool = False
 
     def abort(self) -> None:
-        self.aborted = True
-        self.scope.cancel()
+        if not self.ended:
+            self.aborted = True
+            if self.armed:
+                self.scope.cancel()
 
     def shutdown(self, deadline: float) -> None:
-        self.shutdown_at = min(self.shutdown_at, deadline)
-        self.scope.deadline = min(self.scope.deadline, deadline)
+        if not self.ended:
+            self.shutdown_at = min(self.shutdown_at, deadline)
+            if self.armed:
+                self.scope.deadline = min(self.scope.deadline, deadline)
+
+    def arm(self) -> None:
+        """The handler starts: the stops asked for so far reach the scope now,
+        and later ones at once."""
+        self.armed = True
+        deadline = min(self.timeout_at, self.shutdown_at)
+        if deadline != math.inf:
+            self.scope.deadline = deadline
+        if self.aborted:
+            self.scope.cancel()
 
 
 class Ledger:
@@ -104,7 +129,9 @@ class Ledger:
         self._running[running.job.id] = running
 
     def stop_running(self, job_id: uuid.UUID) -> None:
-        self._running.pop(job_id, None)
+        running = self._running.pop(job_id, None)
+        if running is not None:
+            running.ended = True
 
     def count(self, kind: str) -> None:
         stats = self._stats

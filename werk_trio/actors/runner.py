@@ -2,14 +2,15 @@
 
 Loop: take a claimed job from the poller's channel; resolve its function
 (UnknownTask without importing anything not allowed); run the before-hooks;
-run the handler through the executor inside the job's own cancel scope, whose
-deadline is the job's ``_timeout`` and which the abort-watcher and shutdown
-cancel; touch ``_heartbeat`` jobs beside it; classify the end (complete /
-retry / fail / abort / requeue-on-shutdown); run the after-hooks and, on
-failure, the exception handlers; hand the outcome to the completer; free the
-slot. No database query of its own except the job touches. While a job
-runs, :data:`werk_trio._logging.current_job` holds its id, function and
-attempt, so every log record made meanwhile carries them.
+run the handler through the executor, where the job's ``_timeout``, the
+abort-watcher and shutdown cancel it (through the runner's cancel scope,
+which its jobs share until a stop reaches it: see :meth:`Runner._drive`);
+touch ``_heartbeat`` jobs beside it; classify the end (complete / retry /
+fail / abort / requeue-on-shutdown); run the after-hooks and, on failure,
+the exception handlers; hand the outcome to the completer; free the slot.
+No database query of its own except the job touches. While a job runs,
+:data:`werk_trio._logging.current_job` holds its id, function and attempt,
+so every log record made meanwhile carries them.
 
 A failing handler, hook or exception handler never stops a runner.
 """
@@ -17,7 +18,8 @@ A failing handler, hook or exception handler never stops a runner.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +55,25 @@ _NO_PAYLOAD: dict[str, Any] = {}
 _NO_KWARGS: dict[str, Any] = {}
 
 
+@dataclass(slots=True)
+class _Ended:
+    """A job's end, to hand over once out of the cancel scope it ran in."""
+
+    job: Job
+    ctx: Context
+    outcome: Outcome
+    exc: BaseException | None
+
+
+def _ended(running: RunningJob, outcome: Outcome, exc: BaseException | None) -> _Ended:
+    assert running.ctx is not None  # a runner's RunningJob always has its Context
+    return _Ended(running.job, running.ctx, outcome, exc)
+
+
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """The worker's hook lists (the worker appends to them; runners read)."""
@@ -83,6 +104,9 @@ class Runner:
         self.metrics = metrics
         self._owner = owner  # ctx.worker
         self._shapes: dict[Any, tuple[str, bool]] = {}
+        #: The job between its registration and its end, for the code that
+        #: catches the cancel of its scope (or of the worker) outside it.
+        self._in_flight: RunningJob | None = None
 
     def _shape(self, func: Any) -> tuple[str, bool]:
         """(handler kind, wants a Context) of ``func``, looked up once per function."""
@@ -101,18 +125,99 @@ class Runner:
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         task_status.started()
-        ledger, slots, wake = self.ledger, self.slots, self.wake
         async with rows, self._outcomes:
-            async for row in rows:
+            await self._drive(rows.receive, self._free_slot)
+
+    def _free_slot(self) -> None:
+        self.slots.release()
+        self.wake.nudge()
+
+    async def run_row(self, row: Row) -> None:
+        """Decode a claimed row and run its job (as :meth:`run` does each
+        row of its channel). The function is resolved (allowlist first) before
+        anything is decoded, so a serializer whose ``loads`` can run code never
+        sees a row it may not run; a row that does not resolve or decode ends
+        ``failed`` at once, final, with the reason."""
+        rows = [row]
+
+        async def receive() -> Row:
+            if not rows:
+                raise trio.EndOfChannel
+            return rows.pop()
+
+        await self._drive(receive, _nothing)
+
+    async def _drive(self, receive: Callable[[], Awaitable[Row]], done: Callable[[], None]) -> None:
+        """Run the rows ``receive`` returns until it raises EndOfChannel,
+        calling ``done`` once for each row after its outcome is handed over.
+
+        The jobs run one after another inside one cancel scope (entering and
+        leaving a scope per job was the largest cost of a short job): while
+        its handler runs, a job's RunningJob is armed, so its timeout, abort
+        and shutdown cancel the scope; the job's end resets the deadline and
+        deregisters it before anything else runs, so nothing else can cancel
+        the scope. A scope a cancel reached (a stopped job, or a stop that came
+        just after its job ended) is left, that job finished outside it, and
+        the next rows get a new scope: a cancelled scope cannot be reused."""
+        ledger = self.ledger
+        while True:
+            scope = trio.CancelScope()
+            ended: _Ended | None = None
+            held = False  # a row taken whose ``done`` is still due
+            try:
                 try:
-                    if ledger.shutdown_deadline is not None:
-                        # stopping: a prefetched job that has not started stays
-                        # ours until deregistration requeues it, attempt unspent
+                    with scope:
+                        while ended is None:
+                            try:
+                                row = await receive()
+                            except trio.EndOfChannel:
+                                return
+                            held = True
+                            # stopping: a prefetched job that has not started stays
+                            # ours until deregistration requeues it, attempt unspent
+                            if ledger.shutdown_deadline is None:
+                                ended = await self._step(row, scope)
+                            if ended is None:
+                                held = False
+                                done()
+                except Exception as error:
+                    # what a nursery in the job raised beside the scope's own
+                    # cancel (the scope took the Cancelled out of the group)
+                    running = self._take_in_flight()
+                    if running is None:
+                        raise
+                    ended = _ended(running, *classify(running.job, error=_unwrap(error)))
+                if ended is None:  # the scope caught the cancel that stopped the job in flight
+                    running = self._take_in_flight()
+                    if running is None:  # (no job was in it: nothing to finish)
                         continue
-                    await self.run_row(row)
+                    ended = _ended(running, *classify(running.job, stop=running, now=trio.current_time()))
+                job = ended.job
+                token = current_job.set((str(job.id), job.function, job.attempts))
+                try:
+                    await self._finish(job, ended.ctx, ended.outcome, ended.exc)
                 finally:
-                    slots.release()
-                    wake.nudge()
+                    current_job.reset(token)
+            except BaseException as error:
+                running = self._take_in_flight()
+                if running is not None:
+                    if _only_cancelled(error):
+                        # the whole worker is being cancelled (or Ctrl-C): put the job
+                        # back unspent
+                        self._hand_over_now(interrupted(running.job))
+                    else:
+                        # SystemExit (or another BaseException) out of the handler: the
+                        # worker goes down with it, but the attempt is recorded as failed,
+                        # so a job that stops its worker every time still runs out of attempts
+                        self._hand_over_now(failed(running.job, _unwrap(error)))
+                raise
+            finally:
+                if held:
+                    done()
+
+    def _take_in_flight(self) -> RunningJob | None:
+        running, self._in_flight = self._in_flight, None
+        return running
 
     def _hand_over_now(self, outcome: Outcome) -> None:
         """Hand over without waiting (being cancelled): to the ledger when the
@@ -130,11 +235,12 @@ class Runner:
             self.ledger.strand(outcome)
             raise
 
-    async def run_row(self, row: Row) -> None:
-        """Decode a claimed row and run its job. The function is resolved
-        (allowlist first) before anything is decoded, so a serializer whose
-        ``loads`` can run code never sees a row it may not run; a row that does
-        not resolve or decode ends ``failed`` at once, final, with the reason."""
+    async def _step(self, row: Row, scope: trio.CancelScope) -> _Ended | None:
+        """Decode ``row`` and run its job inside ``scope`` (entered by the
+        caller); None once its outcome is handed over, or the job's end when a
+        cancel reached ``scope`` after the job ended (the caller finishes it
+        outside). A cancel of ``scope`` while the job runs propagates, with
+        the job in :attr:`_in_flight`."""
         try:
             func = self.app.tasks.resolve(row[1])
             job = job_from_row(row, self.db.serializer)
@@ -147,14 +253,15 @@ class Runner:
                 logger.warning("worker %s: job %s (%s): %s: %s; failed", self.settings.name, job.id,
                                job.function, type(ex).__name__, ex)
             await self._finish(job, ctx, Outcome(job, "fail_final", error=format_error(ex)), ex)
-            return
-        await self.run_job(job, func)
-
-    async def run_job(self, job: Job, func: Any) -> None:
+            return None
         # every log record made while the job runs (hooks included) carries it
         token = current_job.set((str(job.id), job.function, job.attempts))
         try:
-            await self._run_job(job, func)
+            ended = await self._run_job(job, func, scope)
+            if scope.cancel_called:
+                return ended
+            await self._finish(job, ended.ctx, ended.outcome, ended.exc)
+            return None
         finally:
             current_job.reset(token)
 
@@ -163,7 +270,7 @@ class Runner:
         return Context(job=job, app=self.app, worker=self._owner, worker_id=settings.id,
                        worker_name=settings.name)
 
-    async def _run_job(self, job: Job, func: Any) -> None:
+    async def _run_job(self, job: Job, func: Any, scope: trio.CancelScope) -> _Ended:
         ledger, executor, settings = self.ledger, self.executor, self.settings
         ctx = Context(job=job, app=self.app, worker=self._owner, worker_id=settings.id,
                       worker_name=settings.name)
@@ -171,16 +278,13 @@ class Runner:
         if progress.token is None:
             progress.token = trio.lowlevel.current_trio_token()
         ctx._progress = progress
-        scope = trio.CancelScope()
         running = RunningJob(job, scope, ctx=ctx)
-        if job.timeout_secs:
+        if job.timeout_secs:  # counted from here: the before-hooks' time is the job's
             running.timeout_at = trio.current_time() + job.timeout_secs
-            scope.deadline = running.timeout_at
         ledger.start(running)
         if self.metrics is not None:
             self.metrics.started(job)
-        outcome: Outcome | None = None
-        exc: BaseException | None = None
+        self._in_flight = running
         try:
             try:
                 for hook in self.hooks.before_process:
@@ -194,17 +298,15 @@ class Runner:
                 # copies (as job.args / job.kwargs make), so a handler changing them leaves the Job be
                 call = JobCall(func, tuple(payload.get("args", ())), dict(payload.get("kwargs", _NO_KWARGS)),
                                ctx if with_ctx else None, kind, job.function)
-                with scope:
-                    if job.heartbeat_secs:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._touch_loop, job, nursery.cancel_scope)
-                            result = await executor.run(call)
-                            nursery.cancel_scope.cancel()
-                    else:
+                running.arm()  # its timeout, abort and shutdown cancel the scope from here
+                if job.heartbeat_secs:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._touch_loop, job, nursery.cancel_scope)
                         result = await executor.run(call)
-                if scope.cancelled_caught:
-                    outcome, exc = classify(job, stop=running, now=trio.current_time())
-                elif isinstance(result, Value):  # encoded where it ran (the executor's contract)
+                        nursery.cancel_scope.cancel()
+                else:
+                    result = await executor.run(call)
+                if isinstance(result, Value):  # encoded where it ran (the executor's contract)
                     try:
                         text = self._storable_result(job, result.value)
                     except SerializationError as ser:
@@ -215,27 +317,15 @@ class Runner:
                     outcome, exc = classify(job, error=_unwrap(result.error))
                 else:  # an executor written for the old contract (a bare result)
                     outcome, exc = classify(job, error=_not_an_outcome(executor, result), final=True)
-            except trio.Cancelled:
-                # the whole worker is being cancelled: put the job back unspent
-                self._hand_over_now(interrupted(job))
-                raise
             except Exception as error:
                 outcome, exc = classify(job, error=_unwrap(error))
-            except BaseException as error:
-                inner = _unwrap(error)
-                if _only_cancelled(error):
-                    # a worker cancel seen through the heartbeat nursery (wrapped in
-                    # a group), or Ctrl-C: put the job back unspent, as above
-                    self._hand_over_now(interrupted(job))
-                else:
-                    # SystemExit (or another BaseException) out of the handler: the
-                    # worker goes down with it, but the attempt is recorded as failed,
-                    # so a job that stops its worker every time still runs out of attempts
-                    self._hand_over_now(failed(job, inner))
-                raise
         finally:
+            # from here on nothing cancels the scope but the worker itself
+            if scope.deadline != math.inf:  # (setting it costs more than reading it)
+                scope.deadline = math.inf
             ledger.stop_running(job.id)
-        await self._finish(job, ctx, outcome, exc)
+        self._in_flight = None
+        return _Ended(job, ctx, outcome, exc)
 
     def _storable_result(self, job: Job, text: str) -> str:
         """The encoded result as Postgres can store it, within max_result_bytes;
@@ -254,10 +344,9 @@ class Runner:
         return text
 
     async def _finish(
-        self, job: Job, ctx: Context, outcome: Outcome | None, exc: BaseException | None
+        self, job: Job, ctx: Context, outcome: Outcome, exc: BaseException | None
     ) -> None:
         hooks = self.hooks
-        assert outcome is not None
         ctx.exception = exc if outcome.kind != "complete" else None
         if outcome.kind in ("fail", "fail_final") and exc is not None:
             for handler in reversed(hooks.exception_handlers):

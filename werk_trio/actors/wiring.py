@@ -170,19 +170,25 @@ class Wake:
     """The poller's wake-up: a size-1 channel, so many nudges cost one claim.
     Anyone may :meth:`nudge`; only the poller drains and waits."""
 
-    __slots__ = ("_recv", "_send")
+    __slots__ = ("_nudged", "_recv", "_send")
 
     def __init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[None](1)
+        # a nudge not yet drained or waited for: later ones are no-ops without
+        # touching the channel (a runner nudges after every job)
+        self._nudged = False
 
     def nudge(self) -> None:
         """Wake the poller (coalesced). Never blocks."""
-        try:
-            self._send.send_nowait(None)
-        except trio.WouldBlock:
-            pass
+        if not self._nudged:
+            self._nudged = True
+            try:
+                self._send.send_nowait(None)
+            except trio.WouldBlock:
+                pass
 
     def drain(self) -> None:
+        self._nudged = False
         try:
             self._recv.receive_nowait()
         except trio.WouldBlock:
@@ -191,6 +197,7 @@ class Wake:
     async def wait(self) -> None:
         """Until the next nudge (the caller bounds it with a cancel scope)."""
         await self._recv.receive()
+        self._nudged = False
 
 
 class DbHealth:
