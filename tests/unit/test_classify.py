@@ -99,6 +99,9 @@ def test_the_error_texts() -> None:
     assert classify(job(), stop=Stopped(aborted=True))[0].error == "aborted by request (abort_job)"
     requeued, _ = classify(job(), stop=Stopped(shutdown_at=0.0), now=0.0)
     assert requeued.error == "worker shut down while tasks.work ran; requeued"
+    # a stop that is none of the three, for a job without a timeout: requeued, not a TypeError
+    cut, _ = classify(job(timeout_secs=None), stop=Stopped(), now=0.0)
+    assert (cut.kind, cut.error) == ("requeue", "tasks.work was cancelled while it ran; requeued")
     snoozed, _ = classify(job(), error=Snooze(2))
     assert snoozed.error == "snoozed for 2s"
     failed, _ = classify(job(), error=Boom("the message"))

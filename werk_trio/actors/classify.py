@@ -74,6 +74,11 @@ def classify(
         if stop.shutdown_at <= now and stop.shutdown_at <= stop.timeout_at:
             exc: BaseException = WorkerShutdown(f"worker shut down while {job.function} ran; requeued")
             return Outcome(job, "requeue", error=str(exc)), exc
+        if job.timeout_secs is None:
+            # no stop of its own cut it (nothing else cancels a job's scope):
+            # handled as an interruption, never a crash of the runner
+            exc = WorkerShutdown(f"{job.function} was cancelled while it ran; requeued")
+            return Outcome(job, "requeue", error=str(exc)), exc
         exc = JobTimeout(f"{job.function} ran longer than its timeout of {job.timeout_secs:g}s")
         return _failed(job, exc), exc
     if error is not None:

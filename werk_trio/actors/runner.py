@@ -70,10 +70,6 @@ def _ended(running: RunningJob, outcome: Outcome, exc: BaseException | None) -> 
     return _Ended(running.job, running.ctx, outcome, exc)
 
 
-def _nothing() -> None:
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """The worker's hook lists (the worker appends to them; runners read)."""
@@ -132,24 +128,13 @@ class Runner:
         self.slots.release()
         self.wake.nudge()
 
-    async def run_row(self, row: Row) -> None:
-        """Decode a claimed row and run its job (as :meth:`run` does each
-        row of its channel). The function is resolved (allowlist first) before
-        anything is decoded, so a serializer whose ``loads`` can run code never
-        sees a row it may not run; a row that does not resolve or decode ends
-        ``failed`` at once, final, with the reason."""
-        rows = [row]
-
-        async def receive() -> Row:
-            if not rows:
-                raise trio.EndOfChannel
-            return rows.pop()
-
-        await self._drive(receive, _nothing)
-
     async def _drive(self, receive: Callable[[], Awaitable[Row]], done: Callable[[], None]) -> None:
         """Run the rows ``receive`` returns until it raises EndOfChannel,
         calling ``done`` once for each row after its outcome is handed over.
+        Each row's function is resolved (allowlist first) before anything is
+        decoded, so a serializer whose ``loads`` can run code never sees a row
+        it may not run; a row that does not resolve or decode ends ``failed``
+        at once, final, with the reason.
 
         The jobs run one after another inside one cancel scope (entering and
         leaving a scope per job was the largest cost of a short job): while
