@@ -479,7 +479,9 @@ async def test_an_abort_committed_while_the_completion_waits_for_the_row_wins(ap
                 async def completion_waits() -> bool:
                     cur = await watcher.execute(
                         "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
-                        " AND transactionid::text = %s", (xid,))
+                        " AND transactionid::text = %s",
+                        (xid,),
+                    )
                     row = await cur.fetchone()
                     return row is not None and row[0] == 1
 
