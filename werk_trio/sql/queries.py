@@ -488,16 +488,15 @@ CLAIM_SETTINGS = (
 # with no attempts left (the constraints allow attempts = max_attempts) gets
 # one last attempt; ``attempts + 1`` would break the attempt-budget CHECK and
 # with it every claim of the queue.
+# Of the picked jobs of one group only the first (by ``ord``) is claimed; the
+# test runs for grouped jobs only, so a claim without groups sorts nothing more.
 _CLAIM_UPDATE = """
-ranked AS (
-    SELECT id, group_key,
-        row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
-    FROM picked
-), claimed AS (
+claimed AS (
     UPDATE {jobs} j SET status = 'active', attempts = LEAST(j.attempts + 1, j.max_attempts), started_at = now(),
         worker_id = %(worker_id)s, touched_at = NULL, completed_at = NULL
-    FROM ranked r
-    WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
+    FROM picked r
+    WHERE j.id = r.id AND (r.group_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM picked e WHERE e.group_key = r.group_key AND e.ord < r.ord))
     RETURNING """ + JOB_COLUMNS_J + """
 )"""
 
