@@ -127,17 +127,21 @@ async def test_groups_never_overlap_across_two_processes_but_run_in_parallel(
 
 async def test_a_batched_claim_takes_one_job_per_group(app: Werk) -> None:
     """The claim statement itself, for a worker with 20 free slots: one job of
-    each group and every ungrouped job; the next claim finds nothing of a group
-    whose job is active."""
+    each group -- its first in queue order -- and every ungrouped job; the next
+    claim finds nothing of a group whose job is active."""
     with trio.fail_after(30):
-        await app.enqueue_many(
+        jobs = await app.enqueue_many(
             [EnqueueParams(procapp.record, queue="batch", group=f"g{i % 3}") for i in range(12)]
             + [EnqueueParams(procapp.record, queue="batch") for _ in range(3)]
         )
         worker = Worker(app, queues=["batch"], concurrency=20, handle_signals=False)
         claimed = await worker.poller.claim(20)  # rows: each runner decodes its own
-        groups = [job_from_row(r, app.serializer).group_key for r in claimed]
+        decoded = [job_from_row(r, app.serializer) for r in claimed]
+        groups = [j.group_key for j in decoded]
         assert sorted(g for g in groups if g) == ["g0", "g1", "g2"], groups
+        # one priority, one enqueue time: queue order is id order, the enqueue order
+        first = {j.group_key: j.id for j in reversed(jobs) if j is not None and j.group_key}
+        assert {j.id for j in decoded if j.group_key} == set(first.values())
         assert groups.count(None) == 3
         again = await worker.poller.claim(20)
         assert again == [], "a group with an active job gives nothing more"

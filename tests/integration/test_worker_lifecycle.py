@@ -532,6 +532,38 @@ async def test_an_abort_the_worker_has_not_seen_yet_wins_over_its_shutdown(app: 
         assert [(e.attempt, e.status, e.error) for e in execs] == [(1, "aborted", back.error)]
 
 
+async def test_an_abort_committed_while_the_completion_waits_for_the_row_wins(app: Werk) -> None:
+    """abort_job's update holds the job's row when the handler finishes: the
+    completion, its snapshot taken before the abort committed, waits for the
+    row and then judges the job as the abort left it -- aborted, not complete."""
+    GATES[1] = trio.Event()
+    with trio.fail_after(15):
+        job = await app.enqueue(gated, _queue="race", _retry=3)
+        assert job
+        w = make_worker(app, queues=["race"], concurrency=1, abort_interval=3600)
+        async with running(w), app.connection() as aborter, app.connection() as watcher:
+            await until(lambda: ("start", w.id, 1) in LOG)
+            async with aborter.transaction():
+                cur = await aborter.execute(app.sql.ABORT_JOB, {"id": job.id})
+                assert len(await cur.fetchall()) == 1  # aborting, not committed yet
+                cur = await aborter.execute("SELECT pg_current_xact_id()::text")
+                xid = (await cur.fetchone() or [None])[0]
+                GATES[1].set()  # the handler returns; its completion waits for the row
+
+                async def completion_waits() -> bool:
+                    cur = await watcher.execute(
+                        "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+                        " AND transactionid::text = %s",
+                        (xid,),
+                    )
+                    row = await cur.fetchone()
+                    return row is not None and row[0] == 1
+
+                await until(completion_waits)
+            done = await wait_for_status(app, job.id, "complete", "aborted")
+        assert (done.status, done.attempts, done.completed_at is not None) == ("aborted", 1, True)
+
+
 async def test_cancelling_the_nursery_requeues_at_once_and_deregisters(app: Werk) -> None:
     with trio.fail_after(10):
         job = await app.enqueue(hang, "cancel")  # one attempt only: a spent one would fail it

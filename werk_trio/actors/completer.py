@@ -314,9 +314,8 @@ class Completer:
             logger.info("worker %s: completer: %d late outcome(s) refused: the job is no longer ours",
                         self.settings.name, refused)
         due: list[tuple[Outcome, str]] = []
-        # COMPLETE_BATCH's rows: id, status, queue, failure_mode, kind, has_callbacks, ...
-        with_callbacks = {job_id: status for job_id, status, _, _, _, has_callbacks, *_ in rows
-                          if has_callbacks}
+        # COMPLETE_BATCH's rows: id, status, has_callbacks, then the NOTIFY counts
+        with_callbacks = {job_id: status for job_id, status, has_callbacks, *_ in rows if has_callbacks}
         if with_callbacks:
             for outcome in batch:
                 status = with_callbacks.get(outcome.job.id)

@@ -505,16 +505,15 @@ CLAIM_SETTINGS = (
 # with no attempts left (the constraints allow attempts = max_attempts) gets
 # one last attempt; ``attempts + 1`` would break the attempt-budget CHECK and
 # with it every claim of the queue.
+# Of the picked jobs of one group only the first (by ``ord``) is claimed; the
+# test runs for grouped jobs only, so a claim without groups sorts nothing more.
 _CLAIM_UPDATE = """
-ranked AS (
-    SELECT id, group_key,
-        row_number() OVER (PARTITION BY group_key ORDER BY ord) AS group_rank
-    FROM picked
-), claimed AS (
+claimed AS (
     UPDATE {jobs} j SET status = 'active', attempts = LEAST(j.attempts + 1, j.max_attempts), started_at = now(),
         worker_id = %(worker_id)s, touched_at = NULL, completed_at = NULL
-    FROM ranked r
-    WHERE j.id = r.id AND (r.group_key IS NULL OR r.group_rank = 1)
+    FROM picked r
+    WHERE j.id = r.id AND (r.group_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM picked e WHERE e.group_key = r.group_key AND e.ord < r.ord))
     RETURNING """ + JOB_COLUMNS_J + """
 )"""
 
@@ -796,83 +795,79 @@ WHERE id = %(id)s AND worker_id = %(worker_id)s AND attempts = %(attempt)s
 # row keeps it) and no dependencies.
 # A finished row's expires_at is when the sweep deletes it: completed_at +
 # result_ttl (complete) or + failure_ttl (failed / aborted).
+# The attempt goes back to the queue (requeue, snooze, or a failure with
+# attempts left) unless an abort was asked for: an abort wins over everything,
+# a shutdown's requeue too (as RESCUE_JOBS ends an aborting job of a dead
+# worker). In the UPDATE's SET, j is the row before it: its status and attempts.
+_GOES_BACK = """(j.status <> 'aborting' AND (o.kind IN ('requeue', 'snooze')
+        OR o.kind = 'fail' AND j.attempts < j.max_attempts))"""
+_STOPPED_ABORT = "'aborted by request (abort_job); its worker stopped before it saw the request'"
+
 COMPLETE_BATCH = """
 WITH o AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json)
         AS o(id uuid, attempt integer, kind text, result text, error text, delay float8, next uuid)
-), cur AS (
-    SELECT j.id, j.attempts, j.started_at, o.kind, o.result,
-        CASE WHEN o.kind = 'requeue' AND j.status = 'aborting'
-             THEN 'aborted by request (abort_job); its worker stopped before it saw the request'
-             ELSE o.error END AS error,
-        o.delay, o.next,
-        CASE
-            -- an abort asked for wins over everything, a shutdown's requeue too
-            -- (as RESCUE_JOBS ends an aborting job of a dead worker)
-            WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
-            WHEN o.kind = 'requeue' THEN 'queued'
-            WHEN o.kind = 'snooze' THEN
-                CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
-            WHEN o.kind = 'complete' THEN 'complete'
-            WHEN o.kind = 'fail' AND j.attempts < j.max_attempts THEN
-                CASE WHEN COALESCE(o.delay, 0) > 0 THEN 'scheduled' ELSE 'queued' END
-            ELSE 'failed'
-        END AS new_status
-    -- The fence as "(...) IS TRUE" (the same rows: NULL fails either way),
-    -- here and in the UPDATE: conditions no index can serve, so the rows are
-    -- found by primary key, one probe per outcome. A plain "worker_id = ...
-    -- AND status IN ('active', 'aborting')" let the planner read the
-    -- worker's entries of jobs_running_idx instead -- its cheapest path when
-    -- the statistics show no running job (a big backlog just analyzed) --
-    -- and that reads every entry the worker's finished jobs left there until
-    -- vacuum removes them (a drain 14x slower with a 200,000-job backlog).
-    FROM {jobs} j JOIN o ON o.id = j.id
-    WHERE (j.worker_id = %(worker_id)s) IS TRUE AND j.attempts = o.attempt
-      AND (j.status IN ('active', 'aborting')) IS TRUE
 ), upd AS (
+    -- One pass: the fence and the new state in the UPDATE itself, which
+    -- Postgres evaluates on the row's latest version (a sweeper or another
+    -- worker may have taken the job meanwhile, an abort may have been asked
+    -- for), so the job is read once, by primary key.
     UPDATE {jobs} j SET
-        status = c.new_status,
-        attempts = CASE WHEN c.kind IN ('requeue', 'snooze') AND c.new_status <> 'aborted'
-                        THEN j.attempts - 1
-                        ELSE j.attempts END,
-        result = CASE WHEN c.kind = 'complete' THEN c.result ELSE j.result END,
-        error = CASE WHEN c.kind = 'complete' THEN NULL
-                     WHEN c.kind = 'requeue' AND c.new_status <> 'aborted'
-                          OR c.new_status IN ('queued', 'scheduled') AND c.kind = 'snooze'
-                     THEN j.error
-                     ELSE c.error END,
-        completed_at = CASE WHEN c.new_status IN ('complete', 'failed', 'aborted') THEN now() END,
-        scheduled_at = CASE WHEN c.new_status IN ('queued', 'scheduled')
-                            THEN now() + make_interval(secs => COALESCE(c.delay, 0))
+        status = CASE WHEN o.kind = 'abort' OR j.status = 'aborting' THEN 'aborted'
+                      WHEN """ + _GOES_BACK + """ THEN
+                          CASE WHEN o.kind <> 'requeue' AND COALESCE(o.delay, 0) > 0 THEN 'scheduled'
+                               ELSE 'queued' END
+                      WHEN o.kind = 'complete' THEN 'complete'
+                      ELSE 'failed' END,
+        -- a requeue or a snooze spends no attempt
+        attempts = CASE WHEN o.kind IN ('requeue', 'snooze') AND j.status <> 'aborting'
+                        THEN j.attempts - 1 ELSE j.attempts END,
+        result = CASE WHEN o.kind = 'complete' THEN o.result ELSE j.result END,
+        error = CASE WHEN o.kind = 'complete' THEN NULL
+                     WHEN o.kind IN ('requeue', 'snooze') AND j.status <> 'aborting' THEN j.error
+                     WHEN o.kind = 'requeue' THEN """ + _STOPPED_ABORT + """
+                     ELSE o.error END,
+        completed_at = CASE WHEN """ + _GOES_BACK + """ THEN NULL ELSE now() END,
+        scheduled_at = CASE WHEN """ + _GOES_BACK + """ THEN now() + make_interval(secs => COALESCE(o.delay, 0))
                             ELSE j.scheduled_at END,
-        worker_id = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL ELSE j.worker_id END,
-        expires_at = CASE WHEN c.new_status IN ('queued', 'scheduled') THEN NULL
-                          WHEN c.new_status = 'complete' AND j.result_ttl IS NOT NULL
-                              THEN now() + make_interval(secs => LEAST(j.result_ttl, 3155760000))
-                          WHEN c.new_status IN ('failed', 'aborted') AND j.failure_ttl IS NOT NULL
+        worker_id = CASE WHEN """ + _GOES_BACK + """ THEN NULL ELSE j.worker_id END,
+        expires_at = CASE WHEN """ + _GOES_BACK + """ THEN NULL
+                          WHEN o.kind = 'complete' AND j.status <> 'aborting' THEN
+                              CASE WHEN j.result_ttl IS NOT NULL
+                                   THEN now() + make_interval(secs => LEAST(j.result_ttl, 3155760000))
+                                   ELSE j.expires_at END
+                          WHEN j.failure_ttl IS NOT NULL
                               THEN now() + make_interval(secs => LEAST(j.failure_ttl, 3155760000))
                           ELSE j.expires_at END
-    FROM cur c
-    -- the fence again, here, so the UPDATE re-checks it on the row's latest
-    -- version (a sweeper or another worker may have taken the job meanwhile)
-    WHERE j.id = c.id AND (j.worker_id = %(worker_id)s) IS TRUE AND j.attempts = c.attempts
+    FROM o
+    -- The fence as "(...) IS TRUE" (the same rows: NULL fails either way):
+    -- conditions no index can serve, so the rows are found by primary key,
+    -- one probe per outcome. A plain "worker_id = ... AND status IN
+    -- ('active', 'aborting')" let the planner read the worker's entries of
+    -- jobs_running_idx instead -- its cheapest path when the statistics show
+    -- no running job (a big backlog just analyzed) -- and that reads every
+    -- entry the worker's finished jobs left there until vacuum removes them
+    -- (a drain 14x slower with a 200,000-job backlog).
+    WHERE j.id = o.id AND (j.worker_id = %(worker_id)s) IS TRUE AND j.attempts = o.attempt
       AND (j.status IN ('active', 'aborting')) IS TRUE
-    RETURNING j.id, j.status, j.queue, j.failure_mode, c.kind, c.attempts AS attempt,
-        j.started_at, c.error, c.new_status, c.next, c.delay,
+    -- in RETURNING, j is the row as updated: status is the new status
+    RETURNING j.id, j.status, j.queue, o.kind, o.attempt, j.started_at,
+        CASE WHEN o.kind = 'requeue' AND j.status = 'aborted' THEN """ + _STOPPED_ABORT + """
+             ELSE o.error END AS error, o.next, o.delay,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks,
         j.scheduled_at
 ), ex AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
     SELECT u.id, u.attempt, %(worker_id)s,
         CASE WHEN u.kind = 'complete' THEN 'complete'
-             WHEN u.new_status = 'aborted' OR u.kind = 'requeue' THEN 'aborted' ELSE 'failed' END,
+             WHEN u.status = 'aborted' OR u.kind = 'requeue' THEN 'aborted' ELSE 'failed' END,
         u.started_at, now(), CASE WHEN u.kind = 'complete' THEN NULL ELSE u.error END
     FROM upd u
     -- a job that ends complete is its own record of its last attempt (see
     -- GET_EXECUTIONS): no row here, the hot path's one insert saved
-    WHERE u.new_status <> 'complete'
+    WHERE u.status <> 'complete'
       -- a snooze is no attempt: the job runs again under the same number
-      AND NOT (u.kind = 'snooze' AND u.new_status IN ('queued', 'scheduled'))
+      AND NOT (u.kind = 'snooze' AND u.status IN ('queued', 'scheduled'))
     -- a run cut off by a shutdown keeps its number: its row is replaced when
     -- the attempt runs again
     ON CONFLICT (job_id, attempt) DO UPDATE SET worker_id = excluded.worker_id,
@@ -892,10 +887,10 @@ WITH o AS (
         j.repeat_interval_secs, j.repeat_intervals, j.cron_name, j.failure_mode
     -- {jobs} here is the row as it was before this statement: its options
     FROM upd u JOIN {jobs} j ON j.id = u.id
-    WHERE u.new_status = 'complete' AND u.next IS NOT NULL AND j.repeat_remaining > 0
+    WHERE u.status = 'complete' AND u.next IS NOT NULL AND j.repeat_remaining > 0
     RETURNING id, status, queue
 )
-SELECT id, status, queue, failure_mode, kind, has_callbacks,
+SELECT id, status, has_callbacks,
     (SELECT count(pg_notify({jobs_channel}, q.queue))
        FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued'
              UNION SELECT queue FROM rep WHERE status = 'queued') q) AS woke,
