@@ -1050,37 +1050,87 @@ DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING
 
 _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 
-# The live jobs (not finished), each branch through its own partial index --
-# dequeue, running, waiting -- so the cost follows the live jobs, never the
-# finished ones.
-_LIVE_JOBS = """
-    SELECT queue, status FROM {jobs} WHERE status IN ('queued', 'scheduled')
+# The live jobs (not finished) by queue and status, as the CTE ``live_counts``
+# (queue, status, n, estimated) of a WITH RECURSIVE: exact while a queue and
+# status has at most %(limit)s jobs (estimate_limit), else the planner's
+# estimate ({live_estimate}, migration 0006) and ``estimated`` true. Every read
+# stops at %(limit)s + 1 rows, so the cost follows the limit, never the
+# backlog (counting a million-job backlog took 300-400 ms; issue 18,
+# benchmarks/README.md). The queues with claimable jobs come from a skip scan
+# of the dequeue index (one probe per queue); per queue, a capped count of its
+# dequeue-index entries and one of its scheduled-index entries (index-only:
+# both indexes lead with queue), queued being the difference. The running and
+# waiting indexes do not lead with queue: their rows are read once for all
+# queues, capped, so those counts are exact while the whole table has at most
+# the limit of running (active + aborting) or of waiting jobs, and estimated
+# beyond it (for the queues among the rows read). An estimate is never below
+# what the capped read saw.
+_LIVE_COUNTS = """
+queues AS (
+    SELECT min(queue) AS queue FROM {jobs} WHERE status IN ('queued', 'scheduled')
     UNION ALL
-    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting')
+    SELECT (SELECT min(j.queue) FROM {jobs} j
+            WHERE j.status IN ('queued', 'scheduled') AND j.queue > q.queue)
+    FROM queues q WHERE q.queue IS NOT NULL
+), pending AS (
+    SELECT q.queue, d.n AS due, s.n AS scheduled
+    FROM queues q
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status IN ('queued', 'scheduled')
+        LIMIT %(limit)s + 1) c) d
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status = 'scheduled'
+        LIMIT %(limit)s + 1) c) s
+    WHERE q.queue IS NOT NULL
+), running AS (
+    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting') LIMIT %(limit)s + 1
+), waiting AS (
+    SELECT queue, status FROM {jobs} WHERE status = 'waiting' LIMIT %(limit)s + 1
+), live AS (
+    SELECT queue, 'scheduled' AS status, scheduled AS n, scheduled > %(limit)s AS estimated
+    FROM pending
     UNION ALL
-    SELECT queue, status FROM {jobs} WHERE status = 'waiting'"""
+    SELECT queue, 'queued', due - scheduled, due > %(limit)s FROM pending
+    UNION ALL
+    SELECT queue, status, count(*), (SELECT count(*) FROM running) > %(limit)s
+    FROM running GROUP BY queue, status
+    UNION ALL
+    SELECT queue, status, count(*), (SELECT count(*) FROM waiting) > %(limit)s
+    FROM waiting GROUP BY queue, status
+), live_counts AS (
+    SELECT queue, status, estimated,
+        CASE WHEN estimated THEN GREATEST(n, {live_estimate}(queue, status)) ELSE n END AS n
+    FROM live WHERE n > 0 OR estimated
+)"""
+
+# Sent before a statement with _LIVE_COUNTS, in its transaction: JIT off. The
+# planner guesses ten queues per step of the skip scan and a LIMIT of unknown
+# size at a tenth of the rows, so the statement's cost passes jit_above_cost
+# and it compiled its expressions first: 40-45 ms of an 85 ms call with a
+# million-job backlog, for a statement that reads a few capped ranges.
+LIVE_COUNTS_SETTINGS = "SELECT set_config('jit', 'off', true)"
 
 # Per-queue counts by status, with the number of workers online (running and
 # heard from within three of their heartbeat intervals) on every row; one row
-# with a NULL queue when there is no job at all. Live jobs are counted as they
-# are; finished ones are the last recount (FINISHED_COUNTS, as of its as_of)
-# plus the rows finished since (a range of the finished-rows index), so a
-# million finished rows are never counted here. Without a recount yet, every
-# finished row is counted. (The upper bound 'infinity' changes no result: as a
-# second unknown bound it makes the planner guess a short range -- 0.5 % of
-# the rows, not a third -- so it reads the index without launching parallel
-# workers, which cost more than the whole range.)
+# with a NULL queue when there is no job at all; and the statuses whose count
+# is an estimate (NULL: none). Live jobs are _LIVE_COUNTS; finished ones are
+# the last recount (FINISHED_COUNTS, as of its as_of) plus the rows finished
+# since (a range of the finished-rows index), so a million finished rows are
+# never counted here. Without a recount yet, every finished row is counted.
+# (The upper bound 'infinity' changes no result: as a second unknown bound it
+# makes the planner guess a short range -- 0.5 % of the rows, not a third --
+# so it reads the index without launching parallel workers, which cost more
+# than the whole range.)
 QUEUE_STATS = """
-WITH since AS (
+WITH RECURSIVE""" + _LIVE_COUNTS + """, since AS (
     SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
     FROM {finished_counts}
 ), counted AS (
-    SELECT queue, status, 1::bigint AS n FROM (""" + _LIVE_JOBS + """
-    ) live
+    SELECT queue, status, n, estimated FROM live_counts
     UNION ALL
-    SELECT queue, status, n FROM {finished_counts}
+    SELECT queue, status, n, false FROM {finished_counts}
     UNION ALL
-    SELECT queue, status, count(*) FROM {jobs}
+    SELECT queue, status, count(*), false FROM {jobs}
     WHERE status IN ('complete', 'failed', 'aborted') AND completed_at >= (SELECT at FROM since)
       AND completed_at < (SELECT until FROM since)
     GROUP BY queue, status
@@ -1093,14 +1143,15 @@ WITH since AS (
         COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
         COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0) AS complete,
         COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
-        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted
+        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted,
+        array_agg(status) FILTER (WHERE estimated) AS estimated
     FROM counted GROUP BY queue HAVING sum(n) > 0
 ), online AS (
     SELECT count(*) AS n FROM {workers}
     WHERE status <> 'stopped' AND last_seen > now() - make_interval(secs => 3 * heartbeat_interval)
 )
 SELECT p.queue, p.scheduled, p.queued, p.active, p.aborting, p.waiting, p.complete, p.failed,
-    p.aborted, o.n
+    p.aborted, p.estimated, o.n
 FROM online o LEFT JOIN per p ON true
 ORDER BY p.queue
 """
@@ -1172,16 +1223,16 @@ SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
 
 # One queue-depth sample: one row per queue with live jobs, plus a zero row
 # for a queue whose previous sample was not all zeros (the drop to empty is
-# recorded once); then the pass's mark.
+# recorded once); then the pass's mark. The counts are _LIVE_COUNTS, so above
+# %(limit)s jobs of a queue and status the sample holds the estimate.
 SAMPLE_QUEUES = """
-WITH counts AS (
+WITH RECURSIVE""" + _LIVE_COUNTS + """, counts AS (
     SELECT queue,
-        count(*) FILTER (WHERE status = 'queued') AS queued,
-        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
-        count(*) FILTER (WHERE status = 'waiting') AS waiting,
-        count(*) FILTER (WHERE status IN ('active', 'aborting')) AS active
-    FROM (""" + _LIVE_JOBS + """
-    ) live GROUP BY queue
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status IN ('active', 'aborting')), 0) AS active
+    FROM live_counts GROUP BY queue
 ), previous AS (
     SELECT queue FROM {queue_samples}
     WHERE sampled_at = (SELECT max(sampled_at) FROM {queue_samples})
