@@ -1054,17 +1054,19 @@ _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 # (queue, status, n, estimated) of a WITH RECURSIVE: exact while a queue and
 # status has at most %(limit)s jobs (estimate_limit), else the planner's
 # estimate ({live_estimate}, migration 0006) and ``estimated`` true. Every read
-# stops at %(limit)s + 1 rows, so the cost follows the limit, never the
-# backlog (counting a million-job backlog took 300-400 ms; issue 18,
+# is capped (at most twice the limit), so the cost follows the limit, never
+# the backlog (issue 18: counting a million-job backlog took hundreds of ms;
 # benchmarks/README.md). The queues with claimable jobs come from a skip scan
 # of the dequeue index (one probe per queue); per queue, a capped count of its
-# dequeue-index entries and one of its scheduled-index entries (index-only:
-# both indexes lead with queue), queued being the difference. The running and
-# waiting indexes do not lead with queue: their rows are read once for all
-# queues, capped, so those counts are exact while the whole table has at most
-# the limit of running (active + aborting) or of waiting jobs, and estimated
-# beyond it (for the queues among the rows read). An estimate is never below
-# what the capped read saw.
+# scheduled-index entries, then one of its dequeue-index entries capped at the
+# limit plus the scheduled ones (index-only: both indexes lead with queue),
+# queued being the difference -- exact up to the limit, unless the queue also
+# has more than the limit of scheduled jobs (then it is unknown: estimated,
+# from 0 up). The running and waiting indexes do not lead with queue: their
+# rows are read once for all queues, capped, so those counts are exact while
+# the whole table has at most the limit of running (active + aborting) or of
+# waiting jobs, and estimated beyond it (for the queues among the rows read).
+# An estimate is never below what the capped read saw.
 _LIVE_COUNTS = """
 queues AS (
     SELECT min(queue) AS queue FROM {jobs} WHERE status IN ('queued', 'scheduled')
@@ -1076,11 +1078,11 @@ queues AS (
     SELECT q.queue, d.n AS due, s.n AS scheduled
     FROM queues q
     CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
-        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status IN ('queued', 'scheduled')
-        LIMIT %(limit)s + 1) c) d
-    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
         SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status = 'scheduled'
         LIMIT %(limit)s + 1) c) s
+    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
+        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status IN ('queued', 'scheduled')
+        LIMIT %(limit)s + s.n + 1) c) d
     WHERE q.queue IS NOT NULL
 ), running AS (
     SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting') LIMIT %(limit)s + 1
@@ -1090,7 +1092,9 @@ queues AS (
     SELECT queue, 'scheduled' AS status, scheduled AS n, scheduled > %(limit)s AS estimated
     FROM pending
     UNION ALL
-    SELECT queue, 'queued', due - scheduled, due > %(limit)s FROM pending
+    SELECT queue, 'queued', CASE WHEN scheduled > %(limit)s THEN 0 ELSE due - scheduled END,
+        scheduled > %(limit)s OR due > %(limit)s + scheduled
+    FROM pending
     UNION ALL
     SELECT queue, status, count(*), (SELECT count(*) FROM running) > %(limit)s
     FROM running GROUP BY queue, status
@@ -1105,9 +1109,10 @@ queues AS (
 
 # Sent before a statement with _LIVE_COUNTS, in its transaction: JIT off. The
 # planner guesses ten queues per step of the skip scan and a LIMIT of unknown
-# size at a tenth of the rows, so the statement's cost passes jit_above_cost
-# and it compiled its expressions first: 40-45 ms of an 85 ms call with a
-# million-job backlog, for a statement that reads a few capped ranges.
+# size at a tenth of the rows, so with a big backlog the statement's cost
+# passes jit_above_cost and it compiled its expressions first -- half of the
+# call's time (benchmarks/README.md), for a statement that reads a few capped
+# ranges.
 LIVE_COUNTS_SETTINGS = "SELECT set_config('jit', 'off', true)"
 
 # Per-queue counts by status, with the number of workers online (running and
