@@ -261,10 +261,19 @@ class Werk(FlowControl):
             raise ConfigError("_conn is closed or broken: use an open connection")
         return conn
 
-    async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
+    async def _fetch(
+        self, query: str, params: dict[str, Any] | None = None, *, settings: str | None = None
+    ) -> list[Any]:
+        """The rows of ``query``; with ``settings`` (a statement of SET LOCAL
+        kind), both in one transaction, the settings first."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(query, params)
-            return await cur.fetchall()
+            if settings is None:
+                cur = await conn.execute(query, params)
+                return await cur.fetchall()
+            async with conn.transaction():
+                await conn.execute(settings)
+                cur = await conn.execute(query, params)
+                return await cur.fetchall()
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations under an advisory lock; return the versions applied.
@@ -709,10 +718,8 @@ class Werk(FlowControl):
         Cancellation: safe, it only reads."""
         queues: list[dict[str, Any]] = []
         online = 0
-        async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(self.sql.LIVE_COUNTS_SETTINGS)
-            cur = await conn.execute(self.sql.QUEUE_STATS, {"limit": self.config.estimate_limit})
-            rows = await cur.fetchall()
+        rows = await self._fetch(self.sql.QUEUE_STATS, {"limit": self.config.estimate_limit},
+                                 settings=self.sql.LIVE_COUNTS_SETTINGS)
         for row in rows:
             online = int(row[-1])
             if row[0] is not None:

@@ -156,8 +156,8 @@ class WerkConfig:
     #: Jobs of one queue and live status (queued, scheduled, ...) that
     #: get_queue_stats and the queue-depth samples count exactly; above it,
     #: the count is the planner's estimate, named in the queue's ``estimated``
-    #: (1 to 2147483647, default 50,000: a capped count of that many costs
-    #: ~13 ms; see the introspection guide).
+    #: (1 to 2147483647, default 50,000; each queue above it costs one capped
+    #: count of this many index entries: see the introspection guide).
     estimate_limit: int = 50_000
     #: Largest encoded job result a worker stores, in bytes (16 MiB); a larger
     #: one fails its job (final) with a SerializationError saying so.
