@@ -264,16 +264,18 @@ class Werk(FlowControl):
     async def _fetch(
         self, query: str, params: dict[str, Any] | None = None, *, settings: str | None = None
     ) -> list[Any]:
-        """The rows of ``query``; with ``settings`` (a statement of SET LOCAL
-        kind), both in one transaction, the settings first."""
+        """The rows of ``query``; with ``settings`` (a statement of
+        ``set_config(..., true)`` kind), the settings first, both in one
+        pipeline: one round trip, one implicit transaction that the settings
+        last for (an explicit one would cost two more round trips)."""
         async with self.pool.connection() as conn:
             if settings is None:
                 cur = await conn.execute(query, params)
                 return await cur.fetchall()
-            async with conn.transaction():
+            async with conn.pipeline():
                 await conn.execute(settings)
                 cur = await conn.execute(query, params)
-                return await cur.fetchall()
+            return await cur.fetchall()
 
     async def migrate(self) -> list[int]:
         """Apply pending migrations under an advisory lock; return the versions applied.
