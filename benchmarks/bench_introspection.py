@@ -127,12 +127,12 @@ async def time_calls(app: Werk, calls: list[tuple[str, Callable[[], Awaitable[An
     which leaves out the network and the decoding into Python objects. One
     warm-up call each (plans cached, pages in memory); the runs interleaved,
     so drift hits every row alike. ``app`` must be open."""
-    sent: list[tuple[str, Any, str | None]] = []
+    sent: list[tuple[str, Any]] = []
     fetch = app._fetch
 
-    async def recording(query: str, params: Any = None, *, settings: str | None = None) -> list[Any]:
-        sent.append((query, params, settings))
-        return await fetch(query, params, settings=settings)
+    async def recording(query: str, params: Any = None) -> list[Any]:
+        sent.append((query, params))
+        return await fetch(query, params)
 
     app._fetch = recording  # type: ignore[method-assign]
     out: Timings = [(name, [], []) for name, _ in calls]
@@ -145,10 +145,8 @@ async def time_calls(app: Werk, calls: list[tuple[str, Callable[[], Awaitable[An
                 start = time.perf_counter()
                 await call()
                 times.append((time.perf_counter() - start) * 1000)
-                [(query, params, settings)] = sent
-                async with app.connection() as conn, conn.transaction():
-                    if settings is not None:  # as the call ran it (get_queue_stats: jit off)
-                        await conn.execute(settings)
+                [(query, params)] = sent
+                async with app.connection() as conn:
                     cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
                     row = await cur.fetchone()
                 assert row is not None

@@ -97,7 +97,6 @@ async def _statistics_pass(app: Werk, out: dict[str, int]) -> None:
         if not due or not due[0]:
             return
         retention = {"retention": float(cfg.stats_retention)}
-        await conn.execute(sql.LIVE_COUNTS_SETTINGS)
         cur = await conn.execute(sql.SAMPLE_QUEUES, {"limit": cfg.estimate_limit})
         out["sampled_queues"] = len(await cur.fetchall())
         await conn.execute(sql.ROLLUP_THROUGHPUT, retention)

@@ -261,20 +261,9 @@ class Werk(FlowControl):
             raise ConfigError("_conn is closed or broken: use an open connection")
         return conn
 
-    async def _fetch(
-        self, query: str, params: dict[str, Any] | None = None, *, settings: str | None = None
-    ) -> list[Any]:
-        """The rows of ``query``; with ``settings`` (a statement of
-        ``set_config(..., true)`` kind), the settings first, both in one
-        pipeline: one round trip, one implicit transaction that the settings
-        last for (an explicit one would cost two more round trips)."""
+    async def _fetch(self, query: str, params: dict[str, Any] | None = None) -> list[Any]:
         async with self.pool.connection() as conn:
-            if settings is None:
-                cur = await conn.execute(query, params)
-                return await cur.fetchall()
-            async with conn.pipeline():
-                await conn.execute(settings)
-                cur = await conn.execute(query, params)
+            cur = await conn.execute(query, params)
             return await cur.fetchall()
 
     async def migrate(self) -> list[int]:
@@ -720,9 +709,7 @@ class Werk(FlowControl):
         Cancellation: safe, it only reads."""
         queues: list[dict[str, Any]] = []
         online = 0
-        rows = await self._fetch(self.sql.QUEUE_STATS, {"limit": self.config.estimate_limit},
-                                 settings=self.sql.LIVE_COUNTS_SETTINGS)
-        for row in rows:
+        for row in await self._fetch(self.sql.QUEUE_STATS, {"limit": self.config.estimate_limit}):
             online = int(row[-1])
             if row[0] is not None:
                 counts = dict(zip(_QUEUE_STAT_KEYS, row[:-2], strict=True))

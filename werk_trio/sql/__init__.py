@@ -32,7 +32,8 @@ TABLES = (
 )
 #: Functions and statistics objects of the schema, named (and schema-qualified)
 #: like the tables (neither lives in its table's schema by itself).
-FUNCTIONS = ("meta_part", "finished_gone", "finished_requeued", "live_estimate", "jobs_queue_status")
+FUNCTIONS = ("meta_part", "finished_gone", "finished_requeued", "live_estimate", "live_counts",
+             "jobs_queue_status")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.
@@ -153,7 +154,6 @@ class Statements:
     LIST_JOBS: str
     LIST_WORKERS: str
     LIST_WORKER_JOBS: str
-    LIVE_COUNTS_SETTINGS: str
     LOCK_DEPENDENTS: str
     LOCK_PARENTS: str
     LOCK_QUEUES: str

@@ -1050,75 +1050,13 @@ DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING
 
 _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 
-# The live jobs (not finished) by queue and status, as the CTE ``live_counts``
-# (queue, status, n, estimated) of a WITH RECURSIVE: exact while a queue and
-# status has at most %(limit)s jobs (estimate_limit), else the planner's
-# estimate ({live_estimate}, migration 0006) and ``estimated`` true. Every read
-# is capped (at most twice the limit), so the cost follows the limit, never
-# the backlog (issue 18: counting a million-job backlog took hundreds of ms;
-# benchmarks/README.md). The queues with claimable jobs come from a skip scan
-# of the dequeue index (one probe per queue); per queue, a capped count of its
-# scheduled-index entries, then one of its dequeue-index entries capped at the
-# limit plus the scheduled ones (index-only: both indexes lead with queue),
-# queued being the difference -- exact up to the limit, unless the queue also
-# has more than the limit of scheduled jobs (then it is unknown: estimated,
-# from 0 up). The running and waiting indexes do not lead with queue: their
-# rows are read once for all queues, capped, so those counts are exact while
-# the whole table has at most the limit of running (active + aborting) or of
-# waiting jobs, and estimated beyond it (for the queues among the rows read).
-# An estimate is never below what the capped read saw.
-_LIVE_COUNTS = """
-queues AS (
-    SELECT min(queue) AS queue FROM {jobs} WHERE status IN ('queued', 'scheduled')
-    UNION ALL
-    SELECT (SELECT min(j.queue) FROM {jobs} j
-            WHERE j.status IN ('queued', 'scheduled') AND j.queue > q.queue)
-    FROM queues q WHERE q.queue IS NOT NULL
-), pending AS (
-    SELECT q.queue, d.n AS due, s.n AS scheduled
-    FROM queues q
-    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
-        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status = 'scheduled'
-        LIMIT %(limit)s + 1) c) s
-    CROSS JOIN LATERAL (SELECT count(*) AS n FROM (
-        SELECT FROM {jobs} j WHERE j.queue = q.queue AND j.status IN ('queued', 'scheduled')
-        LIMIT %(limit)s + s.n + 1) c) d
-    WHERE q.queue IS NOT NULL
-), running AS (
-    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting') LIMIT %(limit)s + 1
-), waiting AS (
-    SELECT queue, status FROM {jobs} WHERE status = 'waiting' LIMIT %(limit)s + 1
-), live AS (
-    SELECT queue, 'scheduled' AS status, scheduled AS n, scheduled > %(limit)s AS estimated
-    FROM pending
-    UNION ALL
-    SELECT queue, 'queued', CASE WHEN scheduled > %(limit)s THEN 0 ELSE due - scheduled END,
-        scheduled > %(limit)s OR due > %(limit)s + scheduled
-    FROM pending
-    UNION ALL
-    SELECT queue, status, count(*), (SELECT count(*) FROM running) > %(limit)s
-    FROM running GROUP BY queue, status
-    UNION ALL
-    SELECT queue, status, count(*), (SELECT count(*) FROM waiting) > %(limit)s
-    FROM waiting GROUP BY queue, status
-), live_counts AS (
-    SELECT queue, status, estimated,
-        CASE WHEN estimated THEN GREATEST(n, {live_estimate}(queue, status)) ELSE n END AS n
-    FROM live WHERE n > 0 OR estimated
-)"""
-
-# Sent before a statement with _LIVE_COUNTS, in its transaction: JIT off. The
-# planner guesses ten queues per step of the skip scan and a LIMIT of unknown
-# size at a tenth of the rows, so with a big backlog the statement's cost
-# passes jit_above_cost and it compiled its expressions first -- half of the
-# call's time (benchmarks/README.md), for a statement that reads a few capped
-# ranges.
-LIVE_COUNTS_SETTINGS = "SELECT set_config('jit', 'off', true)"
-
 # Per-queue counts by status, with the number of workers online (running and
 # heard from within three of their heartbeat intervals) on every row; one row
 # with a NULL queue when there is no job at all; and the statuses whose count
-# is an estimate (NULL: none). Live jobs are _LIVE_COUNTS; finished ones are
+# is an estimate (NULL: none). Live jobs are {live_counts} (migration 0006:
+# exact up to %(limit)s = estimate_limit per queue and status, the planner's
+# estimate above it, never reading more than about the limit's worth of index
+# entries per queue, whatever the backlog); finished ones are
 # the last recount (FINISHED_COUNTS, as of its as_of) plus the rows finished
 # since (a range of the finished-rows index), so a million finished rows are
 # never counted here. Without a recount yet, every finished row is counted.
@@ -1127,7 +1065,9 @@ LIVE_COUNTS_SETTINGS = "SELECT set_config('jit', 'off', true)"
 # so it reads the index without launching parallel workers, which cost more
 # than the whole range.)
 QUEUE_STATS = """
-WITH RECURSIVE""" + _LIVE_COUNTS + """, since AS (
+WITH live_counts AS (
+    SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
+), since AS (
     SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
     FROM {finished_counts}
 ), counted AS (
@@ -1228,10 +1168,13 @@ SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
 
 # One queue-depth sample: one row per queue with live jobs, plus a zero row
 # for a queue whose previous sample was not all zeros (the drop to empty is
-# recorded once); then the pass's mark. The counts are _LIVE_COUNTS, so above
-# %(limit)s jobs of a queue and status the sample holds the estimate.
+# recorded once); then the pass's mark. The counts are {live_counts}, as in
+# QUEUE_STATS: above %(limit)s jobs of a queue and status the sample holds the
+# estimate.
 SAMPLE_QUEUES = """
-WITH RECURSIVE""" + _LIVE_COUNTS + """, counts AS (
+WITH live_counts AS (
+    SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
+), counts AS (
     SELECT queue,
         COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
         COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
