@@ -696,11 +696,13 @@ class Werk(FlowControl):
 
         Live jobs are counted exactly up to ``estimate_limit`` (50,000) of a
         queue and status; above it the count is the planner's estimate for
-        them (as fresh as the table's last ANALYZE, and never below the
-        limit) and the status is listed in ``estimated``. Active and
-        aborting jobs, and waiting ones, are exact while the whole table has
-        at most the limit of each (their indexes do not lead with the
-        queue). :meth:`counts` is always exact, and counts every row.
+        them (as fresh as the table's last ANALYZE, never below what the
+        capped count saw) and the status is listed in ``estimated``. Active
+        and aborting jobs, and waiting ones, are exact while the whole table
+        has at most the limit of each (their indexes do not lead with the
+        queue); a queue's queued count is estimated too when it has more
+        than the limit of scheduled jobs. :meth:`counts` is always exact,
+        and counts every row.
         Finished ones are the sweeper's last recount (every
         ``stats_sample_interval``) plus every job finished since, so a
         purge, delete or requeue of a job that finished before that recount

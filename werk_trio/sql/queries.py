@@ -1056,10 +1056,10 @@ _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 # is an estimate (NULL: none). Live jobs are {live_counts} (migration 0006:
 # exact up to %(limit)s = estimate_limit per queue and status, the planner's
 # estimate above it, never reading more than about the limit's worth of index
-# entries per queue, whatever the backlog); finished ones are
-# the last recount (FINISHED_COUNTS, as of its as_of) plus the rows finished
-# since (a range of the finished-rows index), so a million finished rows are
-# never counted here. Without a recount yet, every finished row is counted.
+# entries per queue, whatever the backlog); finished ones are the last
+# recount (FINISHED_COUNTS, as of its as_of) plus the rows finished since (a
+# range of the finished-rows index), so a million finished rows are never
+# counted here. Without a recount yet, every finished row is counted.
 # (The upper bound 'infinity' changes no result: as a second unknown bound it
 # makes the planner guess a short range -- 0.5 % of the rows, not a third --
 # so it reads the index without launching parallel workers, which cost more
