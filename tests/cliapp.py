@@ -1,8 +1,8 @@
 """The app the CLI tests load: ``werk ... tests.cliapp:app``.
 
 ``app`` is a factory (the CLI calls a callable APP), so every command builds
-its Werk from the environment of that moment: WERK_DSN (read by Werk) and
-WERK_SCHEMA (read here), set by
+its Werk from the environment of that moment: WERK_DSN (read by Werk),
+WERK_SCHEMA and CLIAPP_ESTIMATE_LIMIT (read here), set by
 the test for a child process, or for click's in-process runner.
 """
 
@@ -29,7 +29,9 @@ async def nap(seconds: float) -> float:
 
 
 def app() -> Werk:
-    werk = Werk(schema=os.environ.get("WERK_SCHEMA") or None, task_modules=["tests"])
+    limit = os.environ.get("CLIAPP_ESTIMATE_LIMIT")
+    settings = {"estimate_limit": int(limit)} if limit else {}
+    werk = Werk(schema=os.environ.get("WERK_SCHEMA") or None, task_modules=["tests"], **settings)
     for func in (add, boom, nap):
         werk.register(func)
     return werk

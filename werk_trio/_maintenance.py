@@ -97,7 +97,7 @@ async def _statistics_pass(app: Werk, out: dict[str, int]) -> None:
         if not due or not due[0]:
             return
         retention = {"retention": float(cfg.stats_retention)}
-        cur = await conn.execute(sql.SAMPLE_QUEUES)
+        cur = await conn.execute(sql.SAMPLE_QUEUES, {"limit": cfg.estimate_limit})
         out["sampled_queues"] = len(await cur.fetchall())
         await conn.execute(sql.ROLLUP_THROUGHPUT, retention)
         await conn.execute(sql.ROLLUP_THROUGHPUT_HOURS)

@@ -696,22 +696,37 @@ class Werk(FlowControl):
 
         ``queues``: one dict per queue with jobs, by name: ``queue``,
         ``scheduled``, ``queued``, ``active``, ``aborting``, ``waiting``,
-        ``complete``, ``failed``, ``aborted`` (counts). ``total_jobs``: every
-        job row. ``workers_online``: workers running and heard from within
-        three of their heartbeat intervals. One statement.
+        ``complete``, ``failed``, ``aborted`` (counts), and werk_trio's
+        ``estimated``: the statuses whose count is an estimate (a list in
+        that key order; empty when every count is exact). ``total_jobs``:
+        the sum of the counts (an estimate when any is). ``workers_online``:
+        workers running and heard from within three of their heartbeat
+        intervals. One statement.
 
-        Live jobs are counted exactly. Finished ones are the sweeper's last
-        recount (every ``stats_sample_interval``) plus every job finished
-        since, so a purge, delete or requeue of a job that finished before
-        that recount shows from the next one on (within a minute by
-        default); before any recount, every row is counted.
+        Live jobs are counted exactly up to ``estimate_limit`` (50,000) of a
+        queue and status; above it the count is the planner's estimate for
+        them (as fresh as the table's last ANALYZE, never below what the
+        capped count saw) and the status is listed in ``estimated``. Active
+        and aborting jobs, and waiting ones, are exact while the whole table
+        has at most the limit of each (their indexes do not lead with the
+        queue); a queue's queued count is estimated too when it has more
+        than the limit of scheduled jobs. :meth:`counts` is always exact,
+        and counts every row.
+        Finished ones are the sweeper's last recount (every
+        ``stats_sample_interval``) plus every job finished since, so a
+        purge, delete or requeue of a job that finished before that recount
+        shows from the next one on (within a minute by default); before any
+        recount, every row is counted.
         Cancellation: safe, it only reads."""
         queues: list[dict[str, Any]] = []
         online = 0
-        for row in await self._fetch(self.sql.QUEUE_STATS):
+        for row in await self._fetch(self.sql.QUEUE_STATS, {"limit": self.config.estimate_limit}):
             online = int(row[-1])
             if row[0] is not None:
-                queues.append(dict(zip(_QUEUE_STAT_KEYS, row[:-1], strict=True)))
+                counts = dict(zip(_QUEUE_STAT_KEYS, row[:-2], strict=True))
+                guessed = set(row[-2] or ())
+                counts["estimated"] = [k for k in _QUEUE_STAT_KEYS[1:] if k in guessed]
+                queues.append(counts)
         total = sum(sum(q[k] for k in _QUEUE_STAT_KEYS[1:]) for q in queues)
         return queues, total, online
 

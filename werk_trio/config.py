@@ -153,6 +153,12 @@ class WerkConfig:
     stats_sample_interval: float = 60.0
     #: Seconds queue-depth samples are kept (7 days).
     stats_retention: float = 7 * 86400.0
+    #: Jobs of one queue and live status (queued, scheduled, ...) that
+    #: get_queue_stats and the queue-depth samples count exactly; above it,
+    #: the count is the planner's estimate, named in the queue's ``estimated``
+    #: (1 to 2147483647, default 50,000; each queue above it costs one capped
+    #: count of this many index entries: see the introspection guide).
+    estimate_limit: int = 50_000
     #: Largest encoded job result a worker stores, in bytes (16 MiB); a larger
     #: one fails its job (final) with a SerializationError saying so.
     max_result_bytes: int = 16 * 1024 * 1024
@@ -210,6 +216,7 @@ class WerkConfig:
             _positive("prepare_threshold", self.prepare_threshold, integer=True, allow_zero=True)
         for name in ("stopped_worker_retention", "stats_sample_interval", "stats_retention"):
             _positive(name, getattr(self, name))
+        _positive("estimate_limit", self.estimate_limit, integer=True)
         if self.log_color is not None and not isinstance(self.log_color, bool):
             raise ConfigError(f"log_color must be True, False or None, got {self.log_color!r}")
         if self.log_fmt is not None:

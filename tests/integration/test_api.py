@@ -17,7 +17,7 @@ import httpx
 import pytest
 import trio
 
-from werk_trio import ConfigError, CronScheduler, Dependency, JobStatus, Werk
+from werk_trio import ConfigError, CronScheduler, Dependency, EnqueueParams, JobStatus, Werk
 from werk_trio.sql import migrations
 from werk_trio.testing import until
 from werk_trio.web import check_bind, create_app, serve
@@ -151,6 +151,24 @@ async def test_jobs_lifecycle_through_the_api(app: Werk) -> None:
             by_queue = {q["queue"]: q for q in stats["queues"]}
             assert by_queue["default"]["complete"] == 1 and by_queue["default"]["failed"] == 1
             assert by_queue["later"]["waiting"] == 1 and by_queue["later"]["scheduled"] == 1
+
+
+async def test_stats_name_the_counts_that_are_estimates(dsn: str, schema: str) -> None:
+    """Issue 18: /api/stats carries each queue's ``estimated`` statuses -- those
+    over the app's estimate_limit, whose counts are the planner's estimate."""
+    guessing = Werk(dsn, schema=schema, task_modules=["tests"], estimate_limit=2)
+    with trio.fail_after(60):
+        async with guessing, api_server(guessing, worker=False) as srv:
+            await guessing.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="big")
+                                         for n in range(3)])  # fmt: skip
+            await guessing.enqueue("tests.cliapp.add", 1, _queue="small")
+            await guessing.vacuum()  # the planner's statistics (ANALYZE)
+            r = await srv.http.get("/api/stats")
+            assert r.status_code == 200
+            by_queue = {q["queue"]: q for q in r.json()["queues"]}
+            assert by_queue["big"]["queued"] == 3 and by_queue["big"]["estimated"] == ["queued"]
+            assert by_queue["small"]["queued"] == 1 and by_queue["small"]["estimated"] == []
+            assert r.json()["total_jobs"] == 4
 
 
 async def test_state_changes_and_their_conflicts(app: Werk) -> None:

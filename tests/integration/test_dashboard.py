@@ -19,7 +19,7 @@ import trio
 
 from tests.integration._cli_support import APP, invoke
 from tests.proctools import REPO, child_env, describe, spawn, worker_argv
-from werk_trio import Werk
+from werk_trio import EnqueueParams, Werk
 from werk_trio.testing import until
 
 
@@ -175,3 +175,19 @@ async def test_dashboard_once_and_without_a_terminal(app: Werk, dsn: str, schema
         assert "paused queues: reports " in frame and "elsewhere" not in frame, frame
         live = await invoke(dsn, schema, "dashboard", APP)
         assert live.code == 2 and "the live dashboard needs a terminal; use --once" in live.stderr
+
+
+async def test_dashboard_marks_the_counts_that_are_estimates(app: Werk, dsn: str, schema: str) -> None:
+    """Issue 18: above estimate_limit a count is the planner's estimate, shown
+    as ``~n`` with a note; the counts at or under it stay plain."""
+    with trio.fail_after(60):
+        await app.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="big") for n in range(3)])
+        await app.enqueue("tests.cliapp.add", 1, _queue="small")
+        await app.vacuum()  # the planner's statistics (ANALYZE), as autovacuum keeps them
+        frame = (await invoke(dsn, schema, "dashboard", APP, "--once", CLIAPP_ESTIMATE_LIMIT="2")).ok().stdout
+        assert re.search(r"│ big +│ +0 │ +~3 │", frame), frame
+        assert re.search(r"│ small +│ +0 │ +1 │", frame), frame
+        assert re.search(r"│ all +│ +0 │ +~4 │", frame), frame
+        assert "jobs ~4 " in frame and "~ an estimate" in frame, frame
+        frame = (await invoke(dsn, schema, "dashboard", APP, "--once", CLIAPP_ESTIMATE_LIMIT="3")).ok().stdout
+        assert re.search(r"│ big +│ +0 │ +3 │", frame) and "~" not in frame, frame

@@ -110,7 +110,8 @@ async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) ->
         rows, total, online = await app.get_queue_stats()
         assert by_queue(rows) == {"a": {"queued": 3}, "b": {"queued": 1}, "c": {"scheduled": 1, "waiting": 1}}
         assert (total, online) == (6, 0)
-        assert all(set(r) == {"queue", *STAT_KEYS} for r in rows)
+        # pgwerk's keys, and werk_trio's one addition: nothing estimated here
+        assert all(set(r) == {"queue", *STAT_KEYS, "estimated"} and r["estimated"] == [] for r in rows)
 
         await drain(app, "a", "b")
         expected = {"a": {"complete": 3}, "b": {"failed": 1}, "c": {"scheduled": 1, "waiting": 1}}
@@ -296,6 +297,52 @@ async def test_live_counts_follow_every_change(stats_app: Werk) -> None:
         await app.truncate()
         assert await agree("truncated") == {}
         assert await app.get_queue_stats() == ([], 0, 0)
+
+
+async def test_live_counts_are_exact_up_to_the_limit_then_estimated_and_marked(dsn: str, schema: str) -> None:
+    """Issue 18: a queue and live status with at most estimate_limit jobs is
+    counted exactly; above it the count is the planner's estimate (exact
+    here: ANALYZE reads every row of so small a table) and the status is
+    named in the queue's ``estimated``. A small queue beside a big one stays
+    exact. Queued and scheduled are per queue; waiting (and running) per
+    table. The queue-depth sample takes the same counts."""
+    app = Werk(dsn, schema=schema, task_modules=["tests"], stats_sample_interval=0.001, estimate_limit=3)
+    with trio.fail_after(60):
+        async with app:
+            await app.enqueue_many([EnqueueParams(ok, (n,), queue="a") for n in range(3)])
+            await app.enqueue(ok, 9, _queue="b")
+            await app.vacuum()
+            rows, total, _ = await app.get_queue_stats()
+            assert by_queue(rows) == {"a": {"queued": 3}, "b": {"queued": 1}} and total == 4
+            assert [r["estimated"] for r in rows] == [[], []]  # the limit itself is still exact
+
+            await app.enqueue_many([EnqueueParams(ok, (n,), queue="a") for n in range(3, 8)])
+            parent = await app.enqueue(ok, 0, _queue="c", _delay=3600)
+            assert parent
+            await app.enqueue_many([EnqueueParams(ok, (n,), queue="c", delay=3600) for n in range(4)])
+            await app.enqueue_many([EnqueueParams(ok, (n,), queue="c") for n in range(2)])
+            await app.enqueue_many([EnqueueParams(ok, (n,), queue="w", depends_on=[parent.id])
+                                    for n in range(4)])  # fmt: skip
+            await app.vacuum()  # the statistics the estimates come from (autovacuum's ANALYZE)
+            exact = await app.counts()
+            assert exact == {"a": {"queued": 8}, "b": {"queued": 1}, "c": {"scheduled": 5, "queued": 2},
+                             "w": {"waiting": 4}}  # fmt: skip
+            rows, total, _ = await app.get_queue_stats()
+            assert by_queue(rows) == exact and total == 20
+            marks = {r["queue"]: r["estimated"] for r in rows}
+            # c: more scheduled jobs than the limit leave its queued ones unknown too
+            assert marks == {"a": ["queued"], "b": [], "c": ["scheduled", "queued"], "w": ["waiting"]}
+
+            await app.sweep()  # the statistics pass: a queue-depth sample of the same counts
+            depth = {r["queue"]: (r["queued"], r["scheduled"], r["waiting"])
+                     for r in await app.get_queue_depth_history(minutes=5)}  # fmt: skip
+            assert depth == {"a": (8, 0, 0), "b": (1, 0, 0), "c": (2, 5, 0), "w": (0, 0, 4)}
+
+            # drained under the limit again: exact and unmarked
+            await drain(app, "a")
+            rows, _, _ = await app.get_queue_stats()
+            assert {r["queue"]: r["estimated"] for r in rows}["a"] == []
+            assert by_queue(rows)["a"] == {"complete": 8}
 
 
 async def test_queue_stats_of_an_empty_app(app: Werk) -> None:

@@ -112,10 +112,22 @@ def test_config_seconds(setting: str, value: float) -> None:
 
 
 @pytest.mark.parametrize("setting", ["min_pool_size", "max_pool_size", "prepare_threshold",
-                                     "max_payload_bytes", "max_result_bytes"])  # fmt: skip
+                                     "max_payload_bytes", "max_result_bytes", "estimate_limit"])  # fmt: skip
 def test_config_integers(setting: str) -> None:
     with pytest.raises(ConfigError, match=setting):
         Werk(DSN, **{setting: 2**40})
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "50000", 2**31])
+def test_estimate_limit_is_a_positive_int(value: object) -> None:
+    with pytest.raises(ConfigError, match="estimate_limit must be"):
+        Werk(DSN, estimate_limit=value)
+
+
+def test_estimate_limit_default_and_bounds() -> None:
+    assert Werk(DSN).config.estimate_limit == 50_000
+    assert Werk(DSN, estimate_limit=1).config.estimate_limit == 1
+    assert Werk(DSN, estimate_limit=INT32_MAX).config.estimate_limit == INT32_MAX
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from playwright.sync_api import expect
 
 from tests.web import dashboard_tasks
 from tests.web.conftest import BROWSER_TIMEOUT_MS, TOKEN, Session, in_browser, served
-from werk_trio import CronScheduler, JobStatus, Werk, Worker
+from werk_trio import CronScheduler, EnqueueParams, JobStatus, Werk, Worker
 
 expect.set_options(timeout=BROWSER_TIMEOUT_MS)
 
@@ -440,6 +440,31 @@ async def test_overview_counts_move_while_jobs_run_and_stop_when_hidden(web_app:
         await in_browser(base, body)
     for job in jobs:
         assert (await app.get_job(job.id)).status is JobStatus.COMPLETE
+
+
+async def test_overview_marks_the_counts_that_are_estimates(dsn: str, schema: str) -> None:
+    """Issue 18: a count over the app's estimate_limit (the API's ``estimated``)
+    is shown as ``~n`` with a note, in the cards and the queue table; the
+    exact ones stay plain."""
+    guessing = Werk(dsn, schema=schema, task_modules=["tests"], estimate_limit=2)
+    async with guessing:
+        await guessing.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="big") for n in range(3)])
+        await guessing.enqueue("tests.cliapp.add", 1, _queue="small")
+        await guessing.vacuum()  # the planner's statistics (ANALYZE)
+        async with served(guessing, workers=0) as base:
+
+            def body(session: Session) -> None:
+                page = session.page
+                session.open("#/")
+                expect(page.locator("#card-queued .n")).to_have_text("~4")
+                expect(page.locator("#card-total .n")).to_have_text("~4")
+                expect(page.locator("#card-scheduled .n")).to_have_text("0")
+                expect(page.locator('#queues tr[data-id="big"] .estimate')).to_have_text("~3")
+                expect(page.locator('#queues tr[data-id="small"]')).not_to_contain_text("~")
+                expect(page.locator("#estimate-note")).to_contain_text("estimate_limit")
+                assert session.errors == [], session.errors
+
+            await in_browser(base, body)
 
 
 # --- safety ----------------------------------------------------------------------------------

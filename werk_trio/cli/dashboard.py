@@ -139,15 +139,39 @@ def controls_text(q: dict[str, Any] | None) -> Text:
     return text
 
 
+#: The mark of a count that is an estimate (get_queue_stats' ``estimated``).
+ESTIMATE_MARK = "~"
+
+
+def shown_count(n: Any, estimated: bool) -> str:
+    """A count as the dashboard shows it: ``~1000000`` for an estimate."""
+    return f"{ESTIMATE_MARK if estimated else ''}{n}"
+
+
+def _estimated(q: dict[str, Any], *statuses: str) -> bool:
+    return any(s in q.get("estimated", ()) for s in statuses)
+
+
+def any_estimate(snap: Snapshot) -> bool:
+    return any(q.get("estimated") for q in snap.queues)
+
+
 def _counts(snap: Snapshot) -> RenderableType:
-    rows = [(q["queue"], *(q.get(s, 0) for s in STATUSES), controls_text(snap.controls.get(q["queue"])))
-            for q in snap.queues]  # fmt: skip
-    totals = ("all", *(sum(q.get(s, 0) for q in snap.queues) for s in STATUSES), "")
-    return table(None, ("queue", *STATUSES, "controls"), [*rows, totals], right=STATUSES)
+    rows = [(q["queue"], *(shown_count(q.get(s, 0), _estimated(q, s)) for s in STATUSES),
+             controls_text(snap.controls.get(q["queue"]))) for q in snap.queues]  # fmt: skip
+    totals = ("all", *(shown_count(sum(q.get(s, 0) for q in snap.queues),
+                                   any(_estimated(q, s) for q in snap.queues)) for s in STATUSES), "")
+    shown = table(None, ("queue", *STATUSES, "controls"), [*rows, totals], right=STATUSES)
+    if not any_estimate(snap):
+        return shown
+    note = Text(f"{ESTIMATE_MARK} an estimate: more than estimate_limit jobs, counted by the planner",
+                style="dim")
+    return Group(shown, note)
 
 
 def _depth(snap: Snapshot) -> RenderableType:
-    now = {q["queue"]: q.get("queued", 0) + q.get("scheduled", 0) for q in snap.queues}
+    now = {q["queue"]: shown_count(q.get("queued", 0) + q.get("scheduled", 0),
+                                   _estimated(q, "queued", "scheduled")) for q in snap.queues}
     rows = [(q, now.get(q, 0), sparkline(vals)) for q, vals in sorted(snap.depth.items())]
     if not rows:
         return Text("no samples yet (workers sample queue depth as they sweep)", style="dim")
@@ -177,7 +201,7 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
     if snap.error:
         head.append(f"\ndatabase error (retrying): {safe(snap.error)}", style="bold red")
     dead = sum(w["state"] == "dead" for w in snap.workers)
-    summary = Text(f"jobs {snap.total}  workers online {snap.online}")
+    summary = Text(f"jobs {shown_count(snap.total, any_estimate(snap))}  workers online {snap.online}")
     if dead:
         summary.append(f"  DEAD workers {dead}", style="bold red")
     paused = sorted(name for name, q in snap.controls.items() if q["paused"])
@@ -196,8 +220,9 @@ def render(snap: Snapshot, state: State, title: str, interval: float, width: int
         chart_rows = max(3, min(10, (height or 40) // 5))
         values = [c + f for _, c, f in snap.throughput]
         chart = Panel(columns_chart(values, chart_rows, width // 2 - 4), title="finished jobs per minute")
+        counts_rows = len(snap.queues) + 7 + any_estimate(snap)  # the estimate's note: one more line
         panels = [
-            (Panel(_counts(snap), title="jobs by queue and status"), len(snap.queues) + 7),
+            (Panel(_counts(snap), title="jobs by queue and status"), counts_rows),
             (side_by_side(chart, Panel(_depth(snap), title="queue depth")), chart_rows + 3),
             (Panel(_compact_workers(snap), title=f"workers ({len(snap.workers)})"), len(snap.workers) + 6),
             (Panel(_failures(snap, 8), title="recent failures"), None),

@@ -30,8 +30,10 @@ TABLES = (
     # the finished rows removed since the last recount (0005)
     "finished_removed",
 )
-#: Functions of the schema, named (and schema-qualified) like the tables.
-FUNCTIONS = ("meta_part", "finished_gone", "finished_requeued")
+#: Functions and statistics objects of the schema, named (and schema-qualified)
+#: like the tables (neither lives in its table's schema by itself).
+FUNCTIONS = ("meta_part", "finished_gone", "finished_requeued", "live_estimate", "live_counts",
+             "jobs_queue_status")
 
 #: Longest channel base that leaves room for the "_jobs" / "_done" suffix
 #: within Postgres' 63-byte identifier limit.

@@ -1062,37 +1062,32 @@ DELETE FROM {workers} WHERE status = 'stopped' AND expires_at <= now() RETURNING
 
 _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 
-# The live jobs (not finished), each branch through its own partial index --
-# dequeue, running, waiting -- so the cost follows the live jobs, never the
-# finished ones.
-_LIVE_JOBS = """
-    SELECT queue, status FROM {jobs} WHERE status IN ('queued', 'scheduled')
-    UNION ALL
-    SELECT queue, status FROM {jobs} WHERE status IN ('active', 'aborting')
-    UNION ALL
-    SELECT queue, status FROM {jobs} WHERE status = 'waiting'"""
-
 # Per-queue counts by status, with the number of workers online (running and
 # heard from within three of their heartbeat intervals) on every row; one row
-# with a NULL queue when there is no job at all. Live jobs are counted as they
-# are; finished ones are the last recount (FINISHED_COUNTS, as of its as_of)
-# plus the rows finished since (a range of the finished-rows index), so a
-# million finished rows are never counted here. Without a recount yet, every
-# finished row is counted. (The upper bound 'infinity' changes no result: as a
-# second unknown bound it makes the planner guess a short range -- 0.5 % of
-# the rows, not a third -- so it reads the index without launching parallel
-# workers, which cost more than the whole range.)
+# with a NULL queue when there is no job at all; and the statuses whose count
+# is an estimate (NULL: none). Live jobs are {live_counts} (migration 0006:
+# exact up to %(limit)s = estimate_limit per queue and status, the planner's
+# estimate above it, never reading more than about the limit's worth of index
+# entries per queue, whatever the backlog); finished ones are the last
+# recount (FINISHED_COUNTS, as of its as_of) plus the rows finished since (a
+# range of the finished-rows index), so a million finished rows are never
+# counted here. Without a recount yet, every finished row is counted.
+# (The upper bound 'infinity' changes no result: as a second unknown bound it
+# makes the planner guess a short range -- 0.5 % of the rows, not a third --
+# so it reads the index without launching parallel workers, which cost more
+# than the whole range.)
 QUEUE_STATS = """
-WITH since AS (
+WITH live_counts AS (
+    SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
+), since AS (
     SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
     FROM {finished_counts}
 ), counted AS (
-    SELECT queue, status, 1::bigint AS n FROM (""" + _LIVE_JOBS + """
-    ) live
+    SELECT queue, status, n, estimated FROM live_counts
     UNION ALL
-    SELECT queue, status, n FROM {finished_counts}
+    SELECT queue, status, n, false FROM {finished_counts}
     UNION ALL
-    SELECT queue, status, count(*) FROM {jobs}
+    SELECT queue, status, count(*), false FROM {jobs}
     WHERE status IN ('complete', 'failed', 'aborted') AND completed_at >= (SELECT at FROM since)
       AND completed_at < (SELECT until FROM since)
     GROUP BY queue, status
@@ -1105,14 +1100,15 @@ WITH since AS (
         COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
         COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0) AS complete,
         COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
-        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted
+        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted,
+        array_agg(status) FILTER (WHERE estimated) AS estimated
     FROM counted GROUP BY queue HAVING sum(n) > 0
 ), online AS (
     SELECT count(*) AS n FROM {workers}
     WHERE status <> 'stopped' AND last_seen > now() - make_interval(secs => 3 * heartbeat_interval)
 )
 SELECT p.queue, p.scheduled, p.queued, p.active, p.aborting, p.waiting, p.complete, p.failed,
-    p.aborted, o.n
+    p.aborted, p.estimated, o.n
 FROM online o LEFT JOIN per p ON true
 ORDER BY p.queue
 """
@@ -1184,16 +1180,19 @@ SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
 
 # One queue-depth sample: one row per queue with live jobs, plus a zero row
 # for a queue whose previous sample was not all zeros (the drop to empty is
-# recorded once); then the pass's mark.
+# recorded once); then the pass's mark. The counts are {live_counts}, as in
+# QUEUE_STATS: above %(limit)s jobs of a queue and status the sample holds the
+# estimate.
 SAMPLE_QUEUES = """
-WITH counts AS (
+WITH live_counts AS (
+    SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
+), counts AS (
     SELECT queue,
-        count(*) FILTER (WHERE status = 'queued') AS queued,
-        count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
-        count(*) FILTER (WHERE status = 'waiting') AS waiting,
-        count(*) FILTER (WHERE status IN ('active', 'aborting')) AS active
-    FROM (""" + _LIVE_JOBS + """
-    ) live GROUP BY queue
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status IN ('active', 'aborting')), 0) AS active
+    FROM live_counts GROUP BY queue
 ), previous AS (
     SELECT queue FROM {queue_samples}
     WHERE sampled_at = (SELECT max(sampled_at) FROM {queue_samples})

@@ -209,6 +209,9 @@ class QueueStats(BaseModel):
     aborted: int = 0
     # werk_trio's addition: jobs told to stop, not yet stopped
     aborting: int = 0
+    # werk_trio's addition: the statuses whose count is an estimate (more
+    # than the app's estimate_limit jobs of this queue and status)
+    estimated: list[str] = Field(default_factory=list)
 
 
 class StatsResponse(BaseModel):

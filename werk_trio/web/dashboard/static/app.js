@@ -106,6 +106,11 @@
     return `${n.toFixed(i ? 1 : 0)} ${units[i]}`;
   }
   const fmtInt = (n) => Number(n || 0).toLocaleString("en-US");
+  // A count the API marks as an estimate (more than estimate_limit jobs of a
+  // queue and status, /api/stats' "estimated") is shown as "~1,000,000".
+  const ESTIMATE_NOTE = "an estimate: more than estimate_limit jobs, counted by the planner";
+  const isEstimate = (q, st) => (q.estimated || []).includes(st);
+  const fmtCount = (n, estimate) => (estimate ? `~${fmtInt(n)}` : fmtInt(n));
   // the last 8 hex digits: ids are UUIDv7, whose first ones are a timestamp
   const shortId = (id) => String(id || "").slice(-8);
   const firstLine = (text) => String(text || "").split("\n").filter((l) => l.trim()).pop() || "";
@@ -288,10 +293,10 @@
         if (!n) continue;
         const w = (n / top) * (W - L - R);
         svg.append(s("rect", { x, y: y + 2, width: Math.max(1, w), height: rowH - 8, fill: `var(--s-${st})` },
-          s("title", { text: `${q.queue}: ${n} ${st}` })));
+          s("title", { text: `${q.queue}: ${fmtCount(n, isEstimate(q, st))} ${st}` })));
         x += w;
       }
-      svg.append(s("text", { x: x + 6, y: y + 15, text: `${fmtInt(totals[i])} jobs` }));
+      svg.append(s("text", { x: x + 6, y: y + 15, text: `${fmtCount(totals[i], (q.estimated || []).length > 0)} jobs` }));
     });
     const legend = h("div", { class: "legend" }, STATUSES.map((st) => h("span", { color: `var(--s-${st})`, text: st })));
     return h("div", null, svg, legend);
@@ -385,12 +390,18 @@
         .then((r) => r[0] || null, () => null)
       : Promise.resolve(null))));
     const sum = (st) => queues.reduce((a, q) => a + (q[st] || 0), 0);
-    const card = (id, label, n, color) => h("div", { class: "card", id: `card-${id}`, color },
-      h("div", { class: "n", text: fmtInt(n) }), h("div", { class: "l", text: label }));
+    const guessed = (st) => queues.some((q) => isEstimate(q, st));
+    const anyGuess = queues.some((q) => (q.estimated || []).length > 0);
+    const card = (id, label, n, color, estimate) => h("div", { class: "card", id: `card-${id}`, color },
+      h("div", { class: "n", text: fmtCount(n, estimate), title: estimate ? ESTIMATE_NOTE : null }),
+      h("div", { class: "l", text: label }));
+    const countCell = (q, st) => (isEstimate(q, st)
+      ? h("span", { class: "estimate", title: ESTIMATE_NOTE, text: fmtCount(q[st], true) })
+      : fmtInt(q[st]));
     root.append(h("h1", { text: "Overview" }));
     root.append(h("div", { class: "cards" },
-      card("total", "jobs in total", stats.total_jobs, "var(--muted)"),
-      STATUSES.map((st) => card(st, st, sum(st), `var(--s-${st})`)),
+      card("total", "jobs in total", stats.total_jobs, "var(--muted)", anyGuess),
+      STATUSES.map((st) => card(st, st, sum(st), `var(--s-${st})`, guessed(st))),
       card("workers", "workers online", stats.workers_online, "var(--accent)")));
     const windowButtons = h("div", { class: "actions", role: "group", "aria-label": "Chart window" },
       [[60, "Last hour"], [1440, "Last day"]].map(([m, text]) => h("button", {
@@ -406,9 +417,10 @@
       panel("Queues", table([
         { head: "queue", cell: (q) => [h("a", { href: `#/jobs${query({ queue: q.queue })}`, text: q.queue }),
           paused.has(q.queue) ? [" ", h("a", { href: "#/queues", title: "paused: see Queues" }, badge("paused"))] : null] },
-        ...["queued", "scheduled", "waiting", "active", "failed", "complete"].map((st) => ({ head: st, num: true, cell: (q) => fmtInt(q[st]) })),
+        ...["queued", "scheduled", "waiting", "active", "failed", "complete"].map((st) => ({ head: st, num: true, cell: (q) => countCell(q, st) })),
         { head: "oldest queued", cell: (q) => { const j = oldest[queues.indexOf(q)]; return j ? h("span", null, jobLink(j.id, ago(j.enqueued_at))) : "—"; } },
-      ], queues, { id: "queues", rowId: (q) => q.queue, empty: "No queues yet." }))));
+      ], queues, { id: "queues", rowId: (q) => q.queue, empty: "No queues yet." }),
+      anyGuess ? h("p", { class: "muted", id: "estimate-note", text: `~ ${ESTIMATE_NOTE}` }) : null)));
     const hourAgo = Date.now() - 3600000;
     const recent = failed.filter((j) => j.completed_at && new Date(j.completed_at).getTime() >= hourAgo);
     root.append(panel(`Failures in the last hour (${recent.length}${recent.length === failed.length && failed.length === 100 ? "+" : ""})`,
