@@ -112,6 +112,8 @@ async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) ->
         assert (total, online) == (6, 0)
         # pgwerk's keys, and werk_trio's one addition: nothing estimated here
         assert all(set(r) == {"queue", *STAT_KEYS, "estimated"} and r["estimated"] == [] for r in rows)
+        # counts are ints, as pgwerk's (a SUM in SQL is numeric: Decimal, until cast)
+        assert all(type(r[k]) is int for r in rows for k in STAT_KEYS) and type(total) is int
 
         await drain(app, "a", "b")
         expected = {"a": {"complete": 3}, "b": {"failed": 1}, "c": {"scheduled": 1, "waiting": 1}}

@@ -1093,14 +1093,14 @@ WITH live_counts AS (
     GROUP BY queue, status
 ), per AS (
     SELECT queue,
-        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
-        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
-        COALESCE(sum(n) FILTER (WHERE status = 'active'), 0) AS active,
-        COALESCE(sum(n) FILTER (WHERE status = 'aborting'), 0) AS aborting,
-        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
-        COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0) AS complete,
-        COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0) AS failed,
-        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0) AS aborted,
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0)::bigint AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0)::bigint AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'active'), 0)::bigint AS active,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborting'), 0)::bigint AS aborting,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0)::bigint AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status = 'complete'), 0)::bigint AS complete,
+        COALESCE(sum(n) FILTER (WHERE status = 'failed'), 0)::bigint AS failed,
+        COALESCE(sum(n) FILTER (WHERE status = 'aborted'), 0)::bigint AS aborted,
         array_agg(status) FILTER (WHERE estimated) AS estimated
     FROM counted GROUP BY queue HAVING sum(n) > 0
 ), online AS (
@@ -1188,9 +1188,9 @@ WITH live_counts AS (
     SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
 ), counts AS (
     SELECT queue,
-        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0) AS queued,
-        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0) AS scheduled,
-        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0) AS waiting,
+        COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0)::bigint AS queued,
+        COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0)::bigint AS scheduled,
+        COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0)::bigint AS waiting,
         COALESCE(sum(n) FILTER (WHERE status IN ('active', 'aborting')), 0) AS active
     FROM live_counts GROUP BY queue
 ), previous AS (
