@@ -344,6 +344,29 @@ async def test_explicit_commit_and_rollback(dsn: str, table: str) -> None:
             assert await _count(dsn, table) == 1
 
 
+async def test_a_statement_prepared_in_a_refused_pipeline_still_runs(dsn: str) -> None:
+    """A pipeline whose first statement fails skips the rest, a Parse of a
+    statement that reached prepare_threshold among them; psycopg (3.3) still
+    takes that statement for prepared, so every later run of it failed on
+    that connection ("prepared statement ... does not exist": the completer's
+    writes after a refused batch). The connection forgets its prepared
+    statements after a refused pipeline instead."""
+    later = "SELECT count(*) FROM pg_class WHERE relname = %s"
+    with trio.fail_after(10):
+        async with await connect(dsn, prepare_threshold=2, autocommit=True) as conn:
+            for _ in range(2):
+                assert (await (await conn.execute(later, ("pg_type",))).fetchone()) == (1,)
+            with pytest.raises(psycopg.errors.DivisionByZero):
+                async with conn.pipeline():
+                    await conn.execute("SELECT 1 / (%s - 1)", (1,))
+                    await conn.execute(later, ("pg_type",))  # its third run: prepared here
+            for _ in range(3):  # prepared again on the way, and used
+                assert (await (await conn.execute(later, ("pg_class",))).fetchone()) == (1,)
+            async with conn.pipeline():
+                cur = await conn.execute(later, ("pg_proc",))
+            assert await cur.fetchone() == (1,)
+
+
 async def test_executemany_cursor_and_large_values(dsn: str, table: str) -> None:
     with trio.fail_after(20):
         async with await connect(dsn, autocommit=True) as conn:

@@ -294,6 +294,22 @@ class Connection(psycopg.AsyncConnection[Row]):
             raise psycopg.errors.CancellationTimeout("cancellation timeout expired")
 
     @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[psycopg.AsyncPipeline]:
+        """psycopg's pipeline. When a statement in it fails, the server skips
+        the rest -- a statement's first Parse as a prepared statement among
+        them -- but psycopg (3.3) takes that statement for prepared from then
+        on, and every later run of it on this connection fails ("prepared
+        statement ... does not exist"). So after a refused pipeline the
+        connection forgets its prepared statements (DEALLOCATE ALL before its
+        next statement; they are prepared again as they are used)."""
+        try:
+            async with super().pipeline() as pipeline:
+                yield pipeline
+        except psycopg.Error:
+            self._prepared.clear()
+            raise
+
+    @asynccontextmanager
     async def transaction(
         self, savepoint_name: str | None = None, force_rollback: bool = False
     ) -> AsyncIterator[Transaction]:
