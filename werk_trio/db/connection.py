@@ -301,7 +301,9 @@ class Connection(psycopg.AsyncConnection[Row]):
         on, and every later run of it on this connection fails ("prepared
         statement ... does not exist"). So after a refused pipeline the
         connection forgets its prepared statements (DEALLOCATE ALL before its
-        next statement; they are prepared again as they are used)."""
+        next statement; they are prepared again as they are used).
+        Cancellation: as psycopg's pipeline (the statements in flight are
+        cancelled on the server and drained, see :meth:`wait`)."""
         try:
             async with super().pipeline() as pipeline:
                 yield pipeline
