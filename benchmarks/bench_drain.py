@@ -6,6 +6,10 @@ Measured in one run against one server:
   queue table: ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED
   LIMIT n) RETURNING id`` then ``UPDATE ... SET status = 'done'``, batch 1 and
   batch 100, each its own durable commit. The baseline of the drain table.
+  The same loop (batch 100) also runs on a copy of werk's own jobs table
+  (``LIKE ... INCLUDING ALL``: its columns, constraints and indexes) holding
+  rows werk enqueued, setting what werk's claim and completion set: the
+  share of the gap that is the table's width and indexes, not werk's code.
 * werk: N no-op jobs drained by one AsyncWorker at concurrency 10 and 50 (in
   this process), at its defaults and at its fastest documented setting for
   short jobs (``prefetch=concurrency``: the next claim overlaps the running
@@ -103,13 +107,58 @@ def raw_floor(dsn: str, schema: str, jobs: int, batch: int) -> float:
             " ORDER BY priority DESC, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id"
         ).format(t=table)
         done = sql.SQL("UPDATE {} SET status = 'done' WHERE id = ANY(%s)").format(table)
-        start = time.perf_counter()
-        while True:
-            ids = [r[0] for r in conn.execute(claim, (batch,)).fetchall()]
-            if not ids:
-                break
-            conn.execute(done, (ids,))
-        return time.perf_counter() - start
+        return _claim_loop(conn, claim, done, batch)
+
+
+def _claim_loop(conn: psycopg.Connection[Any], claim: sql.Composed, done: sql.Composed, batch: int) -> float:
+    """Seconds to claim ``batch`` rows and mark them done, each its own
+    durable commit, until the claim finds none."""
+    start = time.perf_counter()
+    while True:
+        ids = [r[0] for r in conn.execute(claim, (batch,)).fetchall()]
+        if not ids:
+            break
+        conn.execute(done, (ids,))
+    return time.perf_counter() - start
+
+
+WERK_TABLE_FLOOR = "raw floor on werk's table, claim 100 + complete (psycopg)"
+
+
+def raw_floor_werk_table(dsn: str, schema: str, jobs: sql.Composable) -> float:
+    """The same loop, batch 100, on a copy of werk's jobs table -- every
+    column, default, constraint, index and statistics object (``LIKE ...
+    INCLUDING ALL``) and its storage parameters, not its triggers -- holding
+    the rows werk enqueued (moved out of werk's table first): the claim sets
+    what werk's claim sets (status, attempts, started_at, worker_id) in
+    werk's dequeue order, the completion status, completed_at and result.
+    What this costs over the minimal floor is the table's width and its
+    indexes; what werk costs over this is its statements and its process."""
+    table = sql.Identifier(schema, "raw_jobs")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(table))
+        conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING ALL)").format(table, jobs))
+        row = conn.execute(sql.SQL("SELECT reloptions FROM pg_class WHERE oid = %s::regclass"),
+                           (jobs.as_string(conn),)).fetchone()  # fmt: skip
+        if row and row[0]:  # the catalog's own "name=value" strings
+            conn.execute(sql.SQL("ALTER TABLE {} SET ({})").format(table, sql.SQL(", ".join(row[0]))))
+        with conn.transaction():
+            conn.execute(sql.SQL("INSERT INTO {} SELECT * FROM {}").format(table, jobs))
+            conn.execute(sql.SQL("DELETE FROM {}").format(jobs))
+        conn.execute(sql.SQL("VACUUM ANALYZE {}").format(table))
+        claim = sql.SQL(
+            "UPDATE {t} SET status = 'active', attempts = attempts + 1, started_at = now(),"
+            " worker_id = '00000000-0000-4000-8000-000000000001' WHERE id IN (SELECT id FROM {t}"
+            " WHERE queue = 'default' AND status = 'queued' AND scheduled_at <= now()"
+            " ORDER BY queue, priority DESC, scheduled_at, id LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id"
+        ).format(t=table)
+        done = sql.SQL(
+            "UPDATE {} SET status = 'complete', completed_at = now(), result = 'null' WHERE id = ANY(%s)"
+        ).format(table)
+        try:
+            return _claim_loop(conn, claim, done, 100)
+        finally:
+            conn.execute(sql.SQL("DROP TABLE {}").format(table))
 
 
 def raw_wakeup(dsn: str, schema: str, count: int, gap: float) -> list[float]:
@@ -264,6 +313,7 @@ async def measure(
     werk.register(noop, name="bench_drain.noop")
     results.declare(SECTION, "raw floor, claim 100 + complete (psycopg)", "jobs/s", baseline=True)
     results.declare(SECTION, "raw floor, claim 1 + complete (psycopg)", "jobs/s")
+    results.declare(SECTION, WERK_TABLE_FLOOR, "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 10", "jobs/s")
     results.declare(SECTION, "werk AsyncWorker, concurrency 50", "jobs/s")
     for c in (10, 50):
@@ -279,6 +329,9 @@ async def measure(
                         await trio.to_thread.run_sync(raw_floor, dsn, schema, jobs, 100))
             results.add(SECTION, "raw floor, claim 1 + complete (psycopg)", min(jobs, 2000),
                         await trio.to_thread.run_sync(raw_floor, dsn, schema, min(jobs, 2000), 1))
+            await _fill(werk, jobs, False)
+            results.add(SECTION, WERK_TABLE_FLOOR, jobs, await trio.to_thread.run_sync(
+                raw_floor_werk_table, dsn, schema, werk.sql.idents["jobs"]))
             results.add(SECTION, "werk AsyncWorker, concurrency 10", jobs, await werk_drain(werk, jobs, 10))
             results.add(SECTION, "werk AsyncWorker, concurrency 50", jobs, await werk_drain(werk, jobs, 50))
             for c in (10, 50):

@@ -122,8 +122,8 @@ Timings = list[tuple[str, list[float], list[float]]]
 
 async def time_calls(app: Werk, calls: list[tuple[str, Callable[[], Awaitable[Any]]]], runs: int) -> Timings:
     """(name, call ms per run, server ms per run) of each call: through the
-    app, and the planning + execution time on the server of the one statement
-    the call sent (EXPLAIN ANALYZE of that statement with its parameters),
+    app, and the planning + execution time on the server of the statements
+    the call sent (EXPLAIN ANALYZE of each with its parameters, summed),
     which leaves out the network and the decoding into Python objects. One
     warm-up call each (plans cached, pages in memory); the runs interleaved,
     so drift hits every row alike. ``app`` must be open."""
@@ -145,13 +145,16 @@ async def time_calls(app: Werk, calls: list[tuple[str, Callable[[], Awaitable[An
                 start = time.perf_counter()
                 await call()
                 times.append((time.perf_counter() - start) * 1000)
-                [(query, params)] = sent
+                assert sent, "the call sent no statement"
+                spent = 0.0
                 async with app.connection() as conn:
-                    cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
-                    row = await cur.fetchone()
-                assert row is not None
-                plan = row[0][0]
-                server.append(plan["Planning Time"] + plan["Execution Time"])
+                    for query, params in sent:
+                        cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params)
+                        row = await cur.fetchone()
+                        assert row is not None
+                        plan = row[0][0]
+                        spent += plan["Planning Time"] + plan["Execution Time"]
+                server.append(spent)
     finally:
         app._fetch = fetch  # type: ignore[method-assign]
     return out
@@ -196,6 +199,7 @@ async def measure(dsn: str, schema: str, runs: int) -> Timings:
         ("list_jobs(status='failed', limit=50)", lambda: app.list_jobs(status="failed", limit=50)),
         ("metrics gauge: oldest claimable job per queue",
          lambda: app._fetch(app.sql.OLDEST_CLAIMABLE)),
+        ("list_queues()  [both dashboards, every refresh]", app.list_queues),
         ("counts()  [exact, every row]", app.counts),
     ]  # fmt: skip
     # the sweeper's statistics pass, as a running worker does it every minute

@@ -19,7 +19,7 @@ ratio to the empty table's rate of the same run. Target (issue 18): >= 0.9x.
 
 Then, at each size, the introspection calls (get_queue_stats, the throughput
 history, server_info, list_jobs pages, the metrics sampler's oldest-claimable
-gauge, counts()) and the sweeper's statistics pass are timed as
+gauge, list_queues(), counts()) and the sweeper's statistics pass are timed as
 bench_introspection.py times them: through the app, and the statement's
 server time from EXPLAIN ANALYZE. Target: < 50 ms each.
 
@@ -147,6 +147,7 @@ def introspection_calls(app: Werk) -> list[tuple[str, Callable[[], Awaitable[Any
         ("list_jobs(limit=50, offset=1000)", lambda: app.list_jobs(limit=50, offset=1000)),
         ("list_jobs(status='failed', limit=50)", lambda: app.list_jobs(status="failed", limit=50)),
         ("metrics gauge: oldest claimable job per queue", lambda: app._fetch(app.sql.OLDEST_CLAIMABLE)),
+        ("list_queues()  [both dashboards, every refresh]", app.list_queues),
         ("counts()  [exact, every row]", app.counts),
     ]
 

@@ -64,8 +64,10 @@ class Cancel(Exception):  # a control, not an error
 @dataclass(frozen=True, slots=True)
 class QueueInfo:
     """One queue as ``list_queues`` shows it: its controls and its job counts
-    by status. ``limit_by`` / ``rate_by``: None (the whole queue), ``"_group"``
-    or ``"meta.<key>"``."""
+    by status (the statuses it has jobs in). ``limit_by`` / ``rate_by``: None
+    (the whole queue), ``"_group"`` or ``"meta.<key>"``. ``estimated``: the
+    statuses whose count is an estimate, as in ``get_queue_stats`` (empty
+    when every count is exact)."""
 
     name: str
     paused: bool = False
@@ -75,6 +77,7 @@ class QueueInfo:
     rate_limit: tuple[int, float] | None = None
     rate_by: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    estimated: tuple[str, ...] = ()
 
 
 def _queue_name(name: Any) -> str:
@@ -176,23 +179,34 @@ class FlowControl:
     async def list_queues(self) -> list[QueueInfo]:
         """Every queue that has jobs or controls: its controls and its counts by status.
 
+        The counts are those of :meth:`~werk_trio.Werk.get_queue_stats`: live
+        jobs exact up to ``estimate_limit`` per queue and status and the
+        planner's estimate above it (those statuses are in ``estimated``);
+        finished ones the sweeper's last recount plus the jobs finished
+        since. :meth:`~werk_trio.Werk.counts` counts every row exactly.
+
         Cancellation: safe, it only reads.
         """
         app = _app(self)
         controls = {row[0]: row for row in await app._fetch(app.sql.QUEUE_CONTROLS, {"queues": None})}
         counts: dict[str, dict[str, int]] = {}
-        for queue, status, count in await app._fetch(app.sql.COUNT_BY_STATUS):
+        guessed: dict[str, list[str]] = {}
+        rows = await app._fetch(app.sql.QUEUE_COUNTS, {"limit": app.config.estimate_limit})
+        for queue, status, count, estimated in rows:
             counts.setdefault(queue, {})[status] = count
+            if estimated:
+                guessed.setdefault(queue, []).append(status)
         out = []
         for name in sorted(set(controls) | set(counts)):
             row = controls.get(name)
+            found, estimated = counts.get(name, {}), tuple(guessed.get(name, ()))
             if row is None:
-                out.append(QueueInfo(name, counts=counts.get(name, {})))
+                out.append(QueueInfo(name, counts=found, estimated=estimated))
                 continue
             _, paused, paused_at, max_running, limit_by, rate_n, rate_secs, rate_by = row
             out.append(QueueInfo(
                 name, paused, paused_at, max_running, limit_by,
-                (rate_n, rate_secs) if rate_n is not None else None, rate_by, counts.get(name, {}),
+                (rate_n, rate_secs) if rate_n is not None else None, rate_by, found, estimated,
             ))  # fmt: skip
         return out
 

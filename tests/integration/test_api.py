@@ -154,8 +154,9 @@ async def test_jobs_lifecycle_through_the_api(app: Werk) -> None:
 
 
 async def test_stats_name_the_counts_that_are_estimates(dsn: str, schema: str) -> None:
-    """Issue 18: /api/stats carries each queue's ``estimated`` statuses -- those
-    over the app's estimate_limit, whose counts are the planner's estimate."""
+    """Issue 18: /api/stats and /api/queues carry each queue's ``estimated``
+    statuses -- those over the app's estimate_limit, whose counts are the
+    planner's estimate."""
     guessing = Werk(dsn, schema=schema, task_modules=["tests"], estimate_limit=2)
     with trio.fail_after(60):
         async with guessing, api_server(guessing, worker=False) as srv:
@@ -169,6 +170,11 @@ async def test_stats_name_the_counts_that_are_estimates(dsn: str, schema: str) -
             assert by_queue["big"]["queued"] == 3 and by_queue["big"]["estimated"] == ["queued"]
             assert by_queue["small"]["queued"] == 1 and by_queue["small"]["estimated"] == []
             assert r.json()["total_jobs"] == 4
+            # /api/queues (list_queues) the same
+            r = await srv.http.get("/api/queues")
+            assert r.status_code == 200
+            listed = {q["name"]: (q["counts"], q["total"], q["estimated"]) for q in r.json()}
+            assert listed == {"big": ({"queued": 3}, 3, ["queued"]), "small": ({"queued": 1}, 1, [])}
 
 
 async def test_state_changes_and_their_conflicts(app: Werk) -> None:

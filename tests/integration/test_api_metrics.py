@@ -14,7 +14,7 @@ from typing import Any
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from werk_trio import Dependency, Werk
+from werk_trio import Dependency, EnqueueParams, Werk
 from werk_trio.testing import until
 from werk_trio.web import DatabaseMetrics
 
@@ -98,6 +98,25 @@ async def test_gauges_equal_the_database_and_the_worker(app: Werk) -> None:
             expected = {jobs("backlog", "queued"): 0, jobs("backlog", "aborted"): 5,
                         ("wrk_oldest_claimable_job_age_seconds", (("queue", "backlog"),)): 0}
             await until(matches)
+
+
+async def test_estimated_counts_are_marked_by_a_gauge(dsn: str, schema: str) -> None:
+    """Issue 18: above the app's estimate_limit a job count is the planner's
+    estimate; ``wrk_jobs_estimated`` says which (1), beside every exact one (0)."""
+    guessing = Werk(dsn, schema=schema, task_modules=["tests"], estimate_limit=2)
+    sampler = DatabaseMetrics(guessing, interval=3600, namespace="wrk")
+    with trio.fail_after(60):
+        async with guessing, api_server(guessing, worker=False, metrics=sampler) as srv:
+            await guessing.enqueue_many([EnqueueParams(add, (n, 1), queue="big") for n in range(3)])
+            await guessing.enqueue(add, 1, 1, _queue="small")
+            await guessing.vacuum()  # the planner's statistics (ANALYZE)
+            await sampler.refresh()
+            seen = await scrape(srv.http)
+            assert (seen[jobs("big", "queued")], seen[jobs("small", "queued")]) == (3, 1)
+            marks = {(dict(labels)["queue"], dict(labels)["status"]): v
+                     for (name, labels), v in seen.items() if name == "wrk_jobs_estimated"}  # fmt: skip
+            assert marks == {k: float(k == ("big", "queued")) for k in marks}
+            assert {q for q, _ in marks} == {"big", "small"} and len(marks) == 16, marks
 
 
 async def test_gauges_are_read_on_the_interval_never_per_scrape(app: Werk) -> None:

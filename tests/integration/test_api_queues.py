@@ -40,7 +40,7 @@ async def test_pause_limits_rate_and_their_removal(app: Werk) -> None:
             assert r.status_code == 200 and r.json() == [{
                 "name": "mail", "paused": False, "paused_at": None, "max_running": None,
                 "limit_by": None, "rate_n": None, "rate_per_seconds": None, "rate_by": None,
-                "counts": {"queued": 2}, "total": 2,
+                "counts": {"queued": 2}, "total": 2, "estimated": [],
             }], r.text  # fmt: skip
 
             r = await srv.http.post("/api/queues/mail/pause")

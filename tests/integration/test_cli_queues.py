@@ -11,7 +11,7 @@ import trio
 
 from tests.integration._cli_support import APP, invoke, werk
 from tests.integration.test_cli import HOSTILE
-from werk_trio import Werk
+from werk_trio import EnqueueParams, Werk
 
 
 async def test_queue_commands_change_controls_and_queues_lists_them(app: Werk, dsn: str, schema: str) -> None:
@@ -42,7 +42,7 @@ async def test_queue_commands_change_controls_and_queues_lists_them(app: Werk, d
         assert (lines["mail"]["rate_n"], lines["mail"]["rate_per_seconds"]) == (50, 1.0)
         assert lines["other"] == {"queue": "other", "paused": False, "paused_at": None, "max_running": None,
                                   "limit_by": None, "rate_n": None, "rate_per_seconds": None, "rate_by": None,
-                                  "counts": {"scheduled": 1}, "total": 1}  # fmt: skip
+                                  "counts": {"scheduled": 1}, "total": 1, "estimated": []}  # fmt: skip
 
         # undo each, in a real process too
         (await werk(dsn, schema, "queue", "resume", APP, "mail")).ok()
@@ -59,6 +59,26 @@ async def test_queue_commands_change_controls_and_queues_lists_them(app: Werk, d
         assert HOSTILE in {q.name for q in await app.list_queues() if q.paused}
         listed = (await invoke(dsn, schema, "queues", APP)).ok().stdout
         assert "\x1b" not in listed and "\\x1b]0;pwned\\x07" in listed
+
+
+async def test_queues_marks_the_counts_that_are_estimates(app: Werk, dsn: str, schema: str) -> None:
+    """Issue 18: list_queues counts as get_queue_stats does -- above
+    estimate_limit a count is the planner's estimate, shown as ``~n`` with a
+    note, and named in ``--json``'s ``estimated``."""
+    with trio.fail_after(60):
+        await app.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="big") for n in range(3)])
+        await app.enqueue("tests.cliapp.add", 1, _queue="small")
+        await app.vacuum()  # the planner's statistics (ANALYZE), as autovacuum keeps them
+        listed = (await invoke(dsn, schema, "queues", APP, CLIAPP_ESTIMATE_LIMIT="2")).ok().stdout
+        assert re.search(r"│ big +│ active +│ +│ +│ +│ +0 │ +~3 │ .*│ +~3 │", listed), listed
+        assert re.search(r"│ small +│ active +│ +│ +│ +│ +0 │ +1 │ .*│ +1 │", listed), listed
+        assert "~ an estimate: more than estimate_limit jobs" in listed, listed
+        found = {q["queue"]: q for q in (await invoke(dsn, schema, "queues", APP, "--json",
+                                                       CLIAPP_ESTIMATE_LIMIT="2")).ok().json()}  # fmt: skip
+        assert (found["big"]["counts"], found["big"]["estimated"]) == ({"queued": 3}, ["queued"])
+        assert (found["small"]["counts"], found["small"]["estimated"]) == ({"queued": 1}, [])
+        listed = (await invoke(dsn, schema, "queues", APP, CLIAPP_ESTIMATE_LIMIT="3")).ok().stdout
+        assert re.search(r"│ big +│ active +│ +│ +│ +│ +0 │ +3 │", listed) and "~" not in listed, listed
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -81,6 +81,11 @@ def by_queue(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return {r["queue"]: {k: r[k] for k in STAT_KEYS if r[k]} for r in rows}
 
 
+async def listed(app: Werk) -> dict[str, dict[str, int]]:
+    """list_queues' counts, by queue (the queues that have jobs)."""
+    return {q.name: q.counts for q in await app.list_queues() if q.counts}
+
+
 def busy(history: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     """The non-empty throughput rows as (time, queue, worker) -> (completed, failed)."""
     out: Counter[tuple[Any, ...]] = Counter()
@@ -119,6 +124,7 @@ async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) ->
         expected = {"a": {"complete": 3}, "b": {"failed": 1}, "c": {"scheduled": 1, "waiting": 1}}
         rows, total, online = await app.get_queue_stats()
         assert (by_queue(rows), total, online) == (expected, 6, 0)
+        assert await listed(app) == expected  # list_queues counts as get_queue_stats does
 
         # the finished rows move into the sweeper's recount (as of 5 s ago):
         # the same numbers, now from the recount instead of the job rows
@@ -130,11 +136,15 @@ async def test_queue_stats_count_real_jobs_live_and_finished(stats_app: Werk) ->
         await drain(app, "a")
         rows, total, _ = await app.get_queue_stats()
         assert by_queue(rows)["a"] == {"complete": 4} and total == 7
-        # a purge of recounted rows shows from the next recount on
+        assert await listed(app) == by_queue(rows)
+        # a purge of recounted rows shows from the next recount on (in
+        # list_queues too: neither counts every finished row, counts() does)
         assert await app.purge_jobs(["failed"]) == 1
+        assert (await listed(app))["b"] == {"failed": 1} and "b" not in await app.counts()
         await app.sweep()
         rows, total, _ = await app.get_queue_stats()
         assert "b" not in by_queue(rows) and total == 6
+        assert "b" not in await listed(app)
 
         # a running worker is online; a stopped one is not
         worker = make_worker(app, queues=["a"])
@@ -229,6 +239,7 @@ async def test_live_counts_follow_every_change(stats_app: Werk) -> None:
     async def agree(what: str) -> dict[str, dict[str, int]]:
         exact = live_of(await app.counts())
         assert live_of(by_queue((await app.get_queue_stats())[0])) == exact, what
+        assert live_of(await listed(app)) == exact, f"list_queues, {what}"
         return exact
 
     with trio.fail_after(60):
@@ -334,6 +345,12 @@ async def test_live_counts_are_exact_up_to_the_limit_then_estimated_and_marked(d
             marks = {r["queue"]: r["estimated"] for r in rows}
             # c: more scheduled jobs than the limit leave its queued ones unknown too
             assert marks == {"a": ["queued"], "b": [], "c": ["scheduled", "queued"], "w": ["waiting"]}
+            # list_queues: the same counts and marks (its statuses in name order)
+            assert {q.name: (q.counts, q.estimated) for q in await app.list_queues()} == {
+                "a": ({"queued": 8}, ("queued",)), "b": ({"queued": 1}, ()),
+                "c": ({"queued": 2, "scheduled": 5}, ("queued", "scheduled")),
+                "w": ({"waiting": 4}, ("waiting",)),
+            }  # fmt: skip
 
             await app.sweep()  # the statistics pass: a queue-depth sample of the same counts
             depth = {r["queue"]: (r["queued"], r["scheduled"], r["waiting"])

@@ -444,8 +444,8 @@ async def test_overview_counts_move_while_jobs_run_and_stop_when_hidden(web_app:
 
 async def test_overview_marks_the_counts_that_are_estimates(dsn: str, schema: str) -> None:
     """Issue 18: a count over the app's estimate_limit (the API's ``estimated``)
-    is shown as ``~n`` with a note, in the cards and the queue table; the
-    exact ones stay plain."""
+    is shown as ``~n`` with a note, in the cards and the queue table, and on
+    the Queues page; the exact ones stay plain."""
     guessing = Werk(dsn, schema=schema, task_modules=["tests"], estimate_limit=2)
     async with guessing:
         await guessing.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="big") for n in range(3)])
@@ -461,6 +461,11 @@ async def test_overview_marks_the_counts_that_are_estimates(dsn: str, schema: st
                 expect(page.locator("#card-scheduled .n")).to_have_text("0")
                 expect(page.locator('#queues tr[data-id="big"] .estimate')).to_have_text("~3")
                 expect(page.locator('#queues tr[data-id="small"]')).not_to_contain_text("~")
+                expect(page.locator("#estimate-note")).to_contain_text("estimate_limit")
+                # the Queues page (list_queues) marks the same counts
+                session.open("#/queues")
+                expect(page.locator('#queue-controls tr[data-id="big"] .estimate')).to_have_text("~3")
+                expect(page.locator('#queue-controls tr[data-id="small"]')).not_to_contain_text("~")
                 expect(page.locator("#estimate-note")).to_contain_text("estimate_limit")
                 assert session.errors == [], session.errors
 

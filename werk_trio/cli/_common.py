@@ -246,6 +246,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: The mark of a count that is an estimate (the ``estimated`` statuses of
+#: ``get_queue_stats`` and ``list_queues``), and the line that explains it.
+ESTIMATE_MARK = "~"
+ESTIMATE_NOTE = f"{ESTIMATE_MARK} an estimate: more than estimate_limit jobs, counted by the planner"
+
+
+def shown_count(n: Any, estimated: bool) -> str:
+    """A count as a table shows it: ``~1000000`` for an estimate."""
+    return f"{ESTIMATE_MARK if estimated else ''}{n}"
+
+
 def when(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
 

@@ -30,7 +30,19 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ._common import app_argument, first_line, log_options, make_console, run, safe, seconds_ago, table, when
+from ._common import (
+    ESTIMATE_NOTE,
+    app_argument,
+    first_line,
+    log_options,
+    make_console,
+    run,
+    safe,
+    seconds_ago,
+    shown_count,
+    table,
+    when,
+)
 from .inspect import STATUSES, state_text, worker_dict, workers_table
 from .queues import limit_text, queue_dict, rate_text
 
@@ -139,15 +151,6 @@ def controls_text(q: dict[str, Any] | None) -> Text:
     return text
 
 
-#: The mark of a count that is an estimate (get_queue_stats' ``estimated``).
-ESTIMATE_MARK = "~"
-
-
-def shown_count(n: Any, estimated: bool) -> str:
-    """A count as the dashboard shows it: ``~1000000`` for an estimate."""
-    return f"{ESTIMATE_MARK if estimated else ''}{n}"
-
-
 def _estimated(q: dict[str, Any], *statuses: str) -> bool:
     return any(s in q.get("estimated", ()) for s in statuses)
 
@@ -164,9 +167,7 @@ def _counts(snap: Snapshot) -> RenderableType:
     shown = table(None, ("queue", *STATUSES, "controls"), [*rows, totals], right=STATUSES)
     if not any_estimate(snap):
         return shown
-    note = Text(f"{ESTIMATE_MARK} an estimate: more than estimate_limit jobs, counted by the planner",
-                style="dim")
-    return Group(shown, note)
+    return Group(shown, Text(ESTIMATE_NOTE, style="dim"))
 
 
 def _depth(snap: Snapshot) -> RenderableType:

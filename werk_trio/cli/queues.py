@@ -13,11 +13,24 @@ import math
 from typing import Any
 
 import click
+from rich.console import Group
 from rich.text import Text
 
 from ..errors import ConfigError
 from ..flow import QueueInfo, _partition, _queue_name
-from ._common import app_argument, emit_json, json_option, log_options, make_console, run, safe, table, when
+from ._common import (
+    ESTIMATE_NOTE,
+    app_argument,
+    emit_json,
+    json_option,
+    log_options,
+    make_console,
+    run,
+    safe,
+    shown_count,
+    table,
+    when,
+)
 from .inspect import STATUSES
 
 
@@ -27,7 +40,7 @@ def queue_dict(q: QueueInfo) -> dict[str, Any]:
     return {
         "queue": q.name, "paused": q.paused, "paused_at": q.paused_at, "max_running": q.max_running,
         "limit_by": q.limit_by, "rate_n": rate_n, "rate_per_seconds": rate_secs, "rate_by": q.rate_by,
-        "counts": dict(q.counts), "total": sum(q.counts.values()),
+        "counts": dict(q.counts), "total": sum(q.counts.values()), "estimated": list(q.estimated),
     }  # fmt: skip
 
 
@@ -46,15 +59,20 @@ def rate_text(q: dict[str, Any]) -> str:
 
 
 def queues_table(queues: list[dict[str, Any]]) -> Any:
-    """Queues: state, limit, rate, then the job counts by status."""
+    """Queues: state, limit, rate, then the job counts by status (``~n``: an
+    estimate, explained under the table)."""
     rows = [
         (q["queue"], Text("paused", style="bold yellow") if q["paused"] else Text("active", style="green"),
-         when(q["paused_at"]), limit_text(q), rate_text(q), *(q["counts"].get(s, 0) for s in STATUSES),
-         q["total"])
+         when(q["paused_at"]), limit_text(q), rate_text(q),
+         *(shown_count(q["counts"].get(s, 0), s in q["estimated"]) for s in STATUSES),
+         shown_count(q["total"], bool(q["estimated"])))
         for q in queues
     ]  # fmt: skip
     cols = ("queue", "state", "paused since", "max running", "rate", *STATUSES, "total")
-    return table(f"queues ({len(queues)})", cols, rows, right=(*STATUSES, "total"))
+    shown = table(f"queues ({len(queues)})", cols, rows, right=(*STATUSES, "total"))
+    if not any(q["estimated"] for q in queues):
+        return shown
+    return Group(shown, Text(ESTIMATE_NOTE, style="dim"))
 
 
 def _checked(check: Any, param_hint: str) -> Any:

@@ -166,6 +166,7 @@ class Statements:
     PRUNE_STATS: str
     PURGE_JOBS: str
     QUEUE_CONTROLS: str
+    QUEUE_COUNTS: str
     QUEUE_DEPTH_HISTORY: str
     QUEUE_DEPTH_HISTORY_BINNED: str
     QUEUE_STATS: str

@@ -1076,8 +1076,7 @@ _EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
 # makes the planner guess a short range -- 0.5 % of the rows, not a third --
 # so it reads the index without launching parallel workers, which cost more
 # than the whole range.)
-QUEUE_STATS = """
-WITH live_counts AS (
+_COUNTED = """live_counts AS (
     SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
 ), since AS (
     SELECT COALESCE(max(as_of), '-infinity') AS at, timestamptz 'infinity' AS until
@@ -1091,7 +1090,10 @@ WITH live_counts AS (
     WHERE status IN ('complete', 'failed', 'aborted') AND completed_at >= (SELECT at FROM since)
       AND completed_at < (SELECT until FROM since)
     GROUP BY queue, status
-), per AS (
+)"""
+
+QUEUE_STATS = """
+WITH """ + _COUNTED + """, per AS (
     SELECT queue,
         COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0)::bigint AS scheduled,
         COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0)::bigint AS queued,
@@ -1111,6 +1113,16 @@ SELECT p.queue, p.scheduled, p.queued, p.active, p.aborting, p.waiting, p.comple
     p.aborted, p.estimated, o.n
 FROM online o LEFT JOIN per p ON true
 ORDER BY p.queue
+"""
+
+# Werk.list_queues: QUEUE_STATS' counts by queue and status (the statuses
+# with jobs), each with whether it is an estimate; no exact count of every
+# row, which at a million rows took 200 ms per dashboard refresh.
+QUEUE_COUNTS = """
+WITH """ + _COUNTED + """
+SELECT queue, status, sum(n)::bigint, bool_or(estimated) FROM counted
+GROUP BY queue, status HAVING sum(n) > 0
+ORDER BY queue, status
 """
 
 # Finished jobs per time bucket (%(bucket)s seconds, a multiple of 60, aligned

@@ -62,6 +62,10 @@ class DatabaseMetrics:
         ns, reg = namespace, self.registry
         self.jobs = Gauge("jobs", "Job rows by queue and status", ["queue", "status"],
                           namespace=ns, registry=reg)
+        self.estimated = Gauge("jobs_estimated",
+                               "1 where the jobs gauge of that queue and status is the planner's "
+                               "estimate (more than estimate_limit jobs), 0 where it is exact",
+                               ["queue", "status"], namespace=ns, registry=reg)
         self.oldest = Gauge("oldest_claimable_job_age_seconds",
                             "Seconds the oldest due, unclaimed job of the queue has waited",
                             ["queue"], namespace=ns, registry=reg)
@@ -91,10 +95,13 @@ class DatabaseMetrics:
         statuses = [s.value for s in JobStatus]
         totals = dict.fromkeys(statuses, 0)
         self.jobs.clear()
+        self.estimated.clear()
         for row in queues:
+            guessed = row.get("estimated", ())
             for status in statuses:
                 n = int(row.get(status, 0))
                 self.jobs.labels(queue=row["queue"], status=status).set(n)
+                self.estimated.labels(queue=row["queue"], status=status).set(int(status in guessed))
                 totals[status] += n
         ages = {str(q): float(age or 0.0) for q, age in oldest}
         self.oldest.clear()

@@ -276,13 +276,16 @@ class QueueResponse(BaseModel):
     rate_by: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     total: int = 0
+    # the statuses whose count is an estimate (more than estimate_limit)
+    estimated: list[str] = Field(default_factory=list)
 
     @classmethod
     def from_info(cls, q: QueueInfo) -> QueueResponse:
         rate_n, per = q.rate_limit if q.rate_limit is not None else (None, None)
         return cls(name=q.name, paused=q.paused, paused_at=q.paused_at, max_running=q.max_running,
                    limit_by=q.limit_by, rate_n=rate_n, rate_per_seconds=per, rate_by=q.rate_by,
-                   counts=dict(q.counts), total=sum(q.counts.values()))  # fmt: skip
+                   counts=dict(q.counts), total=sum(q.counts.values()),
+                   estimated=list(q.estimated))  # fmt: skip
 
 
 _PARTITION = ("null (the whole queue), \"_group\" (per job group) or \"meta.<key>\" "

@@ -111,6 +111,11 @@
   const ESTIMATE_NOTE = "an estimate: more than estimate_limit jobs, counted by the planner";
   const isEstimate = (q, st) => (q.estimated || []).includes(st);
   const fmtCount = (n, estimate) => (estimate ? `~${fmtInt(n)}` : fmtInt(n));
+  // a table cell of a count: an estimate is marked and explained on hover
+  const countCell = (n, estimate) => (estimate
+    ? h("span", { class: "estimate", title: ESTIMATE_NOTE, text: fmtCount(n, true) })
+    : fmtInt(n));
+  const estimateNote = () => h("p", { class: "muted", id: "estimate-note", text: `~ ${ESTIMATE_NOTE}` });
   // the last 8 hex digits: ids are UUIDv7, whose first ones are a timestamp
   const shortId = (id) => String(id || "").slice(-8);
   const firstLine = (text) => String(text || "").split("\n").filter((l) => l.trim()).pop() || "";
@@ -395,9 +400,6 @@
     const card = (id, label, n, color, estimate) => h("div", { class: "card", id: `card-${id}`, color },
       h("div", { class: "n", text: fmtCount(n, estimate), title: estimate ? ESTIMATE_NOTE : null }),
       h("div", { class: "l", text: label }));
-    const countCell = (q, st) => (isEstimate(q, st)
-      ? h("span", { class: "estimate", title: ESTIMATE_NOTE, text: fmtCount(q[st], true) })
-      : fmtInt(q[st]));
     root.append(h("h1", { text: "Overview" }));
     root.append(h("div", { class: "cards" },
       card("total", "jobs in total", stats.total_jobs, "var(--muted)", anyGuess),
@@ -417,10 +419,10 @@
       panel("Queues", table([
         { head: "queue", cell: (q) => [h("a", { href: `#/jobs${query({ queue: q.queue })}`, text: q.queue }),
           paused.has(q.queue) ? [" ", h("a", { href: "#/queues", title: "paused: see Queues" }, badge("paused"))] : null] },
-        ...["queued", "scheduled", "waiting", "active", "failed", "complete"].map((st) => ({ head: st, num: true, cell: (q) => countCell(q, st) })),
+        ...["queued", "scheduled", "waiting", "active", "failed", "complete"].map((st) => ({ head: st, num: true, cell: (q) => countCell(q[st], isEstimate(q, st)) })),
         { head: "oldest queued", cell: (q) => { const j = oldest[queues.indexOf(q)]; return j ? h("span", null, jobLink(j.id, ago(j.enqueued_at))) : "—"; } },
       ], queues, { id: "queues", rowId: (q) => q.queue, empty: "No queues yet." }),
-      anyGuess ? h("p", { class: "muted", id: "estimate-note", text: `~ ${ESTIMATE_NOTE}` }) : null)));
+      anyGuess ? estimateNote() : null)));
     const hourAgo = Date.now() - 3600000;
     const recent = failed.filter((j) => j.completed_at && new Date(j.completed_at).getTime() >= hourAgo);
     root.append(panel(`Failures in the last hour (${recent.length}${recent.length === failed.length && failed.length === 100 ? "+" : ""})`,
@@ -604,15 +606,16 @@
       { head: "state", cell: (q) => (q.paused ? h("span", { title: `paused at ${fmtTime(q.paused_at)}` }, badge("paused")) : badge("active")) },
       { head: "max running", cell: (q) => limitText(q) },
       { head: "rate", cell: (q) => rateText(q) },
-      ...["queued", "scheduled", "active", "waiting"].map((st) => ({ head: st, num: true, cell: (q) => fmtInt(q.counts[st]) })),
-      ...["failed", "complete"].map((st) => ({ head: st, num: true, cls: "hide-narrow", cell: (q) => fmtInt(q.counts[st]) })),
+      ...["queued", "scheduled", "active", "waiting"].map((st) => ({ head: st, num: true, cell: (q) => countCell(q.counts[st], isEstimate(q, st)) })),
+      ...["failed", "complete"].map((st) => ({ head: st, num: true, cls: "hide-narrow", cell: (q) => countCell(q.counts[st], isEstimate(q, st)) })),
       ...(canAct() ? [{ head: "actions", cell: (q) => h("div", { class: "row" },
         q.paused
           ? action("Resume", async () => { await post(`/api/queues/${enc(q.name)}/resume`); return `Resumed queue ${q.name}`; }, { name: "resume" })
           : action("Pause", async () => { await post(`/api/queues/${enc(q.name)}/pause`); return `Paused queue ${q.name}`; },
             { name: "pause", confirm: `Pause queue ${q.name}? No worker starts its jobs until it is resumed; running ones finish.` }),
         h("button", { type: "button", "data-action": "limits", text: "Limits…", onclick: () => openLimits(q) })) }] : []),
-    ], rows, { id: "queue-controls", rowId: (q) => q.name, empty: "No queue has jobs or controls yet." })));
+    ], rows, { id: "queue-controls", rowId: (q) => q.name, empty: "No queue has jobs or controls yet." }),
+    rows.some((q) => (q.estimated || []).length > 0) ? estimateNote() : null));
     return root;
   }
 
