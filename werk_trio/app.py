@@ -823,7 +823,10 @@ class Werk(FlowControl):
         jobs it rescued (pgwerk's return); :meth:`sweep_counts` returns what
         each step did. The pass is one transaction under an advisory lock
         (nothing happens while another sweep holds it): a cancel rolls it
-        back whole, and the next sweep does the work."""
+        back whole, and the next sweep does the work. The rows past their
+        TTL go after its commit, 1,000 a statement, each statement its own
+        transaction; a cancel keeps the statements that committed, and a row
+        another transaction holds waits for the next sweep."""
         rescued: list[uuid.UUID] = []
         await sweep_once(self, rescued=rescued)
         return rescued
