@@ -141,9 +141,15 @@ ROWS: list[tuple[str, dict[str, Any], str, tuple[str, ...]]] = [
                                        "error": "x"}, "kept", ()),
     ("aborted row, failure_ttl NaN", {"status": "aborted", "completed_at": "now", "failure_ttl": NAN},
      "kept", ()),
-    # a TTL counts at most 100 years: a row finished at -infinity is past any, and goes
-    ("failed row at -infinity, failure_ttl Infinity", {"status": "failed", "completed_at": "-infinity",
-                                                       "failure_ttl": INF}, "deleted", ()),
+    # the sweep deletes a finished row at its expires_at (every statement that ends
+    # a job sets it from the TTL): one at -infinity goes, one without it stays
+    ("failed row expiring at -infinity, failure_ttl Infinity",
+     {"status": "failed", "completed_at": "-infinity", "failure_ttl": INF, "expires_at": "-infinity"},
+     "deleted", ()),
+    ("complete row expiring past year 9999", {"status": "complete", "completed_at": "now", "result_ttl": 1.0,
+                                              "expires_at": "20000-01-01"}, "kept", ()),
+    ("complete row at -infinity with a result_ttl but no expires_at",
+     {"status": "complete", "completed_at": "-infinity", "result_ttl": 1.0}, "kept", ()),
 ]  # fmt: skip
 
 GOOD_JOBS = 12

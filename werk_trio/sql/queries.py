@@ -1003,29 +1003,28 @@ WHERE status IN ('queued', 'scheduled', 'waiting') AND expires_at <= now()
 RETURNING id
 """
 
-# Finished rows past their result_ttl / failure_ttl (the statements that end a
-# job also set expires_at from them, for users to see when the row goes). TTLs count at most 100
-# years (MAX_SECONDS, 3155760000 s) here and in REQUEUE_JOB: a larger one in a
-# row written past the API would overflow now() - interval in every sweep.
-# At most %(limit)s rows a statement, the oldest first (an ordered scan of
-# jobs_ttl_idx that stops at the limit; a plan without the ORDER BY may read
-# the whole index into a bitmap first), each statement its own transaction
+# Finished rows past their result_ttl / failure_ttl: their expires_at (pgwerk's
+# row expiry time) has passed. Every statement that ends a job sets it --
+# completed_at + result_ttl (complete) or + failure_ttl (failed, aborted), the
+# TTL counted at most 100 years (MAX_SECONDS, 3155760000 s) -- and migration
+# 0007 set it on the rows that ended without one; a row written past the API
+# without one is kept. The scan is a range of jobs_ttl_idx (0007: keyed on
+# expires_at, its predicate the one below), oldest expiry first, so it reads
+# the due rows and stops, however many rows wait for a later expiry.
+# At most %(limit)s rows a statement, each statement its own transaction
 # after the sweep's commit (_maintenance.delete_expired): a minute's finished
 # rows of a busy queue are a hundred thousand, and one statement deleting them
 # held its snapshot, its row locks and the sweep's for seconds. A row another
 # transaction holds (a requeue of it, a delete_job) is skipped, not waited for:
 # the next sweep takes it; FOR UPDATE re-reads a row changed since the
-# statement's snapshot and checks the TTL on what it is now.
+# statement's snapshot and checks the condition on what it is now.
 DELETE_EXPIRED_RESULTS = """
 WITH due AS (
     SELECT id FROM {jobs}
-    WHERE status IN ('complete', 'failed', 'aborted')
-      AND (result_ttl IS NOT NULL OR failure_ttl IS NOT NULL)
-      AND ((status = 'complete' AND result_ttl IS NOT NULL
-            AND completed_at <= now() - make_interval(secs => LEAST(result_ttl, 3155760000)))
-        OR (status IN ('failed', 'aborted') AND failure_ttl IS NOT NULL
-            AND completed_at <= now() - make_interval(secs => LEAST(failure_ttl, 3155760000))))
-    ORDER BY completed_at
+    WHERE ((status = 'complete' AND result_ttl IS NOT NULL)
+           OR (status IN ('failed', 'aborted') AND failure_ttl IS NOT NULL))
+      AND expires_at <= now()
+    ORDER BY expires_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), del AS (
