@@ -20,6 +20,7 @@ import trio
 from tests.integration._cli_support import APP, invoke
 from tests.proctools import REPO, child_env, describe, spawn, worker_argv
 from werk_trio import EnqueueParams, Werk
+from werk_trio.cli import dashboard
 from werk_trio.testing import until
 
 
@@ -175,6 +176,37 @@ async def test_dashboard_once_and_without_a_terminal(app: Werk, dsn: str, schema
         assert "paused queues: reports " in frame and "elsewhere" not in frame, frame
         live = await invoke(dsn, schema, "dashboard", APP)
         assert live.code == 2 and "the live dashboard needs a terminal; use --once" in live.stderr
+
+
+class CountingCalls:
+    """The app, with a record of the introspection calls made through it."""
+
+    def __init__(self, app: Werk) -> None:
+        self.app = app
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        self.calls.append(name)
+        return getattr(self.app, name)
+
+
+async def test_a_refresh_counts_the_live_jobs_once(app: Werk, dsn: str, schema: str) -> None:
+    """One refresh is one count of the jobs by queue and status (list_queues,
+    which carries the controls too), not get_queue_stats and list_queues both;
+    a paused queue with no jobs still has its row, with its controls."""
+    with trio.fail_after(60):
+        await app.enqueue_many([EnqueueParams("tests.cliapp.add", (n,), queue="reports") for n in range(3)])
+        await app.pause_queue("idle")
+        spy = CountingCalls(app)
+        snap = await dashboard.read(spy, None, 60)
+        counting = [c for c in spy.calls if c in ("get_queue_stats", "list_queues", "counts")]
+        assert counting == ["list_queues"], spy.calls
+        assert snap.total == 3
+        assert {q["queue"]: q.get("queued", 0) for q in snap.queues} == {"idle": 0, "reports": 3}
+        assert snap.controls["idle"]["paused"] and "reports" not in snap.controls
+        frame = (await invoke(dsn, schema, "dashboard", APP, "--once")).ok().stdout
+        assert re.search(r"│ idle +│ +0 │ +0 │ .*│ paused +│", frame), frame
+        assert re.search(r"│ all +│ +0 │ +3 │", frame) and "jobs 3 " in frame, frame
 
 
 async def test_dashboard_marks_the_counts_that_are_estimates(app: Werk, dsn: str, schema: str) -> None:

@@ -1,8 +1,8 @@
 """``werk dashboard APP``: a live full-screen view of the queue.
 
 Every ``--interval`` seconds it reads one round of the introspection API
-(``get_queue_stats``, ``list_queues`` for paused queues and limits,
-``get_throughput_history``, ``get_queue_depth_history``, ``list_workers``,
+(``list_queues``: the counts by queue and status, paused queues and
+limits; ``get_throughput_history``, ``get_queue_depth_history``, ``list_workers``,
 and ``list_jobs`` for running jobs and recent failures) and
 redraws in place (rich ``Live`` on the alternate screen: no flicker). Keys:
 ``q`` quits, ``p`` (or space) pauses refreshing, ``o`` / ``f`` / ``w`` (or
@@ -82,11 +82,15 @@ async def read(werk: Any, queue: str | None, minutes: int) -> Snapshot:
     """One round of statements."""
     t0 = time.perf_counter()
     snap = Snapshot()
-    queues, snap.total, snap.online = await werk.get_queue_stats()
-    snap.queues = [q for q in queues if queue in (None, q["queue"])]
+    # list_queues holds get_queue_stats's counts (the same estimates) beside
+    # the controls: one count of the live jobs per refresh, not two
     for info in await werk.list_queues():
         q = queue_dict(info)
-        if queue in (None, q["queue"]) and (q["paused"] or q["max_running"] or q["rate_n"]):
+        snap.total += q["total"]
+        if queue not in (None, q["queue"]):
+            continue
+        snap.queues.append({"queue": q["queue"], **q["counts"], "estimated": q["estimated"]})
+        if q["paused"] or q["max_running"] or q["rate_n"]:
             snap.controls[q["queue"]] = q
     per_minute: dict[Any, tuple[int, int]] = {}
     for row in await werk.get_throughput_history(minutes=minutes, bucket_secs=60):
