@@ -12,7 +12,13 @@ Every ``--sample`` seconds (default 60) it prints one line: the jobs enqueued
 and completed in the interval, the claim latency of the jobs that finished in
 it (enqueue -> start, p50 and p99, on the database clock), the jobs table's
 size and its indexes' size (``pg_table_size``, ``pg_indexes_size``), and its
-dead rows (``n_dead_tup``). At the end, the trend: each quantity's first and
+dead rows (``n_dead_tup``); then the worker's own side of the interval
+(``--actors``, on by default): its claims (count, mean and slowest round
+trip in ms, jobs per claim), its completion writes (likewise, outcomes per
+write), the slowest enqueue of the producer, the Trio loop's worst lag (a
+task that sleeps 10 ms and records how late it wakes: the process's one
+thread busy) and the CPU seconds the process used. A stall then shows
+which of them ran slow. At the end, the trend: each quantity's first and
 last third (medians) and its least-squares slope per hour. A healthy run
 shows latency flat and the sizes levelling off once the result TTL has
 passed; autovacuum with the storage parameters of migration 0005
@@ -27,6 +33,8 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +52,79 @@ from werk_trio import AsyncWorker, EnqueueParams, Werk
 NOOP = "bench_soak.noop"
 TICK = 0.1  # seconds between two batches of the producer
 COLUMNS = ("enqueued", "completed", "p50 ms", "p99 ms", "table MB", "index MB", "dead rows")
+ACTOR_COLUMNS = ("claims", "claim ms", "claim max", "per claim", "writes", "write ms", "write max",
+                 "per write", "enq max", "lag max", "cpu s")
+LAG_TICK = 0.01  # seconds the lag probe sleeps
+
+
+@dataclass
+class Timings:
+    """Round trips of one kind in the current interval: count, total and
+    slowest seconds, items (jobs claimed, outcomes written)."""
+
+    count: int = 0
+    total: float = 0.0
+    slowest: float = 0.0
+    items: int = 0
+
+    def add(self, seconds: float, items: int) -> None:
+        self.count += 1
+        self.total += seconds
+        self.slowest = max(self.slowest, seconds)
+        self.items += items
+
+
+@dataclass
+class ActorProbe:
+    """The worker's side of each interval (see the module docstring)."""
+
+    claims: Timings = field(default_factory=Timings)
+    writes: Timings = field(default_factory=Timings)
+    enqueue_max: float = 0.0
+    lag_max: float = 0.0
+    cpu: float = field(default_factory=time.process_time)
+
+    def attach(self, worker: AsyncWorker) -> None:
+        """Time the worker's claims and completion writes (wraps the two
+        methods on this instance only)."""
+        claim, write = worker.poller.claim, worker.completer._write
+
+        async def timed_claim(n: int) -> Any:
+            t0 = time.perf_counter()
+            rows = await claim(n)
+            self.claims.add(time.perf_counter() - t0, len(rows))
+            return rows
+
+        async def timed_write(batch: list[Any]) -> Any:
+            t0 = time.perf_counter()
+            due = await write(batch)
+            self.writes.add(time.perf_counter() - t0, len(batch))
+            return due
+
+        worker.poller.claim = timed_claim  # type: ignore[method-assign]
+        worker.completer._write = timed_write  # type: ignore[method-assign]
+
+    async def lag(self) -> None:
+        """Forever: sleep LAG_TICK, record how late the wake-up came."""
+        while True:
+            t0 = trio.current_time()
+            await trio.sleep(LAG_TICK)
+            self.lag_max = max(self.lag_max, trio.current_time() - t0 - LAG_TICK)
+
+    def take(self) -> dict[str, float]:
+        """This interval's columns, and a fresh interval."""
+        c, w = self.claims, self.writes
+        cpu = time.process_time()
+        row = {
+            "claims": c.count, "claim ms": 1000 * c.total / max(1, c.count), "claim max": 1000 * c.slowest,
+            "per claim": c.items / max(1, c.count),
+            "writes": w.count, "write ms": 1000 * w.total / max(1, w.count), "write max": 1000 * w.slowest,
+            "per write": w.items / max(1, w.count),
+            "enq max": 1000 * self.enqueue_max, "lag max": 1000 * self.lag_max, "cpu s": cpu - self.cpu,
+        }
+        self.claims, self.writes, self.cpu = Timings(), Timings(), cpu
+        self.enqueue_max = self.lag_max = 0.0
+        return row
 
 
 async def noop() -> None:
@@ -61,7 +142,9 @@ async def calibrate(app: Werk, jobs: int, concurrency: int) -> float:
     return jobs / seconds
 
 
-async def produce(app: Werk, rate: float, ttl: float, stop_at: float, enqueued: list[int]) -> None:
+async def produce(
+    app: Werk, rate: float, ttl: float, stop_at: float, enqueued: list[int], probe: ActorProbe,
+) -> None:
     """``rate`` jobs/s until ``stop_at`` (trio clock), a batch per TICK; the
     batch size follows the clock, so a slow enqueue does not lower the rate."""
     start = trio.current_time()
@@ -70,6 +153,7 @@ async def produce(app: Werk, rate: float, ttl: float, stop_at: float, enqueued: 
         due = int((now - start) * rate) - sent
         if due > 0:
             await app.enqueue_many([EnqueueParams(NOOP, result_ttl=ttl) for _ in range(due)])
+            probe.enqueue_max = max(probe.enqueue_max, trio.current_time() - now)
             sent += due
             enqueued[0] += due
         await trio.sleep(TICK)
@@ -130,24 +214,34 @@ async def soak(dsn: str, schema: str, args: Any) -> list[tuple[float, dict[str, 
             print(f"drain rate {drain_rate:,.0f} jobs/s; enqueueing at half: {rate:,.0f} jobs/s")
         else:
             print(f"enqueueing at {rate:,.0f} jobs/s (--rate)")
-        print(f"\n{'t (s)':>7}  " + "  ".join(f"{c:>10}" for c in COLUMNS))
+        columns = COLUMNS + (ACTOR_COLUMNS if args.actors else ())
+        print(f"\n{'t (s)':>7}  " + "  ".join(f"{c:>10}" for c in columns))
         enqueued = [0]
-        worker = AsyncWorker(app, concurrency=args.concurrency, handle_signals=False)
+        worker = AsyncWorker(app, concurrency=args.concurrency, prefetch=args.prefetch, handle_signals=False)
+        probe = ActorProbe()
+        if args.actors:
+            probe.attach(worker)
         start = trio.current_time()
         stop_at = start + args.duration
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
-            nursery.start_soon(produce, app, rate, args.result_ttl, stop_at, enqueued)
+            nursery.start_soon(produce, app, rate, args.result_ttl, stop_at, enqueued, probe)
+            if args.actors:
+                nursery.start_soon(probe.lag)
+            probe.take()
             next_at = start + args.sample
             while next_at <= stop_at + 1e-9:
                 await trio.sleep_until(next_at)
+                actors = probe.take()
                 row = await sample(app, args.sample)
                 row["enqueued"], enqueued[0] = enqueued[0], 0
+                row.update(actors)
                 rows.append((next_at - start, row))
-                print(f"{next_at - start:>7.0f}  " + "  ".join(f"{row[c]:>10,.1f}" for c in COLUMNS),
+                print(f"{next_at - start:>7.0f}  " + "  ".join(f"{row[c]:>10,.1f}" for c in columns),
                       flush=True)
                 next_at += args.sample
             worker.stop()
+            nursery.cancel_scope.cancel()
     return rows
 
 
@@ -160,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", type=int, default=5_000, help="jobs of the drain-rate measurement")
     parser.add_argument("--result-ttl", type=float, default=300.0, help="seconds a finished job is kept")
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--prefetch", type=int, default=0, help="the worker's prefetch (default 0)")
+    parser.add_argument("--no-actors", dest="actors", action="store_false",
+                        help="leave out the worker's claim / write / loop-lag columns")
     args = parser.parse_args(argv)
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
