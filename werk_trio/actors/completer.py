@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -65,6 +66,22 @@ MAX_BATCH_CHARS = 64 * 1024 * 1024
 MAX_REFUSAL_CHARS = 8192
 #: Most outcomes in one write.
 BATCH_SIZE = 200
+#: Longest a connection runs the completion with plans made before (seconds):
+#: a write on a connection whose plans are older first sends DISCARD PLANS,
+#: and its statements are planned afresh for the table as it is now. After
+#: a few runs a prepared statement runs the generic plan Postgres made for
+#: it, kept until the table's statistics change. COMPLETE_BATCH finds its jobs
+#: by primary key, but a plan made while the table held a few rows (a fresh
+#: install, a truncate) reads the whole table instead -- the cheaper path
+#: then -- and went on reading it in full at every write as the table grew,
+#: until autovacuum's ANALYZE came: the first minute of a soak wrote 1,877
+#: batches at 29.4 ms each (2.9 ms after), and with autovacuum off the writes
+#: grew with the table, 18 -> 98 ms within two minutes (benchmarks/README.md).
+#: Neither ``enable_seqscan = off`` (the plan then reads the whole primary key
+#: index) nor custom plans (0.38 ms of planning per write, 1.48x the write's
+#: server CPU at 125 a write) is a remedy; replanning every 10 s costs a few
+#: plans per connection and bounds a stale plan to 10 s of a small table.
+PLAN_MAX_AGE = 10.0
 #: The runners' outcome channel holds this many outcomes per slot of the
 #: worker's capacity: enough for the outcomes that finish during one write's
 #: round trip, so a runner waits to hand over only when the database stalls
@@ -128,6 +145,8 @@ class Completer:
         self.refused = 0
         #: Transactions written so far (a batch each; benchmarks divide by it).
         self.batches = 0
+        #: When each connection's plans were made (or last discarded), trio clock.
+        self._planned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     @property
     def written(self) -> int:
@@ -283,11 +302,16 @@ class Completer:
         ids = array_literal(r["id"] for r in rows_out)  # the ids as text already
         deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with db.pool.connection() as conn:
+            now = trio.current_time()
+            planned = self._planned.setdefault(conn, now)
             # One pipeline, one Sync: its statements run as one implicit
             # transaction (an error rolls all of them back), in one round trip.
             # An explicit transaction() here would cost two more round trips
             # of psycopg's nested-pipeline syncs (measured: benchmarks/README.md).
             async with conn.pipeline():
+                if now - planned > PLAN_MAX_AGE:  # see PLAN_MAX_AGE: plans for the table as it is
+                    await conn.execute("DISCARD PLANS")
+                    self._planned[conn] = now
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
                     {"outcomes": payload, "worker_id": self.settings.id},
