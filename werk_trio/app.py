@@ -780,7 +780,11 @@ class Werk(FlowControl):
     ) -> list[dict[str, Any]]:
         """Queue-depth samples of the last ``minutes`` (1..10080), oldest first:
         one dict per queue per sample -- ``time``, ``queue``, ``queued``,
-        ``scheduled``, ``waiting``, ``active`` (active + aborting). Workers
+        ``scheduled``, ``waiting``, ``active`` (active + aborting), and
+        ``estimated``: which of those four counts are the planner's estimate
+        (above ``estimate_limit``, as in :meth:`get_queue_stats`; ``[]``
+        when all are exact; in a bucket, those estimated in any of its
+        samples; samples taken before migration 0008 show ``[]``). Workers
         take a sample each ``stats_sample_interval`` (one worker at a time:
         the sweeping one) and keep ``stats_retention``; a queue appears in a
         sample while it has live jobs, and once more with zeros when it
@@ -801,7 +805,7 @@ class Werk(FlowControl):
         else:
             params["bucket"] = _int_in("bucket_secs", bucket_secs, 1, 86400)
             rows = await self._fetch(self.sql.QUEUE_DEPTH_HISTORY_BINNED, params)
-        keys = ("time", "queue", "queued", "scheduled", "waiting", "active")
+        keys = ("time", "queue", "queued", "scheduled", "waiting", "active", "estimated")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     async def get_server_info(self) -> tuple[str, int, list[dict[str, Any]]]:

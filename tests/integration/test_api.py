@@ -254,6 +254,7 @@ async def test_stats_history_and_server_info(app: Werk) -> None:
 
             depth = await until(sampled)
             assert depth[-1]["scheduled"] == 3 and depth[-1]["queued"] == 0, depth
+            assert depth[-1]["estimated"] == [], depth  # counts under estimate_limit are exact
 
             r = await http.get("/api/server")
             assert r.status_code == 200, r.text

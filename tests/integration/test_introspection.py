@@ -352,16 +352,26 @@ async def test_live_counts_are_exact_up_to_the_limit_then_estimated_and_marked(d
                 "w": ({"waiting": 4}, ("waiting",)),
             }  # fmt: skip
 
-            await app.sweep()  # the statistics pass: a queue-depth sample of the same counts
-            depth = {r["queue"]: (r["queued"], r["scheduled"], r["waiting"])
+            await app.sweep()  # the statistics pass: a queue-depth sample of the same counts and marks
+            depth = {r["queue"]: (r["queued"], r["scheduled"], r["waiting"], r["estimated"])
                      for r in await app.get_queue_depth_history(minutes=5)}  # fmt: skip
-            assert depth == {"a": (8, 0, 0), "b": (1, 0, 0), "c": (2, 5, 0), "w": (0, 0, 4)}
+            assert depth == {"a": (8, 0, 0, ["queued"]), "b": (1, 0, 0, []),
+                             "c": (2, 5, 0, ["queued", "scheduled"]),
+                             "w": (0, 0, 4, ["waiting"])}  # fmt: skip
 
             # drained under the limit again: exact and unmarked
             await drain(app, "a")
             rows, _, _ = await app.get_queue_stats()
             assert {r["queue"]: r["estimated"] for r in rows}["a"] == []
             assert by_queue(rows)["a"] == {"complete": 8}
+            await app.sweep()  # a's drop to empty: its zero row, exact
+            samples = [r for r in await app.get_queue_depth_history(minutes=5) if r["queue"] == "a"]
+            assert [(r["queued"], r["estimated"]) for r in samples] == [(8, ["queued"]), (0, [])]
+            # a bucket is estimated where any of its samples was: the first
+            # bucket holds the estimated sample (and the exact one, unless a
+            # day's boundary falls between them)
+            binned = await app.get_queue_depth_history(minutes=5, queue="a", bucket_secs=86400)
+            assert [r["estimated"] for r in binned] in ([["queued"]], [["queued"], []])
 
 
 async def test_queue_stats_of_an_empty_app(app: Werk) -> None:

@@ -1209,7 +1209,8 @@ SELECT NOT EXISTS (SELECT 1 FROM {stats_marks}
 # for a queue whose previous sample was not all zeros (the drop to empty is
 # recorded once); then the pass's mark. The counts are {live_counts}, as in
 # QUEUE_STATS: above %(limit)s jobs of a queue and status the sample holds the
-# estimate.
+# estimate, and names the column in ``estimated`` (migration 0008; NULL when
+# every count is exact).
 SAMPLE_QUEUES = """
 WITH live_counts AS (
     SELECT queue, status, n, estimated FROM {live_counts}(%(limit)s)
@@ -1218,7 +1219,13 @@ WITH live_counts AS (
         COALESCE(sum(n) FILTER (WHERE status = 'queued'), 0)::bigint AS queued,
         COALESCE(sum(n) FILTER (WHERE status = 'scheduled'), 0)::bigint AS scheduled,
         COALESCE(sum(n) FILTER (WHERE status = 'waiting'), 0)::bigint AS waiting,
-        COALESCE(sum(n) FILTER (WHERE status IN ('active', 'aborting')), 0) AS active
+        COALESCE(sum(n) FILTER (WHERE status IN ('active', 'aborting')), 0) AS active,
+        NULLIF(array_remove(ARRAY[
+            CASE WHEN bool_or(estimated) FILTER (WHERE status = 'queued') THEN 'queued' END,
+            CASE WHEN bool_or(estimated) FILTER (WHERE status = 'scheduled') THEN 'scheduled' END,
+            CASE WHEN bool_or(estimated) FILTER (WHERE status = 'waiting') THEN 'waiting' END,
+            CASE WHEN bool_or(estimated) FILTER (WHERE status IN ('active', 'aborting')) THEN 'active' END
+        ], NULL), ARRAY[]::text[]) AS estimated
     FROM live_counts GROUP BY queue
 ), previous AS (
     SELECT queue FROM {queue_samples}
@@ -1228,9 +1235,9 @@ WITH live_counts AS (
     INSERT INTO {stats_marks} (name, at) VALUES ('sample', now())
     ON CONFLICT (name) DO UPDATE SET at = excluded.at
 )
-INSERT INTO {queue_samples} (sampled_at, queue, queued, scheduled, waiting, active)
+INSERT INTO {queue_samples} (sampled_at, queue, queued, scheduled, waiting, active, estimated)
 SELECT now(), q.queue, COALESCE(c.queued, 0), COALESCE(c.scheduled, 0), COALESCE(c.waiting, 0),
-    COALESCE(c.active, 0)
+    COALESCE(c.active, 0), c.estimated
 FROM (SELECT queue FROM counts UNION SELECT queue FROM previous) q
 LEFT JOIN counts c ON c.queue = q.queue
 RETURNING queue
@@ -1355,7 +1362,8 @@ WHERE level = 'hour' AND bucket < now() - make_interval(secs => %(retention)s)
 # Samples of the last %(minutes)s; with %(bucket)s seconds, averaged per
 # bucket (aligned to the epoch) and queue, the bucket's start as its time.
 QUEUE_DEPTH_HISTORY = """
-SELECT sampled_at, queue, queued, scheduled, waiting, active FROM {queue_samples}
+SELECT sampled_at, queue, queued, scheduled, waiting, active, COALESCE(estimated, ARRAY[]::text[])
+FROM {queue_samples}
 WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)
 ORDER BY sampled_at, queue
@@ -1363,7 +1371,14 @@ ORDER BY sampled_at, queue
 QUEUE_DEPTH_HISTORY_BINNED = """
 SELECT date_bin(make_interval(secs => %(bucket)s), sampled_at, """ + _EPOCH + """) AS t, queue,
     round(avg(queued))::int, round(avg(scheduled))::int, round(avg(waiting))::int,
-    round(avg(active))::int
+    round(avg(active))::int,
+    -- a column is an estimate in the bucket when it was in any of its samples
+    array_remove(ARRAY[
+        CASE WHEN bool_or('queued' = ANY(estimated)) THEN 'queued' END,
+        CASE WHEN bool_or('scheduled' = ANY(estimated)) THEN 'scheduled' END,
+        CASE WHEN bool_or('waiting' = ANY(estimated)) THEN 'waiting' END,
+        CASE WHEN bool_or('active' = ANY(estimated)) THEN 'active' END
+    ], NULL)
 FROM {queue_samples}
 WHERE sampled_at >= now() - make_interval(mins => %(minutes)s)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s)

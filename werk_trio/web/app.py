@@ -329,7 +329,8 @@ class ThroughputPoint(BaseModel):
 
 class QueueDepthPoint(BaseModel):
     """pgwerk's ``QueueDepthPoint`` (``time``, ``queued``, ``active``) per
-    queue, with werk_trio's ``queue``, ``scheduled``, ``waiting``."""
+    queue, with werk_trio's ``queue``, ``scheduled``, ``waiting`` and
+    ``estimated`` (which of the counts are the planner's estimate)."""
 
     time: datetime
     queued: int
@@ -337,6 +338,7 @@ class QueueDepthPoint(BaseModel):
     queue: str | None = None
     scheduled: int = 0
     waiting: int = 0
+    estimated: list[str] = []
 
 
 @api.get("/stats/throughput", tags=["stats"], summary="Jobs finished per minute, queue and worker")
