@@ -310,7 +310,7 @@ class Completer:
             # of psycopg's nested-pipeline syncs (measured: benchmarks/README.md).
             async with conn.pipeline():
                 if now - planned > PLAN_MAX_AGE:  # see PLAN_MAX_AGE: plans for the table as it is
-                    await conn.execute("DISCARD PLANS")
+                    await conn.execute(sql.DISCARD_PLANS)
                     self._planned[conn] = now
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,

@@ -106,6 +106,7 @@ class Statements:
     COUNT_BY_STATUS: str
     CREATE_MIGRATIONS: str
     CREATE_SCHEMA: str
+    DISCARD_PLANS: str
     COPY_JOBS: str
     COPY_JOBS_NOTIFY: str
     COPY_JOBS_PLAIN: str

@@ -803,6 +803,10 @@ _GOES_BACK = """(j.status <> 'aborting' AND (o.kind IN ('requeue', 'snooze')
         OR o.kind = 'fail' AND j.attempts < j.max_attempts))"""
 _STOPPED_ABORT = "'aborted by request (abort_job); its worker stopped before it saw the request'"
 
+# The completer's replan of a connection's statements (PLAN_MAX_AGE in
+# werk_trio/actors/completer.py has why).
+DISCARD_PLANS = "DISCARD PLANS"
+
 COMPLETE_BATCH = """
 WITH o AS (
     SELECT * FROM json_to_recordset(%(outcomes)s::json)
