@@ -45,6 +45,7 @@ import functools
 import logging
 import os
 import select
+import signal
 import statistics
 import subprocess
 import sys
@@ -291,6 +292,42 @@ async def werk_wakeup(app: Werk, count: int, gap: float) -> list[float]:
     return [(j.started_at - j.enqueued_at).total_seconds() for j in jobs if j.started_at and j.enqueued_at]
 
 
+async def werk_wakeup_process(app: Werk, dsn: str, schema: str, count: int, gap: float) -> list[float]:
+    """The same wake-up with the worker in a process of its own (``werk
+    worker``, concurrency 10, poll interval 30 s), as the peers' workers run:
+    the producer's enqueue calls no longer share the worker's Trio thread.
+    Jobs are enqueued once its listener's LISTEN shows in pg_stat_activity;
+    SIGTERM stops it."""
+    await app.truncate()
+    env = dict(os.environ, WERK_BENCH_DSN=dsn, WERK_BENCH_SCHEMA=schema, PYTHONPATH=str(REPO))
+    argv = [sys.executable, "-m", "werk_trio.cli", "worker", "bench_drain:app", "--concurrency", "10",
+            "--poll-interval", "30", "--log-level", "WARNING"]
+    proc = subprocess.Popen(argv, env=env, cwd=Path(__file__).resolve().parent)
+    try:
+        listening = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND pid <> pg_backend_pid() AND query LIKE %s")
+        with trio.fail_after(60):
+            while True:
+                async with app.connection() as conn:
+                    cur = await conn.execute(listening, (f"LISTEN %{app.sql.jobs_channel}%",))
+                    row = await cur.fetchone()
+                if row is not None and row[0] and proc.poll() is None:
+                    break
+                assert proc.poll() is None, f"werk worker exited with {proc.returncode}"
+                await trio.sleep(0.05)
+        for _ in range(count):
+            await app.enqueue(NOOP)
+            await trio.sleep(gap)
+        await trio.sleep(0.3)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await trio.to_thread.run_sync(proc.wait)
+    assert code == 0, f"werk worker exited with {code}"
+    jobs = await app.list_jobs(status="complete", limit=10_000)
+    assert len(jobs) == count, f"{len(jobs)} of {count} jobs complete"
+    return [(j.started_at - j.enqueued_at).total_seconds() for j in jobs if j.started_at and j.enqueued_at]
+
+
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -345,6 +382,8 @@ async def measure(
         latencies["raw LISTEN -> claim (psycopg)"] = await trio.to_thread.run_sync(
             raw_wakeup, dsn, schema, WAKE_JOBS, WAKE_GAP)
         latencies["werk AsyncWorker (poll_interval 30 s)"] = await werk_wakeup(werk, WAKE_JOBS, WAKE_GAP)
+        latencies["werk worker process (poll_interval 30 s)"] = await werk_wakeup_process(
+            werk, dsn, schema, WAKE_JOBS, WAKE_GAP)
 
 
 # --- peers (each its own worker process, on its own tables in the same schema) ------
