@@ -722,34 +722,87 @@ async def test_stats_and_running(app: Werk) -> None:
 # --- claim settings --------------------------------------------------------------
 
 
+SETTINGS_NOW = ("SELECT current_setting('synchronous_commit'), current_setting('plan_cache_mode'),"
+                " current_setting('jit')")
+
+
 @pytest.mark.parametrize("durable", [False, True])
-async def test_claim_settings_apply_to_the_claim_only(dsn: str, schema: str, durable: bool) -> None:
-    """A claim runs with its generic plan and (unless durable_claims) an
-    asynchronous commit, set local to the claim's pipeline: inside it the
-    settings hold, and no pooled connection keeps them afterwards."""
+async def test_claims_run_on_a_connection_of_their_own_with_its_settings(
+    dsn: str, schema: str, durable: bool
+) -> None:
+    """The poller claims on a connection of its own whose session has the
+    claim's settings (a generic plan, no JIT, and -- unless durable_claims --
+    an asynchronous commit), set once: a claim is one statement. The app's
+    pooled connections never get them; the connection closes with the worker."""
     with trio.fail_after(20):
         async with Werk(dsn, schema=schema, task_modules=["tests"], min_pool_size=2,
                         max_pool_size=2, durable_claims=durable) as app:  # fmt: skip
+            async with app.connection() as conn:  # the server's own settings
+                before = await (await conn.execute(SETTINGS_NOW)).fetchone()
+            assert before is not None and before[:2] == ("on", "auto")
+            jobs = await app.enqueue_many([EnqueueParams(noop) for _ in range(30)])
+            worker = make_worker(app, concurrency=5)
+            async with running(worker):
+                await until(lambda: worker.stats.get("complete", 0) == 30)
+                claims = worker.poller.claim_pool
+                assert claims is not None and claims.size == 1
+                async with claims.connection() as conn:  # (the idle poller's, between two claims)
+                    cur = await conn.execute(SETTINGS_NOW)
+                    assert await cur.fetchone() == ("on" if durable else "off", "force_generic_plan", "off")
+                    pid = conn.info.backend_pid
+            assert worker.poller.claims >= 6 and worker.poller.claim_pool is None
+            done = await app.get_jobs([j.id for j in jobs if j])
+            assert len(done) == 30 and all(j.status == "complete" for j in done.values())
+            async with app.connection() as one, app.connection() as two:  # the whole pool
+                for conn in (one, two):
+                    cur = await conn.execute(SETTINGS_NOW)
+                    assert await cur.fetchone() == before and conn.info.backend_pid != pid
+
+                async def gone() -> bool:  # closed with the worker (the backend exits soon after)
+                    cur = await one.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,))
+                    return await cur.fetchone() == (0,)
+
+                await until(gone)
+
+
+@pytest.mark.parametrize("durable", [False, True])
+@pytest.mark.parametrize("poll_only", ["no listen", "no prepare"])
+async def test_behind_pgbouncer_claim_settings_are_local_to_each_claim(
+    dsn: str, schema: str, durable: bool, poll_only: str
+) -> None:
+    """Without LISTEN or with prepare_threshold=None (PgBouncer in transaction
+    mode: a session is not the client's) there is no claim connection: each
+    claim sets its settings local to its own pipeline on a pooled connection,
+    and no pooled connection keeps them afterwards."""
+    setting: dict[str, Any] = (
+        {"use_listen_notify": False} if poll_only == "no listen" else {"prepare_threshold": None}
+    )
+    with trio.fail_after(20):
+        async with Werk(dsn, schema=schema, task_modules=["tests"], min_pool_size=2, max_pool_size=2,
+                        durable_claims=durable, **setting) as app:  # fmt: skip
             sql = app.sql
             settings = sql.GENERIC_PLANS if durable else sql.CLAIM_SETTINGS
             async with app.connection() as conn:
+                before = await (await conn.execute(SETTINGS_NOW)).fetchone()
                 async with conn.pipeline():
                     await conn.execute(settings)
-                    inside = await conn.execute("SELECT current_setting('synchronous_commit'),"
-                                                " current_setting('plan_cache_mode')")  # fmt: skip
-                assert await inside.fetchone() == ("on" if durable else "off", "force_generic_plan")
+                    inside = await conn.execute(SETTINGS_NOW)
+                assert await inside.fetchone() == ("on" if durable else "off", "force_generic_plan", "off")
+            assert before is not None and before[:2] == ("on", "auto")
 
             jobs = await app.enqueue_many([EnqueueParams(noop) for _ in range(30)])
             worker = make_worker(app, burst=True, concurrency=5)
-            await worker.run()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(worker.run)
+                await until(lambda: worker.poller.claims > 0)
+                assert worker.poller.claim_pool is None
             assert worker.poller.claims >= 6  # the claims ran on the pool's connections
             done = await app.get_jobs([j.id for j in jobs if j])
             assert len(done) == 30 and all(j.status == "complete" for j in done.values())
             async with app.connection() as one, app.connection() as two:  # the whole pool
                 for conn in (one, two):
-                    cur = await conn.execute("SELECT current_setting('synchronous_commit'),"
-                                             " current_setting('plan_cache_mode')")  # fmt: skip
-                    assert await cur.fetchone() == ("on", "auto")
+                    cur = await conn.execute(SETTINGS_NOW)
+                    assert await cur.fetchone() == before
 
 
 async def test_burst_drains_a_concurrency_group_chain(app: Werk) -> None:

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("werk_trio.worker")
 
-__all__ = ["CONNECTION_ERRORS", "OUTCOMES_PER_SLOT", "Completer", "Outcome", "OutcomeKind"]
+__all__ = ["CONNECTION_ERRORS", "OUTCOMES_PER_SLOT", "Completer", "Outcome", "OutcomeKind", "PlanAges"]
 
 #: Errors that mean "the database cannot be reached just now": the actors
 #: retry them with back-off. Any other database error is about the data or
@@ -82,6 +82,28 @@ BATCH_SIZE = 200
 #: server CPU at 125 a write) is a remedy; replanning every 10 s costs a few
 #: plans per connection and bounds a stale plan to 10 s of a small table.
 PLAN_MAX_AGE = 10.0
+
+
+class PlanAges:
+    """When each connection's plans were made (or last discarded), trio clock,
+    for the replan of PLAN_MAX_AGE: :meth:`stale` says whether ``conn``'s
+    plans are older (and restarts its clock: the caller sends DISCARD_PLANS
+    first, in the same round trip as its statement)."""
+
+    __slots__ = ("_made",)
+
+    def __init__(self) -> None:
+        self._made: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def stale(self, conn: Any) -> bool:
+        now = trio.current_time()
+        made = self._made.setdefault(conn, now)
+        if now - made > PLAN_MAX_AGE:
+            self._made[conn] = now
+            return True
+        return False
+
+
 #: The runners' outcome channel holds this many outcomes per slot of the
 #: worker's capacity: enough for the outcomes that finish during one write's
 #: round trip, so a runner waits to hand over only when the database stalls
@@ -145,8 +167,7 @@ class Completer:
         self.refused = 0
         #: Transactions written so far (a batch each; benchmarks divide by it).
         self.batches = 0
-        #: When each connection's plans were made (or last discarded), trio clock.
-        self._planned: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._plans = PlanAges()
 
     @property
     def written(self) -> int:
@@ -302,16 +323,13 @@ class Completer:
         ids = array_literal(r["id"] for r in rows_out)  # the ids as text already
         deletes = any(o.job.failure_mode == "delete" for o in batch)
         async with db.pool.connection() as conn:
-            now = trio.current_time()
-            planned = self._planned.setdefault(conn, now)
             # One pipeline, one Sync: its statements run as one implicit
             # transaction (an error rolls all of them back), in one round trip.
             # An explicit transaction() here would cost two more round trips
             # of psycopg's nested-pipeline syncs (measured: benchmarks/README.md).
             async with conn.pipeline():
-                if now - planned > PLAN_MAX_AGE:  # see PLAN_MAX_AGE: plans for the table as it is
+                if self._plans.stale(conn):  # see PLAN_MAX_AGE: plans for the table as it is
                     await conn.execute(sql.DISCARD_PLANS)
-                    self._planned[conn] = now
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
                     {"outcomes": payload, "worker_id": self.settings.id},

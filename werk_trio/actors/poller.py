@@ -3,7 +3,10 @@
 Loop: wait for at least one free slot (while a backlog exists, up to 2 ms
 more for half the slots, so claims stay large); then claim up to the number of free
 slots (CLAIM_PRIORITY, or CLAIM_BY_QUEUE with the queues rotated for
-RoundRobin or shuffled for Random); hand the jobs to the runners. When a claim
+RoundRobin or shuffled for Random); hand the jobs to the runners. Claims run
+on the poller's own connection, whose session has the claim's settings
+(CLAIM_SESSION), as one statement; without LISTEN or prepared statements
+(PgBouncer) on the app's pool, each with its settings in its pipeline. When a claim
 finds nothing it waits for a nudge (a NOTIFY from the listener, a finished
 job, a completer flush) or ``poll_interval``, whichever comes first. In burst
 mode it returns once a claim finds nothing while nothing runs and the
@@ -35,9 +38,11 @@ import trio
 import trio.lowlevel
 
 from .._util import BACKOFF, first_line
+from ..db import Pool
 from ..flow import PARTITION_SCAN, QueueControls
 from ..jobs import DequeueStrategy
 from ..sql import array_literal
+from .completer import PlanAges
 from .wiring import Db, Pulse, Wake, WorkerSettings
 
 if TYPE_CHECKING:
@@ -81,6 +86,10 @@ class Poller:
         #: The database clock minus Trio's clock, in seconds (from each short
         #: claim's answer; until the first, the local wall clock stands in).
         self.db_offset: float | None = None
+        #: The claim connection (a pool of one, settings of CLAIM_SESSION) while
+        #: :meth:`run` runs; None: claims go through the app's pool.
+        self.claim_pool: Pool | None = None
+        self._plans = PlanAges()
 
     # --- flow control ---------------------------------------------------------
 
@@ -165,17 +174,27 @@ class Poller:
             query = sql.CLAIM_LIMITED if by_priority else sql.CLAIM_LIMITED_BY_QUEUE
             params["locked"] = array_literal(limited)
             params["scan"] = max(4 * n, PARTITION_SCAN)
-        # sent with every claim: see CLAIM_SETTINGS in sql/queries.py
-        settings = sql.GENERIC_PLANS if db.config.durable_claims else sql.CLAIM_SETTINGS
-        async with db.pool.connection() as conn:
-            # one round trip; the pipeline's statements are one implicit transaction
-            async with conn.pipeline():
-                await conn.execute(settings)
-                if limited:  # the limited queues' locks, before the claim's snapshot
-                    await conn.execute(
-                        sql.LOCK_QUEUES, {"key": sql.lock_key + ":queue:", "queues": params["locked"]}
-                    )
+        own = self.claim_pool
+        async with (db.pool if own is None else own).connection() as conn:
+            if own is not None and not limited:
+                # the claim connection: its session has the settings, and a
+                # claim is one statement (see CLAIM_SESSION in sql/queries.py)
+                if self._plans.stale(conn):  # plans for the table as it is (completer.PLAN_MAX_AGE)
+                    await conn.execute(sql.DISCARD_PLANS)
                 cur = await conn.execute(query, params)
+            else:
+                # one round trip; the pipeline's statements are one implicit transaction
+                async with conn.pipeline():
+                    if own is None:  # set local to each claim: see CLAIM_SETTINGS in sql/queries.py
+                        await conn.execute(sql.GENERIC_PLANS if db.config.durable_claims
+                                           else sql.CLAIM_SETTINGS)  # fmt: skip
+                    elif self._plans.stale(conn):
+                        await conn.execute(sql.DISCARD_PLANS)
+                    if limited:  # the limited queues' locks, before the claim's snapshot
+                        await conn.execute(
+                            sql.LOCK_QUEUES, {"key": sql.lock_key + ":queue:", "queues": params["locked"]}
+                        )
+                    cur = await conn.execute(query, params)
             rows = await cur.fetchall()
         if rows and rows[-1][0] is None:  # a short claim's answer (see _claim_answer)
             self._answer(rows.pop())
@@ -191,15 +210,46 @@ class Poller:
         self, jobs: trio.MemorySendChannel[Row], *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        settings, ledger, wake = self.settings, self.ledger, self.wake
-        slots = self.slots
-        capacity = settings.capacity
-        backoff = BACKOFF.first
         try:
             await self.load_controls()
         except psycopg.OperationalError:
             pass  # the first claim tries again
-        task_status.started()
+        self.claim_pool = self._claim_pool()
+        if self.claim_pool is not None:
+            await self.claim_pool.open()  # (min_size 0: connects at the first claim)
+        try:
+            task_status.started()
+            await self._loop(jobs)
+        finally:
+            pool, self.claim_pool = self.claim_pool, None
+            if pool is not None:
+                with trio.CancelScope(shield=True):
+                    await pool.close()
+
+    def _claim_pool(self) -> Pool | None:
+        """The poller's own claim connection, opened at the first claim (and
+        again after a loss), its session set once (CLAIM_SESSION): one more
+        connection per worker. None without LISTEN or without prepared
+        statements (PgBouncer in transaction mode, docs/guides/pgbouncer.md:
+        a session there is not the client's, and a session setting would
+        reach other clients' transactions)."""
+        db = self.db
+        config = db.config
+        if not config.use_listen_notify or config.prepare_threshold is None:
+            return None
+
+        async def configure(conn: Any) -> None:
+            await conn.execute(db.sql.CLAIM_SESSION_DURABLE if config.durable_claims
+                               else db.sql.CLAIM_SESSION)  # fmt: skip
+
+        return Pool(db.dsn, min_size=0, max_size=1, timeout=config.pool_timeout, configure=configure,
+                    name="claim", prepare_threshold=config.prepare_threshold)
+
+    async def _loop(self, jobs: trio.MemorySendChannel[Row]) -> None:
+        settings, ledger, wake = self.settings, self.ledger, self.wake
+        slots = self.slots
+        capacity = settings.capacity
+        backoff = BACKOFF.first
         async with jobs:
             backlog = False
             while True:

@@ -101,6 +101,8 @@ class Statements:
     CLAIM_LIMITED: str
     CLAIM_LIMITED_BY_QUEUE: str
     CLAIM_PRIORITY: str
+    CLAIM_SESSION: str
+    CLAIM_SESSION_DURABLE: str
     CLAIM_SETTINGS: str
     COMPLETE_BATCH: str
     COUNT_BY_STATUS: str

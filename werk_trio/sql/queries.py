@@ -500,6 +500,22 @@ CLAIM_SETTINGS = (
     "SELECT set_config('plan_cache_mode', 'force_generic_plan', true), set_config('jit', 'off', true),"
     " set_config('synchronous_commit', 'off', true)"
 )
+# The same settings for the whole session of the poller's own claim connection
+# (CLAIM_SESSION; CLAIM_SESSION_DURABLE keeps commits synchronous), set once
+# when it connects: a claim is then one statement, not a pipeline of two. A
+# psycopg pipeline costs the client about as much CPU as the claim statement
+# itself (an empty claim: 413-463 us of CPU as settings + claim in a
+# pipeline, 173-263 us as one statement, 2026-12-06). Not without LISTEN or
+# with prepare_threshold=None (PgBouncer in transaction mode, where a
+# session is not the client's and its settings would reach other clients'
+# transactions): there claims take the pipeline above.
+CLAIM_SESSION_DURABLE = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), set_config('jit', 'off', false)"
+)
+CLAIM_SESSION = (
+    "SELECT set_config('plan_cache_mode', 'force_generic_plan', false), set_config('jit', 'off', false),"
+    " set_config('synchronous_commit', 'off', false)"
+)
 
 # ``LEAST(attempts + 1, max_attempts)``: a queued row written past the API
 # with no attempts left (the constraints allow attempts = max_attempts) gets
