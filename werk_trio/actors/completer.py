@@ -88,7 +88,8 @@ class PlanAges:
     """When each connection's plans were made (or last discarded), trio clock,
     for the replan of PLAN_MAX_AGE: :meth:`stale` says whether ``conn``'s
     plans are older (and restarts its clock: the caller sends DISCARD_PLANS
-    first, in the same round trip as its statement)."""
+    before its statement -- in the same pipeline where it has one; the claim
+    connection's one-statement claim sends it alone, once per PLAN_MAX_AGE)."""
 
     __slots__ = ("_made",)
 
