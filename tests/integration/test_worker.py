@@ -53,6 +53,7 @@ def _reset() -> Iterator[None]:
     LOG.clear()
     CONTEXTS.clear()
     BARRIER.clear()
+    GATES.clear()
     Gauge.active = Gauge.peak = 0
     yield
 
@@ -76,6 +77,14 @@ async def measured(duration: float) -> None:
 
 
 BARRIER: list[threading.Barrier] = []
+
+#: Trio events a ``gated`` job waits for, by name (the AsyncWorker runs in the test's Trio run).
+GATES: dict[str, trio.Event] = {}
+
+
+async def gated(name: str) -> str:
+    await GATES.setdefault(name, trio.Event()).wait()
+    return name
 
 
 def sync_rendezvous() -> None:
@@ -803,6 +812,63 @@ async def test_behind_pgbouncer_claim_settings_are_local_to_each_claim(
                 for conn in (one, two):
                     cur = await conn.execute(SETTINGS_NOW)
                     assert await cur.fetchone() == before
+
+
+async def test_an_idle_worker_claims_for_a_woken_job_and_once_after_writing_its_end(app: Werk) -> None:
+    """An idle worker (LISTEN, no poll within the test) that a NOTIFY wakes
+    claims the job, and claims once more when its completer has written the
+    job's end (what the end made claimable) -- not also when its runner frees
+    the slot: the short claim found nothing more, and a freed slot alone makes
+    nothing claimable (that claim was empty for every woken job)."""
+    with trio.fail_after(30):
+        worker = make_worker(app, concurrency=4, poll_interval=30)
+        poller, ledger = worker.poller, worker.ledger
+        async with running(worker):
+            await until(lambda: poller.waiting)
+            first = poller.claims
+            for n in range(1, 6):
+                await app.enqueue(noop)
+
+                def settled(n: int = n) -> bool:  # its end written, the claim after it done
+                    return worker.stats.get("complete", 0) == n and ledger.idle and poller.waiting
+
+                await until(settled)
+                assert poller.claims - first == 2 * n, f"{poller.claims - first} claims for {n} jobs"
+            assert poller.claimed == 5
+
+
+async def test_a_group_job_that_ends_wakes_idle_workers_for_the_groups_next_job(app: Werk) -> None:
+    """The end of a job of a concurrency group makes the group's next job
+    claimable, and the completion NOTIFYs its queue: an idle worker that found
+    that job blocked by the group claims it at once, not at its next poll
+    (30 s here), while the worker that ran the group's job is busy."""
+    with trio.fail_after(20):
+        # A serves both queues, one job at a time; B only "shared" and is idle
+        a = make_worker(app, queues=["shared", "own"], concurrency=1, prefetch=0, poll_interval=30)
+        b = make_worker(app, queues=["shared"], concurrency=1, prefetch=0, poll_interval=30)
+        async with running(a):
+            first = await app.enqueue(gated, "first", _queue="shared", _group="g")
+            await wait_for_status(app, first.id, "active")
+            # what A takes when the group's first job frees its slot (the
+            # group's next job is not claimable until the end is written)
+            other = await app.enqueue(gated, "other", _queue="own")
+            assert first is not None and other is not None
+            async with running(b):
+                await until(lambda: b.poller.waiting)
+                claims = b.poller.claims
+                nxt = await app.enqueue(gated, "next", _queue="shared", _group="g")
+                assert nxt is not None
+                # B heard it and claimed, but the group's first job still runs
+                await until(lambda: b.poller.claims > claims and b.poller.waiting)
+                assert b.poller.claimed == 0
+                GATES.setdefault("first", trio.Event()).set()
+                await wait_for_status(app, other.id, "active")
+                started = await wait_for_status(app, nxt.id, "active")
+                assert started.worker_id == b.id
+                assert (await app.get_job(first.id)).status == "complete"
+                for name in ("other", "next"):
+                    GATES.setdefault(name, trio.Event()).set()
+                await wait_for_status(app, nxt.id, "complete")
 
 
 async def test_burst_drains_a_concurrency_group_chain(app: Werk) -> None:

@@ -121,6 +121,22 @@ class Poller:
         except BaseException:
             self._reload_controls = True
             raise
+        self.wake.on_free = self.slot_nudges()
+
+    def slot_nudges(self) -> bool:
+        """Whether a runner that frees a slot wakes this poller. A claim that
+        came back short found nothing more to claim, and what makes a job
+        claimable wakes the poller already: a NOTIFY (an enqueue, a retry, a
+        dependency resolved, a group job's end: COMPLETE_BATCH) or this
+        worker's completer, once its write committed (its own group or limit
+        freed). A nudge per freed slot cost an idle worker an empty claim per
+        job it woke for. It stays where nothing else tells: without LISTEN
+        (jobs enqueued while this worker is busy are found as its slots free,
+        not at the next poll), with limited queues (another worker's end frees
+        a limit without a NOTIFY) and in burst mode (the poller stops once
+        nothing runs)."""
+        config = self.db.config
+        return self.settings.burst or not config.use_listen_notify or bool(self.controls.limited)
 
     def _answer(self, info: Any) -> None:
         """A short claim's extra row: the next due time, the database clock and
@@ -147,6 +163,11 @@ class Poller:
                 await self.wake.wait()
             finally:
                 self._sleep = None
+
+    @property
+    def waiting(self) -> bool:
+        """Idle: waiting for a nudge (none pending), a due time or the poll."""
+        return self._sleep is not None and not self.wake.pending
 
     def _queue_order(self) -> list[str]:
         queues = list(self.settings.queues)

@@ -126,7 +126,9 @@ class Runner:
 
     def _free_slot(self) -> None:
         self.slots.release()
-        self.wake.nudge()
+        wake = self.wake
+        if wake.on_free:
+            wake.nudge()
 
     async def _drive(self, receive: Callable[[], Awaitable[Row]], done: Callable[[], None]) -> None:
         """Run the rows ``receive`` returns until it raises EndOfChannel,

@@ -170,13 +170,16 @@ class Wake:
     """The poller's wake-up: a size-1 channel, so many nudges cost one claim.
     Anyone may :meth:`nudge`; only the poller drains and waits."""
 
-    __slots__ = ("_nudged", "_recv", "_send")
+    __slots__ = ("_nudged", "_recv", "_send", "on_free")
 
     def __init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel[None](1)
         # a nudge not yet drained or waited for: later ones are no-ops without
-        # touching the channel (a runner nudges after every job)
+        # touching the channel (a runner may nudge after every job)
         self._nudged = False
+        #: Whether a runner nudges when it frees a slot (the poller sets it:
+        #: Poller.slot_nudges).
+        self.on_free = True
 
     def nudge(self) -> None:
         """Wake the poller (coalesced). Never blocks."""
@@ -186,6 +189,11 @@ class Wake:
                 self._send.send_nowait(None)
             except trio.WouldBlock:
                 pass
+
+    @property
+    def pending(self) -> bool:
+        """A nudge given and not yet drained or waited for."""
+        return self._nudged
 
     def drain(self) -> None:
         self._nudged = False

@@ -875,7 +875,7 @@ WITH o AS (
         CASE WHEN o.kind = 'requeue' AND j.status = 'aborted' THEN """ + _STOPPED_ABORT + """
              ELSE o.error END AS error, o.next, o.delay,
         j.on_success IS NOT NULL OR j.on_failure IS NOT NULL OR j.on_stopped IS NOT NULL AS has_callbacks,
-        j.scheduled_at
+        j.scheduled_at, j.group_key
 ), ex AS (
     INSERT INTO {executions} (job_id, attempt, worker_id, status, started_at, finished_at, error)
     SELECT u.id, u.attempt, %(worker_id)s,
@@ -911,8 +911,11 @@ WITH o AS (
     RETURNING id, status, queue
 )
 SELECT id, status, has_callbacks,
+    -- a job queued again wakes its queue's workers, and so does a job of a
+    -- group that ends its run: the group's next job may wait in that queue,
+    -- and no other write would tell an idle worker it is claimable now
     (SELECT count(pg_notify({jobs_channel}, q.queue))
-       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued'
+       FROM (SELECT DISTINCT queue FROM upd WHERE status = 'queued' OR group_key IS NOT NULL
              UNION SELECT queue FROM rep WHERE status = 'queued') q) AS woke,
     (SELECT count(pg_notify({done_channel}, CASE WHEN length(d.ids) > 7000 THEN '*' ELSE d.ids END))
        FROM (SELECT string_agg(id::text, ',') AS ids FROM upd
