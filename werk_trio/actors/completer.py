@@ -333,7 +333,7 @@ class Completer:
                     await conn.execute(sql.DISCARD_PLANS)
                 main = await conn.execute(
                     sql.COMPLETE_BATCH,
-                    {"outcomes": payload, "worker_id": self.settings.id},
+                    {"outcomes": payload, "worker_id": self.settings.id, "ids": ids},
                 )  # fmt: skip
                 await conn.execute(sql.LOCK_DEPENDENTS, {"ids": ids})
                 dep = await conn.execute(
