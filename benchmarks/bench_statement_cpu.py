@@ -99,8 +99,9 @@ def one_round(dsn: str, st: Statements, versions: dict[str, tuple[str, str]], ar
                 ids = array_literal(i for i, _ in batch)
                 start = cpu_ns(pid)
                 with conn.pipeline():
-                    main = conn.execute(versions[name][1], {"outcomes": outcomes, "worker_id": worker_id},
-                                        prepare=True)  # fmt: skip
+                    # (a version before COMPLETE_BATCH took the ids ignores them)
+                    params = {"outcomes": outcomes, "worker_id": worker_id, "ids": ids}
+                    main = conn.execute(versions[name][1], params, prepare=True)
                     conn.execute(st.LOCK_DEPENDENTS, {"ids": ids}, prepare=True)
                     conn.execute(st.RESOLVE_DEPENDENTS_OF, {"ids": ids}, prepare=True)
                 written = len(main.fetchall())
