@@ -675,6 +675,55 @@ async def test_tasks_share_one_connection_behind_its_lock(dsn: str) -> None:
             assert not conn.broken
 
 
+class _Turns(trio.abc.Instrument):
+    """Counts the scheduler turns of one task."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.turns = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is self.task:
+            self.turns += 1
+
+
+async def test_a_pipeline_yields_to_other_tasks_only_while_it_waits_for_the_server(dsn: str) -> None:
+    """psycopg takes the connection's lock around every step of a pipeline
+    (its start, each statement, its end); a free lock is taken without a
+    scheduler turn, so a pipeline of three statements gives way to the other
+    tasks while it waits for the server's answer, not once per step (eight
+    turns with a ``trio.Lock``, whose every acquire yields)."""
+    with trio.fail_after(10):
+        async with await connect(dsn, autocommit=True) as conn:
+            turns = _Turns(trio.lowlevel.current_task())
+            trio.lowlevel.add_instrument(turns)
+            try:
+                async with conn.pipeline():
+                    curs = [await conn.execute("SELECT %s::int", (i,)) for i in range(3)]
+                values = [(await cur.fetchone())[0] for cur in curs]  # type: ignore[index]
+            finally:
+                trio.lowlevel.remove_instrument(turns)
+            assert values == [0, 1, 2]
+            # the wait for the answer (and at most one more, should it come in two reads)
+            assert turns.turns <= 2, f"{turns.turns} scheduler turns for one pipeline"
+
+
+async def test_a_cancelled_callers_statement_never_reaches_the_server(dsn: str, table: str) -> None:
+    """A statement of a cancelled caller raises ``Cancelled`` without reaching
+    the server: the connection checks for a cancel before it sends (its
+    ``wait``; its lock, which no longer yields when free, checks too). An
+    INSERT in autocommit would otherwise commit while the cancel request was
+    on its way."""
+    with trio.fail_after(10):
+        async with await connect(dsn, autocommit=True) as conn:
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await conn.execute(f"INSERT INTO {table} VALUES (1, 'sent')")
+            assert scope.cancelled_caught
+            assert conn.pgconn.transaction_status == IDLE
+            assert await _scalar(conn, f"SELECT count(*) FROM {table}") == 0
+
+
 async def test_notifies_timeout_returns_without_notifications(dsn: str) -> None:
     with trio.fail_after(10):
         async with await connect(dsn, autocommit=True) as conn:
