@@ -1,7 +1,13 @@
 """Soak: a steady enqueue + drain for ``--duration`` seconds; does anything grow?
 
-First the drain rate is measured (``--calibrate`` no-op jobs, default 5,000,
-drained by the same worker setup); then, for ``--duration`` seconds (default
+First the drain rate is measured as the soak will load the worker: a burst
+drain of 5,000 no-op jobs gives a first estimate; then the same worker setup
+runs for ``--calibrate`` seconds (default 20) over a backlog that it cannot
+empty in that time, with the producer beside it in this process enqueueing
+at half the estimate, and the outcomes it writes in the last two thirds of
+that time are the drain rate (a burst drain alone, with nothing else in the
+process, overstated it: half of it was more than the worker drained beside
+the producer, and the backlog grew). Then, for ``--duration`` seconds (default
 3600), one producer enqueues no-op jobs at half that rate (``--rate`` to set
 it), in a batch every 100 ms, each job with ``result_ttl`` ``--result-ttl``
 seconds (default 300) so the sweeper deletes finished rows and the table can
@@ -131,15 +137,46 @@ async def noop() -> None:
     """The no-op job."""
 
 
-async def calibrate(app: Werk, jobs: int, concurrency: int) -> float:
+async def _fill(app: Werk, jobs: int, ttl: float | None = None) -> None:
+    for chunk in range(0, jobs, 20_000):
+        await app.enqueue_many([EnqueueParams(NOOP, result_ttl=ttl)
+                                for _ in range(min(20_000, jobs - chunk))])  # fmt: skip
+
+
+async def burst_rate(app: Werk, jobs: int, concurrency: int, prefetch: int) -> float:
     """Jobs/s of a burst drain of ``jobs`` no-op jobs (database clock)."""
     await app.truncate()
-    for chunk in range(0, jobs, 20_000):
-        await app.enqueue_many([EnqueueParams(NOOP) for _ in range(min(20_000, jobs - chunk))])
-    await AsyncWorker(app, concurrency=concurrency, burst=True, handle_signals=False).run()
+    await _fill(app, jobs)
+    await AsyncWorker(app, concurrency=concurrency, prefetch=prefetch, burst=True,
+                      handle_signals=False).run()  # fmt: skip
     seconds = await _harness.completed_span(app, app.sql.schema or "public", jobs)
     await app.truncate()
     return jobs / seconds
+
+
+async def calibrate(app: Werk, seconds: float, concurrency: int, prefetch: int, ttl: float) -> float:
+    """Jobs/s the soak's worker writes while the soak's producer runs beside it:
+    a backlog it cannot drain in ``seconds``, the producer at half the burst
+    rate, the outcomes written in the last two thirds of ``seconds``."""
+    estimate = await burst_rate(app, 5_000, concurrency, prefetch)
+    await _fill(app, int(estimate * seconds * 1.5), ttl)
+    worker = AsyncWorker(app, concurrency=concurrency, prefetch=prefetch, handle_signals=False)
+    probe = ActorProbe()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)
+        start = trio.current_time()
+        nursery.start_soon(produce, app, estimate / 2, ttl, start + seconds, [0], probe)
+        await trio.sleep_until(start + seconds / 3)
+        written, since = worker.completer.written, trio.current_time()
+        await trio.sleep_until(start + seconds)
+        rate = (worker.completer.written - written) / (trio.current_time() - since)
+        left = await app.counts()
+        worker.stop()
+    await app.truncate()
+    queued = sum(q.get("queued", 0) for q in left.values())
+    print(f"burst drain {estimate:,.0f} jobs/s; beside the producer ({estimate / 2:,.0f} jobs/s) the "
+          f"worker wrote {rate:,.0f} jobs/s ({queued:,} still queued at the end)")
+    return rate
 
 
 async def produce(
@@ -209,7 +246,8 @@ async def soak(dsn: str, schema: str, args: Any) -> list[tuple[float, dict[str, 
     async with app:
         rate = args.rate
         if rate is None:
-            drain_rate = await calibrate(app, args.calibrate, args.concurrency)
+            drain_rate = await calibrate(app, args.calibrate, args.concurrency, args.prefetch,
+                                         args.result_ttl)  # fmt: skip
             rate = drain_rate / 2
             print(f"drain rate {drain_rate:,.0f} jobs/s; enqueueing at half: {rate:,.0f} jobs/s")
         else:
@@ -251,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=float, default=60.0, help="seconds between two samples")
     parser.add_argument("--rate", type=float, default=None,
                         help="jobs/s to enqueue (default: half the drain rate)")
-    parser.add_argument("--calibrate", type=int, default=5_000, help="jobs of the drain-rate measurement")
+    parser.add_argument("--calibrate", type=float, default=20.0,
+                        help="seconds of the drain-rate measurement (beside the producer)")
     parser.add_argument("--result-ttl", type=float, default=300.0, help="seconds a finished job is kept")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--prefetch", type=int, default=0, help="the worker's prefetch (default 0)")
