@@ -297,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-actors", dest="actors", action="store_false",
                         help="leave out the worker's claim / write / loop-lag columns")
     args = parser.parse_args(argv)
+    if args.calibrate <= 0:
+        parser.error(f"--calibrate must be a number of seconds above 0, got {args.calibrate:g}")
     dsn = _harness.resolve_dsn(args.dsn)
     print(_harness.server_info(dsn))
     print(_harness.load_note("at start"))
